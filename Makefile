@@ -1,0 +1,52 @@
+# streamproc: the two Quick start targets are `make demo` and `make test`.
+# Both create .venv and install what they need (Debian packages included, when run as root).
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+RUNTIME_DIR ?= .cache/tpu-runtime
+ARCH := $(shell uname -m)
+# transformers' Qwen2.5-VL processor needs torchvision; these pairs import together (CPU use).
+ifeq ($(ARCH),aarch64)
+TORCH_PIN := torch==2.9.1 torchvision==0.24.1
+else
+TORCH_PIN := torch==2.14.1 torchvision==0.29.1
+endif
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-fast bench system-deps runtime venv clean
+
+$(STAMP): pyproject.toml CMakeLists.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q $(TORCH_PIN)
+	$(PIP) install -q -e '.[hf,seed,dev]'
+	touch $@
+
+venv: $(STAMP)
+
+# Debian packages the tests use: a mosquitto broker they start themselves, a GStreamer RTSP server.
+system-deps:
+	sh tests/support/install_system_deps.sh
+
+# The Sophgo runtime (CPU simulator build of libbmrt) from the tpu_mlir wheel on PyPI.
+runtime: $(STAMP)
+	sh tools/bmodel/fetch_runtime.sh $(RUNTIME_DIR)
+
+demo: $(STAMP) system-deps runtime
+	STREAMPROC_BMRT_DIR=$(abspath $(RUNTIME_DIR))/bm1684x $(VENV)/bin/streamproc demo
+
+test: $(STAMP) system-deps runtime
+	STREAMPROC_BMRT_DIR=$(abspath $(RUNTIME_DIR))/bm1684x $(PY) -m pytest $(PYTEST_ARGS)
+
+# Skips the slow simulator and soak tests.
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(VENV)/bin/streamproc bench ingest
+
+clean:
+	rm -rf build $(VENV) .pytest_cache

@@ -1,0 +1,39 @@
+"""Run a measurement in a fresh Python process and read back its CPU and wall time.
+
+A fresh process per run keeps one method's caches, threads and imports from billing another.
+The worker prints one JSON line: {"cpu_s": ..., "wall_s": ..., **extra}.
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Measurement:
+    name: str
+    runs: list[dict] = field(default_factory=list)
+    error: str | None = None
+
+    def median(self, key: str) -> float:
+        return statistics.median(run[key] for run in self.runs)
+
+
+def run_worker(module: str, args: list[str], timeout_s: float = 1800) -> dict:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.run(
+        [sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=timeout_s, env=env
+    )
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise RuntimeError(tail[0])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def cpu_seconds() -> float:
+    usage = os.times()
+    return usage.user + usage.system

@@ -1,0 +1,71 @@
+"""The `streamproc` command line. One module per command; heavy imports happen inside commands.
+
+Exit codes: 0 success, 1 unexpected error, 2 bad usage or config, 3 source error, 4 model error,
+5 backend/device error, 6 sink error, 130 interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Sequence
+
+from ..errors import StreamprocError
+from .common import setup_logging
+
+# command name -> module in this package that defines `add_parser(subparsers)`.
+COMMANDS = {
+    "demo": "demo",
+    "bench": "bench",
+}
+
+EPILOG = """\
+examples:
+  streamproc demo                         # sample video + tiny model, end to end
+  streamproc run configs/camera.yaml      # the service
+  streamproc caption videos/*.mp4 --model Qwen/Qwen2.5-VL-3B-Instruct --out captions/
+  streamproc doctor configs/camera.yaml   # check packages, runtime, model, broker, sources
+exit codes: 0 ok, 1 unexpected error, 2 usage/config, 3 source, 4 model, 5 backend/device, 6 sink, 130 interrupted
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="streamproc",
+        description="Watch cameras and video files and turn what they show into text events.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    from .. import __version__
+
+    parser.add_argument("--version", action="version", version=f"streamproc {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    parser.add_argument("--log-format", choices=["text", "json"], default="text", help="log lines on stderr")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name in dict.fromkeys(COMMANDS.values()):
+        module = importlib.import_module(f".{module_name}", __name__)
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    setup_logging(args.verbose, args.log_format)
+    try:
+        return int(args.func(args) or 0)
+    except StreamprocError as error:
+        logging.getLogger("streamproc").debug("command failed", exc_info=True)
+        print(f"streamproc: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("streamproc: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

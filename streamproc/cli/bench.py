@@ -1,0 +1,46 @@
+"""`streamproc bench`: performance measured as ratios, side by side in one run."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import UsageError
+
+DEFAULT_CACHE = Path.home() / ".cache" / "streamproc" / "bench"
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "bench",
+        help="run a benchmark (ingest, ...) and print a results table",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  streamproc bench ingest --repeats 3\n  streamproc bench ingest --out docs/bench-ingest.md",
+    )
+    sub = parser.add_subparsers(dest="bench", metavar="BENCH")
+    ingest = sub.add_parser("ingest", help="1080p30 H.264 ingest: ours vs bare PyAV decode vs the seed path")
+    ingest.add_argument("--duration", type=float, default=30.0, help="clip length in seconds (default 30)")
+    ingest.add_argument("--repeats", type=int, default=3, help="runs per method; the median is reported")
+    ingest.add_argument("--methods", default="full,nonref,ours,seed", help="comma-separated subset")
+    ingest.add_argument("--clip", type=Path, default=None, help="use this clip instead of the generated one")
+    ingest.add_argument("--out", type=Path, default=None, help="also write the table (markdown) here")
+    ingest.set_defaults(func=run_ingest)
+    parser.set_defaults(func=lambda args: parser.print_help() or 2)
+
+
+def run_ingest(args) -> int:
+    from ..bench import ingest
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in ingest.METHODS]
+    if unknown:
+        raise UsageError(f"unknown bench methods: {', '.join(unknown)} (choose from {', '.join(ingest.METHODS)})")
+    clip = args.clip or DEFAULT_CACHE / f"ingest-1080p30-h264-{int(args.duration)}s.mp4"
+    clip.parent.mkdir(parents=True, exist_ok=True)
+    print(f"clip: {clip} ({args.duration:.0f} s of 1920x1080 30 fps H.264, ~4 Mbit/s, B-frames, GOP 60)")
+    report = ingest.run(clip, args.duration, args.repeats, methods, progress=lambda m: print(m, file=sys.stderr))
+    text = ingest.table(report)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n", encoding="utf-8")
+    return 0

@@ -1,0 +1,47 @@
+"""Shared CLI plumbing: logging set-up and small argument helpers."""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+
+from ..redact import RedactingFilter
+
+
+class JsonLineFormatter(logging.Formatter):
+    """One JSON object per line, for log shippers."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key in ("source", "segment", "rule"):
+            if hasattr(record, key):
+                entry[key] = getattr(record, key)
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def setup_logging(verbosity: int, log_format: str = "text") -> None:
+    level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RedactingFilter())
+    if log_format == "json":
+        handler.setFormatter(JsonLineFormatter())
+    else:
+        formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
+        formatter.converter = time.localtime
+        handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for existing in list(root.handlers):
+        root.removeHandler(existing)
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    logging.getLogger("streamproc").setLevel(level)
+    # FFmpeg's own log goes through PyAV's logging bridge; keep it quiet unless debugging.
+    logging.getLogger("libav").setLevel(logging.ERROR if verbosity < 2 else logging.INFO)

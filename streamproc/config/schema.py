@@ -1,0 +1,42 @@
+"""The root of the config tree."""
+from __future__ import annotations
+
+from typing import Optional
+
+from pydantic import Field, model_validator
+
+from .base import Section
+from .ingest import SamplingConfig, SegmentingConfig, SourceConfig
+from .model import BackendConfig, GenerationConfig, PromptConfig
+from .rules import RuleConfig
+from .service import ServiceConfig
+from .sinks import SinksConfig
+
+
+class Config(Section):
+    sources: list[SourceConfig] = Field(default_factory=list)
+    sampling: SamplingConfig = SamplingConfig()
+    segmenting: SegmentingConfig = SegmentingConfig()
+    backend: Optional[BackendConfig] = None
+    prompt: PromptConfig = PromptConfig()
+    generation: GenerationConfig = GenerationConfig()
+    rules: list[RuleConfig] = Field(default_factory=list)
+    sinks: SinksConfig = SinksConfig()
+    service: ServiceConfig = ServiceConfig()
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "Config":
+        names = [s.name for s in self.sources]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"source names must be unique: {', '.join(duplicates)} given twice")
+        rule_names = [r.name for r in self.rules]
+        duplicates = sorted({n for n in rule_names if rule_names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"rule names must be unique: {', '.join(duplicates)} given twice")
+        known = set(names)
+        for rule in self.rules:
+            unknown = [s for s in rule.sources if s not in known]
+            if unknown:
+                raise ValueError(f"rule {rule.name} names unknown sources: {', '.join(unknown)}")
+        return self

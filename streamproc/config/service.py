@@ -1,0 +1,22 @@
+"""Config of the running service: queues, metrics, shutdown."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from .base import Section
+
+
+class MetricsConfig(Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(9464, ge=0, le=65535, description="0 picks a free port")
+
+
+class ServiceConfig(Section):
+    queue_size: int = Field(4, ge=1, description="segments waiting per source")
+    live_drop_policy: Literal["drop_oldest", "drop_newest"] = "drop_oldest"
+    stats_interval_s: float = Field(60.0, gt=0)
+    shutdown_timeout_s: float = Field(30.0, gt=0)
+    metrics: MetricsConfig = MetricsConfig()

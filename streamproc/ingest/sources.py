@@ -1,0 +1,272 @@
+"""PyAV video sources: files and live streams (RTSP etc.), sampled and scaled inside the decoder.
+
+A source yields `Frame`s (and `Gap`s for live streams that dropped and came back). Frames are
+scaled by swscale straight from the decoder's picture to the model's size; full-size frames never
+reach numpy. Packets whose frames no sampling target needs and that no other frame references are
+not decoded at all (skip_frame NONREF, chosen per packet).
+
+Thread safety: a source is used by one thread. `stop` (a threading.Event) ends it from any thread
+within one read timeout.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+import av
+
+from ..config.ingest import SamplingConfig, SourceConfig
+from ..errors import MediaError, SourceError, SourceNotFound, SourceUnreachable
+from ..frames import Frame, Gap
+from ..redact import redact
+from .errors import classify
+from .sampling import FrameSelector, model_frame_size
+
+log = logging.getLogger(__name__)
+
+_INTERPOLATION = {"bicubic": "BICUBIC", "bilinear": "BILINEAR", "area": "AREA", "fast_bilinear": "FAST_BILINEAR"}
+_FALLBACK_FRAME_DURATION = 1 / 30
+
+
+@dataclass(frozen=True)
+class SourceStatus:
+    source: str
+    state: str  # connecting | online | reconnecting | finished | failed | stopped
+    detail: str = ""
+    attempt: int = 0
+
+
+StatusListener = Callable[[SourceStatus], None]
+
+
+@dataclass
+class SourceCounters:
+    packets: int = 0
+    decoded: int = 0
+    sampled: int = 0
+    corrupt: int = 0
+    reconnects: int = 0
+
+
+class VideoSource:
+    """One configured camera or file."""
+
+    def __init__(
+        self,
+        config: SourceConfig,
+        sampling: SamplingConfig,
+        on_status: Optional[StatusListener] = None,
+    ):
+        self.config = config
+        self.sampling = sampling
+        self.name = config.name
+        self.counters = SourceCounters()
+        self._on_status = on_status
+        self._interpolation = _INTERPOLATION[sampling.interpolation]
+        self._index = 0
+        self.frame_size: tuple[int, int] | None = None
+
+    @property
+    def live(self) -> bool:
+        return bool(self.config.live)
+
+    def _status(self, state: str, detail: str = "", attempt: int = 0) -> None:
+        if self._on_status is not None:
+            self._on_status(SourceStatus(self.name, state, redact(detail), attempt))
+
+    # -- opening ---------------------------------------------------------------------------
+
+    def _check_file(self) -> None:
+        path = Path(self.config.location)
+        where = f"{self.name}: {path}"
+        if not path.exists():
+            raise SourceNotFound(f"{where}: no such file")
+        if path.is_dir():
+            raise SourceError(f"{where}: is a directory, not a video file")
+        if path.stat().st_size == 0:
+            raise MediaError(f"{where}: the file is empty (0 bytes)")
+
+    def open(self) -> "av.container.InputContainer":
+        """Open the container; raises a SourceError naming the problem (never the password)."""
+        location = self.config.location
+        options: dict[str, str] = {}
+        timeout = None
+        if self.live:
+            timeout = (self.config.open_timeout_s, self.config.read_timeout_s)
+            if location.lower().startswith(("rtsp://", "rtsps://")):
+                options["rtsp_transport"] = self.config.rtsp_transport
+        else:
+            self._check_file()
+        try:
+            container = av.open(location, mode="r", options=options, timeout=timeout)
+        except Exception as exc:  # PyAV raises many OSError subclasses; classify names them
+            raise classify(exc, self.name, location, self.live) from None
+        if not container.streams.video:
+            container.close()
+            raise MediaError(f"{self.name}: {redact(location)}: has no video track")
+        return container
+
+    # -- decoding --------------------------------------------------------------------------
+
+    def _decode(
+        self, container: "av.container.InputContainer", stop: threading.Event
+    ) -> Iterator[tuple[float, "av.VideoFrame"]]:
+        """Yield (pts seconds, decoded frame) for the frames the sampling grid keeps."""
+        stream = container.streams.video[0]
+        context = stream.codec_context
+        context.thread_type = "SLICE"
+        context.thread_count = self.config.decoder_threads
+        time_base = float(stream.time_base) if stream.time_base else 0.0
+        rate = stream.average_rate or stream.guessed_rate
+        nominal = float(1 / rate) if rate else _FALLBACK_FRAME_DURATION
+        selector = FrameSelector(self.sampling.fps)
+        if stream.start_time is not None and time_base:
+            selector.start_at(stream.start_time * time_base)
+        skip = context.skip_frame
+        for packet in container.demux(stream):
+            if stop.is_set():
+                return
+            self.counters.packets += 1
+            pts = packet.pts * time_base if packet.pts is not None and time_base else None
+            duration = packet.duration * time_base if packet.duration and time_base else nominal
+            wanted = "DEFAULT" if selector.want_packet(pts, duration) else "NONREF"
+            if wanted != skip:  # the setter is not free; most packets keep the last choice
+                context.skip_frame = skip = wanted
+            try:
+                frames = context.decode(packet)
+            except av.error.InvalidDataError as exc:
+                self.counters.corrupt += 1
+                if self.counters.corrupt == 1:
+                    log.warning("%s: skipping damaged data (%s)", self.name, redact(exc.strerror or exc))
+                continue
+            for frame in frames:
+                self.counters.decoded += 1
+                if frame.pts is not None and time_base:
+                    frame_time = frame.pts * time_base
+                elif pts is not None:
+                    frame_time = pts
+                else:  # no timestamps at all: count frames at the nominal rate
+                    frame_time = self.counters.decoded * nominal
+                frame_duration = frame.duration * time_base if frame.duration and time_base else nominal
+                if selector.accept_frame(frame_time, frame_duration):
+                    yield frame_time, frame
+
+    def _to_array(self, frame: "av.VideoFrame"):
+        size = model_frame_size(frame.height, frame.width, self.sampling)
+        if size != self.frame_size:
+            if self.frame_size is not None:
+                log.info("%s: frame size changed to %dx%d", self.name, size[1], size[0])
+            self.frame_size = size
+        height, width = size
+        return frame.to_ndarray(width=width, height=height, format="rgb24", interpolation=self._interpolation)
+
+    def _frame(self, media_time: float, pts: float, image) -> Frame:
+        item = Frame(self.name, self._index, media_time, pts, time.time(), image)
+        self._index += 1
+        self.counters.sampled += 1
+        return item
+
+    # -- iteration -------------------------------------------------------------------------
+
+    def items(self, stop: Optional[threading.Event] = None) -> Iterator[Frame | Gap]:
+        """Frames until the file ends or `stop` is set; live sources reconnect on their own."""
+        stop = stop or threading.Event()
+        if self.live:
+            yield from self._read_live(stop)
+        else:
+            yield from self._read_file(stop)
+
+    def frames(self, stop: Optional[threading.Event] = None) -> Iterator[Frame]:
+        """Only the frames (gaps dropped): for batch use."""
+        for item in self.items(stop):
+            if isinstance(item, Frame):
+                yield item
+
+    def _read_file(self, stop: threading.Event) -> Iterator[Frame]:
+        self._status("connecting")
+        container = self.open()
+        self._status("online")
+        start: float | None = None
+        try:
+            stream = container.streams.video[0]
+            if stream.start_time is not None and stream.time_base is not None:
+                start = float(stream.start_time * stream.time_base)
+            for pts, frame in self._decode(container, stop):
+                if start is None:
+                    start = pts
+                yield self._frame(max(0.0, pts - start), pts, self._to_array(frame))
+        except (av.error.FFmpegError, OSError) as exc:
+            error = classify(exc, self.name, self.config.location, live=False)
+            if self.counters.sampled == 0:
+                self._status("failed", str(error))
+                raise error from None
+            log.warning("%s: the file ends early after %d frames: %s", self.name, self.counters.sampled, error)
+        finally:
+            container.close()
+        if self.counters.sampled == 0 and not stop.is_set():
+            error = MediaError(f"{self.name}: {self.config.location}: no decodable video frames")
+            self._status("failed", str(error))
+            raise error
+        self._status("stopped" if stop.is_set() else "finished")
+
+    def _read_live(self, stop: threading.Event) -> Iterator[Frame | Gap]:
+        policy = self.config.reconnect
+        delay = policy.initial_delay_s
+        failures = 0
+        source_start = time.monotonic()
+        last_frame_at: float | None = None  # monotonic time of the last frame, for gaps
+        ever_connected = False
+        while not stop.is_set():
+            self._status("reconnecting" if ever_connected or failures else "connecting", attempt=failures)
+            try:
+                container = self.open()
+            except SourceError as error:
+                if not error.retryable:
+                    self._status("failed", str(error))
+                    raise
+                failures += 1
+                if policy.max_attempts is not None and failures >= policy.max_attempts:
+                    self._status("failed", str(error), failures)
+                    raise SourceUnreachable(f"{error} (gave up after {failures} attempts)") from None
+                log.warning("%s; retrying in %.1f s", error, delay)
+                self._status("reconnecting", str(error), failures)
+                stop.wait(delay)
+                delay = min(delay * policy.multiplier, policy.max_delay_s)
+                continue
+            session_first: tuple[float, float] | None = None  # (pts, media time) of first frame
+            try:
+                for pts, frame in self._decode(container, stop):
+                    now = time.monotonic()
+                    if session_first is None:
+                        session_first = (pts, now - source_start)
+                        if ever_connected and last_frame_at is not None:
+                            gap = Gap(self.name, session_first[1], now - last_frame_at, "stream resumed")
+                            log.warning("%s: stream resumed after a %.1f s gap", self.name, gap.duration_s)
+                            yield gap
+                        ever_connected = True
+                        failures, delay = 0, policy.initial_delay_s
+                        self._status("online")
+                    last_frame_at = now
+                    media_time = session_first[1] + (pts - session_first[0])
+                    yield self._frame(media_time, pts, self._to_array(frame))
+                if stop.is_set():
+                    break
+                error: SourceError = SourceUnreachable(f"{self.name}: {redact(self.config.location)}: stream ended")
+            except (av.error.FFmpegError, OSError) as exc:
+                error = classify(exc, self.name, self.config.location, live=True)
+            finally:
+                container.close()
+            if not error.retryable:
+                self._status("failed", str(error))
+                raise error
+            self.counters.reconnects += 1
+            failures += 1
+            log.warning("%s; reconnecting in %.1f s", error, delay)
+            self._status("reconnecting", str(error), failures)
+            stop.wait(delay)
+            delay = min(delay * policy.multiplier, policy.max_delay_s)
+        self._status("stopped")

@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Create (idempotently) the Python 3.10 virtual environments that run Sophgo's TPU-MLIR
+# converter (llm_convert.py) for Qwen2.5-VL, outside the repository.
+#
+#   tools/bmodel/setup_converter.sh            # tpu_mlir 1.30.2 venv (new history layout)
+#   tools/bmodel/setup_converter.sh --with-old # also the tpu_mlir 1.21.x venv (old layout)
+#   tools/bmodel/setup_converter.sh --only-old # only the 1.21.x venv (needs the 1.30.2 one)
+#
+# Environment:
+#   STREAMPROC_CONVERTER_CACHE  where venvs and downloads go (default /work/cache)
+#   PYTHON310                   a Python 3.10 interpreter (default: pyenv's 3.10.x, then python3.10)
+#   TPU_MLIR_WHEEL              a local tpu_mlir-1.30.2 wheel (default: $CACHE/tpu/..., else pip download)
+#   TORCH_SPEC                  torch requirement for the 1.30.2 venv (default torch==2.11.0, the
+#                               version tpu_mlir 1.30.2 declares; PyPI only has CUDA builds for
+#                               Linux x86_64, so the venv is ~6 GB)
+#   TPU_MLIR_OLD_VERSION        old converter version (default 1.21.1)
+#
+# Everything it does is skipped when already done (a .streamproc-ready stamp in each venv).
+set -euo pipefail
+
+CACHE="${STREAMPROC_CONVERTER_CACHE:-/work/cache}"
+NEW_VERSION=1.30.2
+OLD_VERSION="${TPU_MLIR_OLD_VERSION:-1.21.1}"
+TORCH_SPEC="${TORCH_SPEC:-torch==2.11.0}"
+NEW_VENV="$CACHE/convert-$NEW_VERSION"
+OLD_VENV="$CACHE/convert-1.21"
+
+want_new=1
+want_old=0
+for arg in "$@"; do
+  case "$arg" in
+    --with-old|--with-1.21) want_old=1 ;;
+    --only-old|--only-1.21) want_old=1; want_new=0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    *) echo "unknown argument: $arg" >&2; exit 2 ;;
+  esac
+done
+
+log() { echo "[setup_converter] $*" >&2; }
+
+find_python310() {
+  if [[ -n "${PYTHON310:-}" ]]; then echo "$PYTHON310"; return; fi
+  if command -v pyenv >/dev/null 2>&1; then
+    local root; root="$(pyenv root)"
+    local cand
+    for cand in "$root"/versions/3.10.*/bin/python3.10; do
+      [[ -x "$cand" ]] && { echo "$cand"; return; }
+    done
+  fi
+  if command -v python3.10 >/dev/null 2>&1; then command -v python3.10; return; fi
+  echo "no Python 3.10 found (set PYTHON310)" >&2; exit 1
+}
+
+# The wheel ships Ubuntu 22.04's libc/libm/libpthread/libpython in lib/third_party and puts that
+# folder on LD_LIBRARY_PATH; on another distribution every child process then dies with
+# "stack smashing detected". Move them aside (into third_party.disabled/).
+fix_third_party() {
+  local venv="$1"
+  local tp
+  tp="$(ls -d "$venv"/lib/python3.10/site-packages/tpu_mlir/lib/third_party 2>/dev/null || true)"
+  [[ -d "$tp" ]] || { log "no third_party folder in $venv (nothing to fix)"; return; }
+  mkdir -p "$tp.disabled"
+  local f
+  for f in libc.so.6 libm.so.6 libpthread.so.0 libpython3.10.so.1.0; do
+    if [[ -e "$tp/$f" ]]; then mv -f "$tp/$f" "$tp.disabled/$f"; log "moved $f out of $tp"; fi
+  done
+}
+
+ensure_parallel() {
+  if command -v parallel >/dev/null 2>&1; then return; fi
+  log "installing GNU parallel (llm_convert.py runs its compile jobs through it)"
+  local sudo=""
+  [[ "$(id -u)" -ne 0 ]] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq parallel
+}
+
+ensure_new_wheel() {
+  local wheel="${TPU_MLIR_WHEEL:-$CACHE/tpu/tpu_mlir-$NEW_VERSION-py3-none-any.whl}"
+  if [[ ! -f "$wheel" ]]; then
+    mkdir -p "$CACHE/tpu"
+    log "downloading tpu_mlir==$NEW_VERSION (312 MB)"
+    "$PY" -m pip download --no-deps --only-binary=:all: -d "$CACHE/tpu" "tpu_mlir==$NEW_VERSION" >&2
+    wheel="$CACHE/tpu/tpu_mlir-$NEW_VERSION-py3-none-any.whl"
+  fi
+  echo "$wheel"
+}
+
+setup_new() {
+  if [[ -f "$NEW_VENV/.streamproc-ready" ]]; then log "$NEW_VENV is ready"; return; fi
+  local wheel; wheel="$(ensure_new_wheel)"
+  log "creating $NEW_VENV"
+  [[ -x "$NEW_VENV/bin/python" ]] || "$PY" -m venv "$NEW_VENV"
+  local pip=("$NEW_VENV/bin/python" -m pip --disable-pip-version-check)
+  "${pip[@]}" install -q --upgrade pip >&2
+  # tpu_mlir's own requirements come with the wheel; torch, psutil and flatbuffers are imported
+  # by llm_convert.py but not declared; setuptools<70 keeps pkg_resources importable.
+  "${pip[@]}" install "$wheel" "$TORCH_SPEC" psutil flatbuffers==24.12.23 'setuptools<70' >&2
+  fix_third_party "$NEW_VENV"
+  "$NEW_VENV/bin/python" -c 'import tpu_mlir, torch, psutil, flatbuffers, pkg_resources' >&2
+  date -u +%FT%TZ > "$NEW_VENV/.streamproc-ready"
+  log "$NEW_VENV done"
+}
+
+setup_old() {
+  if [[ -f "$OLD_VENV/.streamproc-ready" ]]; then log "$OLD_VENV is ready"; return; fi
+  [[ -f "$NEW_VENV/.streamproc-ready" ]] || { log "the old venv reuses torch from $NEW_VENV: build that first"; exit 1; }
+  log "creating $OLD_VENV (tpu_mlir==$OLD_VERSION)"
+  [[ -x "$OLD_VENV/bin/python" ]] || "$PY" -m venv "$OLD_VENV"
+  local pip=("$OLD_VENV/bin/python" -m pip --disable-pip-version-check)
+  "${pip[@]}" install -q --upgrade pip >&2
+  # transformers 4.51.1: newer ones break 1.21's Qwen2.5-VL converter on rope_scaling.
+  "${pip[@]}" install "tpu_mlir==$OLD_VERSION" transformers==4.51.1 onnx==1.14.1 onnxruntime==1.16.3 \
+    psutil flatbuffers==24.12.23 'setuptools<70' >&2
+  # Reuse torch (and its CUDA libraries) from the new venv instead of a second 6 GB copy. The .pth is
+  # added after the installs so pip never sees (or tries to replace) that torch.
+  local sp_old sp_new
+  sp_old="$("$OLD_VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+  sp_new="$("$NEW_VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+  echo "$sp_new" > "$sp_old/zz_streamproc_torch_from_1_30_2.pth"
+  fix_third_party "$OLD_VENV"
+  "$OLD_VENV/bin/python" -c 'import tpu_mlir, torch, transformers; assert transformers.__version__ == "4.51.1", transformers.__version__' >&2
+  date -u +%FT%TZ > "$OLD_VENV/.streamproc-ready"
+  log "$OLD_VENV done"
+}
+
+PY="$(find_python310)"
+ensure_parallel
+mkdir -p "$CACHE"
+[[ $want_new -eq 1 ]] && setup_new
+[[ $want_old -eq 1 ]] && setup_old
+log "all requested converter venvs are ready under $CACHE"
