@@ -90,8 +90,8 @@ def write_video(
         stream.width, stream.height = width, height
         stream.pix_fmt = "yuv420p"
         stream.time_base = time_base
-        if stream.codec_context.name in ("mpeg4",):
-            stream.codec_context.time_base = time_base
+        # The encoder's own time base must be as fine as the timestamps, or VFR times get rounded.
+        stream.codec_context.time_base = time_base
         options: dict[str, str] = {}
         if stream.codec_context.name == "libx264":
             # b-adapt=0: always use the B-frames asked for, so tests see non-reference frames.

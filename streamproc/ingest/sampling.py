@@ -49,52 +49,94 @@ def tokens_per_frame_pair(height: int, width: int) -> int:
 
 
 class FrameSelector:
-    """Picks one frame per 1/fps of media time: for target t_k = t0 + k/fps, the first frame at or
-    after t_k - d/2 (d = that frame's duration), which for constant-rate video is the frame nearest t_k.
+    """Picks one frame per 1/fps of media time: the frame nearest each target t_k = t0 + k/fps.
 
-    Decisions per packet, in decode order, let the decoder skip non-reference frames that no
-    target needs: a packet is wanted when its timestamp lies within half a frame of a target not
-    yet claimed, or beyond a target still open (variable frame rate, missing frames).
+    The timeline is cut into bins [t_k - 1/(2 fps), t_k + 1/(2 fps)); each bin yields the frame
+    nearest its target, or nothing if no frame falls in it (a gap). For constant-rate video that
+    frame lies within half a frame interval of t_k; for variable-rate video, within half the
+    local interval.
+
+    `want_packet` is asked per packet, in decode order, before decoding: the frames a bin may
+    need are those within half a frame of its target, and the first one seen in each bin (so
+    no bin is left empty). Other packets may skip decoding when no frame references them.
+    Timestamps off the nominal frame grid mark variable-frame-rate video, where durations
+    cannot be trusted to find the nearest frame: from then on every packet is wanted.
+    `offer` takes decoded frames in presentation order and returns those to keep; a frame
+    just before a target is held until the next frame shows which one is nearer. At the end of
+    the stream a held frame is kept only if it lies within half a frame (`frame_duration`) of
+    its target: a target past the end of the video gets no frame.
     """
 
-    def __init__(self, fps: float):
+    def __init__(self, fps: float, frame_duration: float = 1 / 30):
         if fps <= 0:
             raise ValueError("fps must be positive")
         self.interval = 1.0 / fps
+        self.frame_duration = frame_duration
         self.t0: float | None = None
-        self._next = 0  # index of the first target not yet filled by an output frame
-        self._claimed: set[int] = set()
-
-    def _target(self, k: int) -> float:
-        assert self.t0 is not None
-        return self.t0 + k * self.interval
+        self._bins_with_packet: set[int] = set()
+        self._done = -1  # highest bin already answered
+        self._held: tuple[int, float, float, object] | None = None  # bin, distance, time, item
+        self.variable_rate = False
 
     def start_at(self, t0: float) -> None:
         """Anchor the target grid; done by the first packet or frame if not called."""
         if self.t0 is None:
             self.t0 = t0
 
+    def _bin(self, time: float) -> int:
+        return math.floor((time - self.t0) / self.interval + 0.5)  # type: ignore[operator]
+
+    def _target(self, k: int) -> float:
+        return self.t0 + k * self.interval  # type: ignore[operator]
+
     def want_packet(self, pts: float | None, duration: float) -> bool:
         """May the frame of this packet be sampled? Unknown timestamps are always decoded."""
         if pts is None:
             return True
         self.start_at(pts)
-        half = max(duration, 1e-6) / 2
-        nearest = round((pts - self.t0) / self.interval)  # type: ignore[operator]
-        if nearest >= self._next and nearest not in self._claimed and abs(pts - self._target(nearest)) < half:
-            self._claimed.add(nearest)
-            return True
-        # Fallback for irregular timing: past an open target nobody claimed yet.
-        return self._next not in self._claimed and pts > self._target(self._next) + half
-
-    def accept_frame(self, time: float, duration: float) -> bool:
-        """Keep this decoded frame (frames arrive in presentation order)?"""
-        self.start_at(time)
-        half = max(duration, 1e-6) / 2
-        if time < self._target(self._next) - half:
+        k = self._bin(pts)
+        if k <= self._done:
             return False
-        # Frames far past their target fill it; targets they jumped over stay empty.
-        while self._target(self._next) - half <= time:
-            self._claimed.discard(self._next)
-            self._next += 1
-        return True
+        if not self.variable_rate:
+            steps = (pts - self.t0) / self.frame_duration  # type: ignore[operator]
+            if abs(steps - round(steps)) > 0.1 or abs(duration - self.frame_duration) > 0.1 * self.frame_duration:
+                self.variable_rate = True
+        if self.variable_rate:
+            return True
+        near = abs(pts - self._target(k)) <= max(duration, 1e-6) / 2
+        if near or k not in self._bins_with_packet:
+            self._bins_with_packet.add(k)
+            return True
+        return False
+
+    def offer(self, time: float, item: object) -> list[tuple[float, object]]:
+        """Give a decoded frame (presentation order); returns the (time, item) pairs to keep."""
+        self.start_at(time)
+        k = self._bin(time)
+        if k <= self._done:
+            return []
+        out = []
+        if self._held is not None and self._held[0] != k:
+            out += self._release()
+        distance = abs(time - self._target(k))
+        if self._held is None or distance < self._held[1]:
+            self._held = (k, distance, time, item)
+        if time >= self._target(k):  # later frames of this bin can only be farther away
+            out += self._release()
+        return out
+
+    def flush(self) -> list[tuple[float, object]]:
+        """End of stream: the frame still held, if it is near enough its target."""
+        if self._held is None:
+            return []
+        if self._held[1] > self.frame_duration / 2 + 1e-9:
+            self._held = None
+            return []
+        return self._release()
+
+    def _release(self) -> list[tuple[float, object]]:
+        k, _, time, item = self._held  # type: ignore[misc]
+        self._held = None
+        self._done = k
+        self._bins_with_packet = {b for b in self._bins_with_packet if b > k}
+        return [(time, item)]

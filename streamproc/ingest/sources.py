@@ -123,10 +123,11 @@ class VideoSource:
         time_base = float(stream.time_base) if stream.time_base else 0.0
         rate = stream.average_rate or stream.guessed_rate
         nominal = float(1 / rate) if rate else _FALLBACK_FRAME_DURATION
-        selector = FrameSelector(self.sampling.fps)
+        selector = FrameSelector(self.sampling.fps, nominal)
         if stream.start_time is not None and time_base:
             selector.start_at(stream.start_time * time_base)
         skip = context.skip_frame
+        awaiting_key = False
         for packet in container.demux(stream):
             if stop.is_set():
                 return
@@ -145,15 +146,23 @@ class VideoSource:
                 continue
             for frame in frames:
                 self.counters.decoded += 1
+                if frame.is_corrupt or (awaiting_key and not frame.key_frame):
+                    # Damaged pictures and those predicted from them show garbage: wait for a
+                    # key frame rather than describe them.
+                    if not awaiting_key:
+                        self.counters.corrupt += 1
+                        log.warning("%s: damaged picture at %.2f s; waiting for a key frame", self.name, pts or 0)
+                    awaiting_key = True
+                    continue
+                awaiting_key = False
                 if frame.pts is not None and time_base:
                     frame_time = frame.pts * time_base
                 elif pts is not None:
                     frame_time = pts
                 else:  # no timestamps at all: count frames at the nominal rate
                     frame_time = self.counters.decoded * nominal
-                frame_duration = frame.duration * time_base if frame.duration and time_base else nominal
-                if selector.accept_frame(frame_time, frame_duration):
-                    yield frame_time, frame
+                yield from selector.offer(frame_time, frame)
+        yield from selector.flush()
 
     def _to_array(self, frame: "av.VideoFrame"):
         size = model_frame_size(frame.height, frame.width, self.sampling)
