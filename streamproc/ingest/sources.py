@@ -6,7 +6,7 @@ reach numpy. Packets whose frames no sampling target needs and that no other fra
 not decoded at all (skip_frame NONREF, chosen per packet).
 
 Thread safety: a source is used by one thread. `stop` (a threading.Event) ends it from any thread
-within one read timeout.
+within two read timeouts (FFmpeg's RTSP reader waits twice before it gives up).
 """
 from __future__ import annotations
 
@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 
 _INTERPOLATION = {"bicubic": "BICUBIC", "bilinear": "BILINEAR", "area": "AREA", "fast_bilinear": "FAST_BILINEAR"}
 _FALLBACK_FRAME_DURATION = 1 / 30
+_UNTIMED_WARMUP_FRAMES = 30  # frames without timestamps before a stream counts as untimed
+# Live streams: FFmpeg otherwise probes ~30 frames (2-3 s) before the first one comes out.
+_LIVE_ANALYZE_US = "1000000"
 
 
 @dataclass(frozen=True)
@@ -97,14 +100,20 @@ class VideoSource:
         timeout = None
         if self.live:
             timeout = (self.config.open_timeout_s, self.config.read_timeout_s)
+            options["analyzeduration"] = _LIVE_ANALYZE_US
             if location.lower().startswith(("rtsp://", "rtsps://")):
                 options["rtsp_transport"] = self.config.rtsp_transport
         else:
             self._check_file()
+        error: SourceError | None = None
         try:
             container = av.open(location, mode="r", options=options, timeout=timeout)
         except Exception as exc:  # PyAV raises many OSError subclasses; classify names them
-            raise classify(exc, self.name, location, self.live) from None
+            error = classify(exc, self.name, location, self.live)
+        if error is not None:
+            # Raised outside the except block: PyAV's error carries the URL, password included,
+            # and must not ride along as __context__.
+            raise error
         if not container.streams.video:
             container.close()
             raise MediaError(f"{self.name}: {redact(location)}: has no video track")
@@ -128,6 +137,8 @@ class VideoSource:
             selector.start_at(stream.start_time * time_base)
         skip = context.skip_frame
         awaiting_key = False
+        decoded = 0  # frames decoded on this connection; counters.decoded spans reconnects
+        timed = False  # has this connection given any frame a timestamp?
         for packet in container.demux(stream):
             if stop.is_set():
                 return
@@ -146,6 +157,7 @@ class VideoSource:
                 continue
             for frame in frames:
                 self.counters.decoded += 1
+                decoded += 1
                 if frame.is_corrupt or (awaiting_key and not frame.key_frame):
                     # Damaged pictures and those predicted from them show garbage: wait for a
                     # key frame rather than describe them.
@@ -157,10 +169,13 @@ class VideoSource:
                 awaiting_key = False
                 if frame.pts is not None and time_base:
                     frame_time = frame.pts * time_base
-                elif pts is not None:
-                    frame_time = pts
-                else:  # no timestamps at all: count frames at the nominal rate
-                    frame_time = self.counters.decoded * nominal
+                    timed = True
+                elif timed or decoded <= _UNTIMED_WARMUP_FRAMES:
+                    # A frame without a timestamp in a timed stream (live streams start so)
+                    # has no place on the time line; drop it rather than guess.
+                    continue
+                else:  # a stream with no timestamps at all: count frames at the nominal rate
+                    frame_time = decoded * nominal
                 yield from selector.offer(frame_time, frame)
         yield from selector.flush()
 
@@ -200,6 +215,7 @@ class VideoSource:
         container = self.open()
         self._status("online")
         start: float | None = None
+        failure: SourceError | None = None
         try:
             stream = container.streams.video[0]
             if stream.start_time is not None and stream.time_base is not None:
@@ -209,13 +225,14 @@ class VideoSource:
                     start = pts
                 yield self._frame(max(0.0, pts - start), pts, self._to_array(frame))
         except (av.error.FFmpegError, OSError) as exc:
-            error = classify(exc, self.name, self.config.location, live=False)
-            if self.counters.sampled == 0:
-                self._status("failed", str(error))
-                raise error from None
-            log.warning("%s: the file ends early after %d frames: %s", self.name, self.counters.sampled, error)
+            failure = classify(exc, self.name, self.config.location, live=False)
         finally:
             container.close()
+        if failure is not None:
+            if self.counters.sampled == 0:
+                self._status("failed", str(failure))
+                raise failure
+            log.warning("%s: the file ends early after %d frames: %s", self.name, self.counters.sampled, failure)
         if self.counters.sampled == 0 and not stop.is_set():
             error = MediaError(f"{self.name}: {self.config.location}: no decodable video frames")
             self._status("failed", str(error))
