@@ -1,0 +1,307 @@
+// Running a request: embedding, prefill in the bmodel's layout, decode with the KV cache kept
+// in the decode nets' own input memory, and the lm / sampling heads.
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <random>
+
+#include "engine.h"
+#include "errors.h"
+#include "half.h"
+#include "masks.h"
+
+namespace streamproc {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+}  // namespace
+
+void Engine::check_input(size_t tokens, const std::vector<VisionChunk>& vision) const {
+  if (!handle_) throw InputError("the engine is closed");
+  if (tokens == 0) throw InputError("empty input");
+  const size_t limit = static_cast<size_t>(info_.seq_length);
+  if (history_ + tokens >= limit) {
+    throw InputError("the input (" + std::to_string(tokens) + " tokens" +
+                     (history_ ? " after " + std::to_string(history_) + " in history" : std::string()) +
+                     ") does not fit the bmodel's sequence length of " + std::to_string(limit) +
+                     " tokens with room to answer");
+  }
+  if (layout_ == PrefillLayout::kStatic || layout_ == PrefillLayout::kDynamic) {
+    const size_t block_rows = static_cast<size_t>(blocks_[0]->in_dim(0, 1));
+    if (tokens > block_rows)
+      throw InputError("the input has " + std::to_string(tokens) + " tokens; this bmodel's prefill takes at most " +
+                       std::to_string(block_rows));
+  }
+  for (const VisionChunk& chunk : vision) {
+    const int patches = chunk.patches;
+    if (patches <= 0 || patches % 4 != 0)
+      throw InputError("a vision chunk must have a positive multiple of 4 patches, got " + std::to_string(patches));
+    if (patches > info_.max_patches)
+      throw InputError("a vision chunk of " + std::to_string(patches) + " patches exceeds the bmodel's ViT limit of " +
+                       std::to_string(info_.max_patches) + " (MAX_PATCHES): resize the image or split the video");
+    if (chunk.pixel_rows.size() != static_cast<size_t>(patches) * 1176 ||
+        chunk.rotary_pos.size() != static_cast<size_t>(patches) * 2 ||
+        chunk.reverse_index.size() != static_cast<size_t>(patches) / 4)
+      throw InputError("vision chunk arrays do not match its patch count");
+    if (chunk.token_offset < 0 || chunk.token_offset + patches / 4 > static_cast<int>(tokens))
+      throw InputError("vision chunk tokens fall outside the input");
+    for (const auto* cu : {&chunk.cu_seqlens, &chunk.cu_window_seqlens}) {
+      if (cu->size() < 2 || cu->front() != 0 || cu->back() != patches || !std::is_sorted(cu->begin(), cu->end()))
+        throw InputError("vision chunk cu_seqlens must rise from 0 to its patch count");
+    }
+    for (int32_t index : chunk.reverse_index)
+      if (index < 0 || index >= patches / 4) throw InputError("vision chunk reverse_index out of range");
+  }
+}
+
+void Engine::embed(const std::vector<int32_t>& ids, size_t start_row) {
+  const Copier copy{runtime_.get(), handle_};
+  const size_t width = static_cast<size_t>(info_.max_input);
+  const size_t row_bytes = static_cast<size_t>(info_.hidden) * half_bytes_;
+  std::vector<int32_t> padded(width, 0);
+  for (size_t done = 0; done < ids.size(); done += width) {
+    const size_t count = std::min(width, ids.size() - done);
+    std::fill(padded.begin(), padded.end(), 0);
+    std::copy(ids.begin() + done, ids.begin() + done + count, padded.begin());
+    auto in = embedding_->input_tensors();
+    auto out = embedding_->output_tensors();
+    copy.to_device(in[0].device_mem, padded.data(), padded.size() * sizeof(int32_t));
+    embedding_->launch(*runtime_, bmrt_, handle_, in, out);
+    // Shared memory: the embedding output may overlap the next net's inputs, so move it now.
+    copy.on_device(hidden_buf_.mem(), (start_row + done) * row_bytes, out[0].device_mem, 0, count * row_bytes);
+  }
+}
+
+void Engine::store_kv(int layer, const bm::DeviceMem& k, const bm::DeviceMem& v, size_t rows, size_t at_row) {
+  const Copier copy{runtime_.get(), handle_};
+  const Net& cache = *blocks_cache_[layer];
+  copy.on_device(cache.in_mem(3), at_row * kv_row_bytes_, k, 0, rows * kv_row_bytes_);
+  copy.on_device(cache.in_mem(4), at_row * kv_row_bytes_, v, 0, rows * kv_row_bytes_);
+}
+
+// One launch of every layer over `count` rows of hidden_buf_ starting at `row0`, positions
+// [3, count] packed contiguously; afterwards hidden_buf_ holds the last layer's output rows.
+void Engine::prefill_chunk(size_t row0, size_t count, const std::vector<int32_t>& positions, size_t total) {
+  const Copier copy{runtime_.get(), handle_};
+  const size_t row_bytes = static_cast<size_t>(info_.hidden) * half_bytes_;
+  const size_t old = static_cast<size_t>(history_);
+  const bool first = old == 0;
+  std::vector<int32_t> chunk_positions(3 * count);
+  for (int axis = 0; axis < 3; ++axis)
+    std::copy_n(positions.begin() + axis * total + row0, count, chunk_positions.begin() + axis * count);
+  for (int layer = 0; layer < info_.layers; ++layer) {
+    const bool use_kv_net = layout_ == PrefillLayout::kHistoryNew && !first;
+    const Net& net = use_kv_net ? *blocks_kv_[layer] : *blocks_[layer];
+    auto in = net.input_tensors();
+    auto out = net.output_tensors();
+    in[0].shape = make_shape({1, static_cast<int>(count), info_.hidden});
+    in[1].shape = make_shape({3, static_cast<int>(count)});
+    copy.on_device(in[0].device_mem, 0, hidden_buf_.mem(), row0 * row_bytes, count * row_bytes);
+    copy.to_device(in[1].device_mem, chunk_positions.data(), chunk_positions.size() * sizeof(int32_t));
+    if (use_kv_net) {
+      const Net& cache = *blocks_cache_[layer];
+      in[2].shape = make_shape({1, static_cast<int>(old), info_.kv_heads, info_.head_dim});
+      in[3].shape = in[2].shape;
+      copy.on_device(in[2].device_mem, 0, cache.in_mem(3), 0, old * kv_row_bytes_);
+      copy.on_device(in[3].device_mem, 0, cache.in_mem(4), 0, old * kv_row_bytes_);
+    }
+    net.launch(*runtime_, bmrt_, handle_, in, out);
+    store_kv(layer, out[1].device_mem, out[2].device_mem, count, old);
+    copy.on_device(hidden_buf_.mem(), row0 * row_bytes, out[0].device_mem, 0, count * row_bytes);
+  }
+}
+
+// Static-shaped prefill blocks: the old history layout (chunks of M rows against P history
+// columns) and the mask layout without history (one launch of S rows).
+void Engine::prefill_full_static(size_t count, const std::vector<int32_t>& positions) {
+  const Copier copy{runtime_.get(), handle_};
+  const size_t row_bytes = static_cast<size_t>(info_.hidden) * half_bytes_;
+  const Net& first_block = *blocks_[0];
+  const int rows = first_block.in_dim(0, 1);
+  const bool with_history = layout_ == PrefillLayout::kHistoryOld;
+  const int history_columns = with_history ? first_block.in_dim(3, 1) : 0;
+  const uint16_t masked = half_type_ == bm::kBFloat16 ? kBf16MaskValue : kF16MaskValue;
+  for (size_t row0 = 0; row0 < count; row0 += rows) {
+    const size_t real = std::min(static_cast<size_t>(rows), count - row0);
+    const size_t old = static_cast<size_t>(history_);
+    if (with_history && old > static_cast<size_t>(history_columns))
+      throw InputError("the history (" + std::to_string(old) + " tokens) exceeds what this bmodel's prefill takes (" +
+                       std::to_string(history_columns) + "); clear the history");
+    std::vector<int32_t> chunk_positions(3 * static_cast<size_t>(rows), 0);
+    for (int axis = 0; axis < 3; ++axis)
+      std::copy_n(positions.begin() + axis * count + row0, real, chunk_positions.begin() + axis * rows);
+    const auto mask = prefill_mask(rows, static_cast<int>(real), history_columns, static_cast<int>(old), masked);
+    for (int layer = 0; layer < info_.layers; ++layer) {
+      const Net& net = *blocks_[layer];
+      auto in = net.input_tensors();
+      auto out = net.output_tensors();
+      // Rows past `real` keep whatever finite values were there: they are masked out.
+      copy.on_device(in[0].device_mem, 0, hidden_buf_.mem(), row0 * row_bytes, real * row_bytes);
+      copy.to_device(in[1].device_mem, chunk_positions.data(), chunk_positions.size() * sizeof(int32_t));
+      copy.to_device(in[2].device_mem, mask.data(), mask.size() * sizeof(uint16_t));
+      if (with_history) {
+        const Net& cache = *blocks_cache_[layer];
+        copy.on_device(in[3].device_mem, 0, cache.in_mem(3), 0, old * kv_row_bytes_);
+        copy.on_device(in[4].device_mem, 0, cache.in_mem(4), 0, old * kv_row_bytes_);
+      }
+      net.launch(*runtime_, bmrt_, handle_, in, out);
+      store_kv(layer, out[1].device_mem, out[2].device_mem, real, old);
+      copy.on_device(hidden_buf_.mem(), row0 * row_bytes, out[0].device_mem, 0, real * row_bytes);
+    }
+    history_ += static_cast<int>(real);
+  }
+}
+
+int Engine::prefill(const std::vector<int32_t>& input_ids, const std::vector<int32_t>& position_ids,
+                    const std::vector<VisionChunk>& vision, int next_position, const SamplingParams& params) {
+  if (!supports_history()) clear_history();  // a new conversation every time
+  check_input(input_ids.size(), vision);
+  if (position_ids.size() != 3 * input_ids.size()) throw InputError("position_ids must have shape [3, tokens]");
+  const size_t count = input_ids.size();
+  auto start = Clock::now();
+  embed(input_ids, 0);
+  const double embed_seconds = seconds_since(start);
+  start = Clock::now();
+  for (const VisionChunk& chunk : vision) run_vision(chunk);
+  times_.vit += seconds_since(start);
+
+  start = Clock::now();
+  if (layout_ == PrefillLayout::kStatic || layout_ == PrefillLayout::kHistoryOld) {
+    prefill_full_static(count, position_ids);
+  } else {
+    const size_t rows = static_cast<size_t>(blocks_[0]->in_dim(0, 1));
+    for (size_t row0 = 0; row0 < count; row0 += rows) {
+      const size_t real = std::min(rows, count - row0);
+      prefill_chunk(row0, real, position_ids, count);
+      history_ += static_cast<int>(real);
+    }
+  }
+  tokens_.insert(tokens_.end(), input_ids.begin(), input_ids.end());
+  next_position_ = next_position;
+  const size_t row_bytes = static_cast<size_t>(info_.hidden) * half_bytes_;
+  const int token = head(mem_slice(hidden_buf_.mem(), (count - 1) * row_bytes, row_bytes), params);
+  times_.prefill += seconds_since(start) + embed_seconds;
+  return token;
+}
+
+int Engine::decode(int token, const SamplingParams& params) {
+  if (!handle_) throw InputError("the engine is closed");
+  if (history_ + 1 > info_.seq_length)
+    throw InputError("the conversation reached the bmodel's sequence length of " + std::to_string(info_.seq_length) +
+                     " tokens");
+  const auto start = Clock::now();
+  const Copier copy{runtime_.get(), handle_};
+  const size_t row_bytes = static_cast<size_t>(info_.hidden) * half_bytes_;
+  {
+    auto in = embedding_cache_->input_tensors();
+    auto out = embedding_cache_->output_tensors();
+    const int32_t id = token;
+    copy.to_device(in[0].device_mem, &id, sizeof(id));
+    embedding_cache_->launch(*runtime_, bmrt_, handle_, in, out);
+    copy.on_device(token_buf_.mem(), 0, out[0].device_mem, 0, row_bytes);
+  }
+  // The smallest stage whose history columns hold every cached token and this one.
+  const Net& first = *blocks_cache_[0];
+  int stage = 0, columns = 0;
+  for (int s = 0; s < first.stages(); ++s) {
+    const int c = first.in_dim(3, 1, s);
+    if (c >= history_ + 1 && (columns == 0 || c < columns)) {
+      stage = s;
+      columns = c;
+    }
+  }
+  const uint16_t masked = half_type_ == bm::kBFloat16 ? kBf16MaskValue : kF16MaskValue;
+  const auto mask = decode_mask(columns, history_, masked);
+  const int32_t positions[3] = {next_position_, next_position_, next_position_};
+  for (int layer = 0; layer < info_.layers; ++layer) {
+    const Net& net = *blocks_cache_[layer];
+    auto in = net.input_tensors(stage);
+    auto out = net.output_tensors(stage);
+    copy.on_device(in[0].device_mem, 0, token_buf_.mem(), 0, row_bytes);
+    copy.to_device(in[1].device_mem, positions, sizeof(positions));
+    copy.to_device(in[2].device_mem, mask.data(), mask.size() * sizeof(uint16_t));
+    // History stays where it is (the cache is these inputs); the new row is written in place.
+    in[3].device_mem = net.in_mem(3);
+    in[4].device_mem = net.in_mem(4);
+    out[0].device_mem = token_buf_.mem();
+    out[1].device_mem = mem_slice(net.in_mem(3), history_ * kv_row_bytes_, kv_row_bytes_);
+    out[2].device_mem = mem_slice(net.in_mem(4), history_ * kv_row_bytes_, kv_row_bytes_);
+    net.launch(*runtime_, bmrt_, handle_, in, out);
+  }
+  history_ += 1;
+  next_position_ += 1;
+  tokens_.push_back(token);
+  const int next = head(token_buf_.mem(), params);
+  times_.decode += seconds_since(start);
+  return next;
+}
+
+int Engine::head(const bm::DeviceMem& hidden_row, const SamplingParams& params) {
+  const Copier copy{runtime_.get(), handle_};
+  const size_t row_bytes = static_cast<size_t>(info_.hidden) * half_bytes_;
+  auto in = lm_head_->input_tensors();
+  auto out = lm_head_->output_tensors();
+  copy.on_device(in[0].device_mem, 0, hidden_row, 0, row_bytes);
+  lm_head_->launch(*runtime_, bmrt_, handle_, in, out);
+  if (info_.lm_head_returns_token) {
+    if (params.do_sample)
+      throw InputError("this bmodel decodes greedily only (built without --do_sample): turn sampling off");
+    int32_t token = 0;
+    copy.to_host(&token, out[0].device_mem, sizeof(token));
+    return token;
+  }
+  const size_t logits_bytes = static_cast<size_t>(info_.vocab) * sizeof(float);
+  if (!params.do_sample) {
+    auto gin = greedy_head_->input_tensors();
+    auto gout = greedy_head_->output_tensors();
+    gin[0].shape = make_shape({1, info_.vocab});
+    copy.on_device(gin[0].device_mem, 0, out[0].device_mem, 0, logits_bytes);
+    greedy_head_->launch(*runtime_, bmrt_, handle_, gin, gout);
+    int32_t token = 0;
+    copy.to_host(&token, gout[0].device_mem, sizeof(token));
+    return token;
+  }
+  if (!sample_head_) throw InputError("this bmodel has no sample_head: turn sampling off");
+  auto sin = sample_head_->input_tensors();
+  auto sout = sample_head_->output_tensors();
+  const int window = std::min<int>(static_cast<int>(tokens_.size()), sample_head_->in_dim(1, 1));
+  std::vector<int32_t> recent(tokens_.end() - window, tokens_.end());
+  if (recent.empty()) recent.push_back(0);
+  sin[0].shape = make_shape({1, info_.vocab});
+  sin[1].shape = make_shape({1, static_cast<int>(recent.size())});
+  copy.on_device(sin[0].device_mem, 0, out[0].device_mem, 0, logits_bytes);
+  copy.to_device(sin[1].device_mem, recent.data(), recent.size() * sizeof(int32_t));
+  const float penalty = params.repetition_penalty, temperature = params.temperature, top_p = params.top_p;
+  const int32_t top_k = std::max(1, std::min(params.top_k, sample_head_->out_dim(0, 1)));
+  copy.to_device(sin[2].device_mem, &penalty, sizeof(float));
+  copy.to_device(sin[3].device_mem, &temperature, sizeof(float));
+  copy.to_device(sin[4].device_mem, &top_k, sizeof(int32_t));
+  copy.to_device(sin[5].device_mem, &top_p, sizeof(float));
+  sample_head_->launch(*runtime_, bmrt_, handle_, sin, sout);
+  const size_t candidates = static_cast<size_t>(sample_head_->out_dim(0, 1));
+  std::vector<float> probs(candidates);
+  std::vector<int32_t> ids(candidates);
+  copy.to_host(probs.data(), sout[0].device_mem, candidates * sizeof(float));
+  copy.to_host(ids.data(), sout[1].device_mem, candidates * sizeof(int32_t));
+  return sample(probs, ids);
+}
+
+int Engine::sample(const std::vector<float>& probs, const std::vector<int32_t>& ids) {
+  double total = 0;
+  for (float p : probs) total += std::max(0.0f, p);
+  if (!(total > 0)) return ids[0];
+  std::uniform_real_distribution<double> uniform(0.0, total);
+  double pick = uniform(rng_);
+  for (size_t i = 0; i < probs.size(); ++i) {
+    pick -= std::max(0.0f, probs[i]);
+    if (pick <= 0) return ids[i];
+  }
+  return ids.back();
+}
+
+}  // namespace streamproc
