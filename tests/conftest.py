@@ -27,3 +27,52 @@ def make_video(media_dir):
         return path
 
     return make
+
+
+# -- the tiny Qwen2.5-VL (streamproc.qwen.tiny), made once per session ------------------------
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A seeded tiny Qwen2.5-VL checkpoint (numpy + tokenizers only; no torch needed)."""
+    from streamproc.qwen.tiny import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("tiny-qwen") / "model")
+
+
+@pytest.fixture(scope="session")
+def tiny_builder(tiny_model_dir):
+    from streamproc.qwen import InputBuilder
+
+    return InputBuilder.from_pretrained(tiny_model_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_hf_backend(tiny_model_dir):
+    """The transformers backend over the tiny model on the CPU, float32 (tests marked hf)."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from streamproc.backends.hf import HfBackend
+    from streamproc.config.model import HfBackendConfig
+
+    backend = HfBackend(HfBackendConfig(model=str(tiny_model_dir), device="cpu", dtype="float32"))
+    yield backend
+    backend.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_processor(tiny_model_dir):
+    """transformers' own Qwen2_5_VLProcessor for the tiny model (the parity reference)."""
+    pytest.importorskip("transformers")
+    import os
+    import warnings
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers import AutoProcessor
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return AutoProcessor.from_pretrained(str(tiny_model_dir))

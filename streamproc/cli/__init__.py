@@ -18,6 +18,7 @@ from .common import setup_logging
 COMMANDS = {
     "demo": "demo",
     "bench": "bench",
+    "make-tiny-model": "make_tiny_model",
 }
 
 EPILOG = """\

@@ -1,0 +1,278 @@
+"""The transformers reference backend: a Qwen2.5-VL checkpoint on the CPU or a CUDA GPU.
+
+It is fed from streamproc.qwen.ModelInputs, exactly what the TPU engine gets: each visual block's
+pixel rows go through the model's ViT, the merged outputs replace the block's pad embeddings, the
+language model prefills with our 3-D position ids and decodes from `next_position`. The loop is
+ours (not generate()) so both backends share position ids and phase timings; a test checks it
+gives the same greedy tokens as generate() on the processor's inputs. Sampling uses transformers'
+own logits processors, in generate()'s order: repetition penalty, temperature, top-k, top-p.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from ..config.model import HfBackendConfig
+from ..errors import BackendError, ModelError
+from ..qwen import InputBuilder, ModelInputs
+from .base import GenerationParams, Result, Timings
+
+log = logging.getLogger(__name__)
+
+REQUIRED_FILES = ("config.json", "tokenizer.json")
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def resolve_model_dir(model: str) -> Path:
+    """A local checkpoint folder, or a hub id fetched into (or found in) the Hugging Face cache."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return path
+    if not _HUB_ID.match(model) or model.startswith((".", "~")):
+        raise ModelError(f"model folder {model} does not exist")
+    try:
+        from huggingface_hub import snapshot_download
+
+        patterns = ["*.json", "*.safetensors", "*.jinja", "*.txt", "*.model"]
+        return Path(snapshot_download(repo_id=model, allow_patterns=patterns))
+    except Exception as exc:  # offline, unknown repo, no network: all mean "cannot get it"
+        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+        hint = " (HF_HUB_OFFLINE=1 and it is not in the local cache)" if offline else ""
+        raise ModelError(
+            f"cannot get model {model!r} from the Hugging Face hub{hint}: {type(exc).__name__}; "
+            f"download it first or give a local checkpoint folder"
+        ) from None
+
+
+def check_model_dir(path: Path) -> dict[str, Any]:
+    """Fail early, listing every missing file, and refuse configs that are not Qwen2.5-VL."""
+    missing = [name for name in REQUIRED_FILES if not (path / name).is_file()]
+    if not any((path / name).is_file() for name in WEIGHT_FILES):
+        missing.append("model.safetensors (or another weights file)")
+    if missing:
+        raise ModelError(f"model folder {path} is missing files: {', '.join(missing)}")
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise ModelError(f"{path / 'config.json'} is not valid JSON: {exc}") from None
+    model_type = config.get("model_type")
+    if model_type != "qwen2_5_vl":
+        raise ModelError(
+            f"{path} holds a {model_type!r} model; the hf backend needs a Qwen2.5-VL (qwen2_5_vl) checkpoint"
+        )
+    return config
+
+
+class HfBackend:
+    """Backend protocol over transformers' Qwen2_5_VLForConditionalGeneration."""
+
+    name = "hf"
+
+    def __init__(self, config: HfBackendConfig, inputs: Optional[InputBuilder] = None):
+        import torch
+        from transformers import Qwen2_5_VLForConditionalGeneration
+
+        self.config = config
+        self.model_id = config.model
+        self.path = resolve_model_dir(config.model)
+        model_config = check_model_dir(self.path)
+        self.device = torch.device(self._pick_device(config.device))
+        self.dtype = self._pick_dtype(config.dtype, model_config)
+        self._inputs = inputs or InputBuilder.from_pretrained(self.path)
+        started = time.perf_counter()
+        try:
+            kwargs: dict[str, Any] = {"dtype": self.dtype}
+            if config.attn_implementation:
+                kwargs["attn_implementation"] = config.attn_implementation
+            model = Qwen2_5_VLForConditionalGeneration.from_pretrained(str(self.path), **kwargs)
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            raise ModelError(f"transformers cannot load {self.path}: {exc}") from None
+        self.model = model.to(self.device).eval()
+        self.load_s = time.perf_counter() - started
+        self._embed = self.model.get_input_embeddings()
+        self._vit_dtype = self.model.model.visual.dtype
+        log.info("loaded %s on %s as %s in %.2f s", self.model_id, self.device, self.dtype, self.load_s)
+
+    @staticmethod
+    def _pick_device(device: str) -> str:
+        import torch
+
+        if device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        if device == "cuda" and not torch.cuda.is_available():
+            raise ModelError("device cuda was asked for, but torch sees no CUDA GPU")
+        return device
+
+    def _pick_dtype(self, dtype: str, model_config: dict[str, Any]):
+        import torch
+
+        if dtype != "auto":
+            return getattr(torch, dtype)
+        if self.device.type == "cpu":
+            return torch.float32  # bf16 matmuls on CPUs are slow and add rounding for nothing
+        saved = model_config.get("torch_dtype") or model_config.get("dtype") or "bfloat16"
+        if saved == "bfloat16" and not torch.cuda.is_bf16_supported():
+            return torch.float16
+        return getattr(torch, saved, torch.bfloat16)
+
+    # -- Backend protocol ---------------------------------------------------------------------
+
+    @property
+    def seq_length(self) -> Optional[int]:
+        return None  # no hard limit: transformers grows its cache as needed
+
+    @property
+    def inputs(self) -> InputBuilder:
+        return self._inputs
+
+    def describe(self, inputs: ModelInputs, params: GenerationParams) -> Result:
+        import torch
+
+        try:
+            with torch.inference_mode():
+                return self._describe(inputs, params)
+        except torch.cuda.OutOfMemoryError as exc:
+            raise BackendError(f"the GPU ran out of memory: {exc}") from None
+        except RuntimeError as exc:
+            raise BackendError(f"transformers failed: {exc}") from exc
+
+    def close(self) -> None:
+        import torch
+
+        self.model = None  # type: ignore[assignment]
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    # -- one request ------------------------------------------------------------------------------
+
+    def _sync(self) -> None:
+        import torch
+
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def _describe(self, inputs: ModelInputs, params: GenerationParams) -> Result:
+        import torch
+        from transformers import DynamicCache
+
+        if self.model is None:
+            raise BackendError("the backend is closed", retryable=False)
+        timings = Timings()
+        started = time.perf_counter()
+        ids = torch.from_numpy(inputs.input_ids).to(self.device).view(1, -1)
+        embeds = self._embed(ids)
+        for block in inputs.blocks:
+            rows = torch.from_numpy(block.pixel_values).to(self.device, self._vit_dtype)
+            grid = torch.tensor([block.grid_thw], device=self.device)
+            merged = self.model.model.visual(rows, grid_thw=grid)
+            if merged.shape[0] != block.tokens:
+                raise ModelError(f"the ViT gave {merged.shape[0]} tokens for a block of {block.tokens}")
+            embeds[0, block.offset : block.offset + block.tokens] = merged.to(embeds.dtype)
+        self._sync()
+        timings.vision_s = time.perf_counter() - started
+
+        mark = time.perf_counter()
+        text_model = self.model.model.language_model
+        cache = DynamicCache(config=self.model.config)
+        positions = torch.from_numpy(inputs.position_ids).to(self.device).view(3, 1, -1)
+        hidden = text_model(inputs_embeds=embeds, position_ids=positions, past_key_values=cache, use_cache=True)
+        logits = self.model.lm_head(hidden.last_hidden_state[:, -1, :]).float()
+        choose = _TokenChooser(params, self.device)
+        history = ids
+        token = choose(history, logits)
+        self._sync()
+        timings.prefill_s = time.perf_counter() - mark
+
+        mark = time.perf_counter()
+        generated: list[int] = []
+        stop_ids = set(self._inputs.stop_ids)
+        length = history.shape[1]
+        finish = "length"
+        while True:
+            generated.append(token)
+            if token in stop_ids:
+                finish = "stop"
+                break
+            if len(generated) >= params.max_new_tokens:
+                break
+            step = len(generated) - 1
+            token_tensor = torch.tensor([[token]], device=self.device)
+            history = torch.cat([history, token_tensor], dim=1)
+            position = torch.full((3, 1, 1), inputs.next_position + step, device=self.device, dtype=torch.long)
+            cache_position = torch.tensor([length + step], device=self.device)
+            hidden = text_model(
+                inputs_embeds=self._embed(token_tensor),
+                position_ids=position,
+                past_key_values=cache,
+                use_cache=True,
+                cache_position=cache_position,
+            )
+            logits = self.model.lm_head(hidden.last_hidden_state[:, -1, :]).float()
+            token = choose(history, logits)
+        self._sync()
+        timings.decode_s = time.perf_counter() - mark
+        timings.total_s = time.perf_counter() - started
+        return Result(
+            text=self._inputs.decode(generated, skip_special_tokens=True),
+            prompt_tokens=inputs.total_tokens,
+            visual_tokens=inputs.visual_tokens,
+            generated_tokens=len(generated),
+            model=self.model_id,
+            finish_reason=finish,
+            timings=timings,
+            token_ids=tuple(generated),
+        )
+
+
+class _TokenChooser:
+    """Greedy or sampled choice of the next token with transformers' logits processors."""
+
+    def __init__(self, params: GenerationParams, device):
+        import torch
+        from transformers.generation.logits_process import (
+            LogitsProcessorList,
+            RepetitionPenaltyLogitsProcessor,
+            TemperatureLogitsWarper,
+            TopKLogitsWarper,
+            TopPLogitsWarper,
+        )
+
+        self.sample = params.do_sample
+        processors = LogitsProcessorList()
+        if params.repetition_penalty != 1.0:
+            processors.append(RepetitionPenaltyLogitsProcessor(penalty=params.repetition_penalty))
+        if params.do_sample:
+            if params.temperature != 1.0:
+                processors.append(TemperatureLogitsWarper(params.temperature))
+            if params.top_k:
+                processors.append(TopKLogitsWarper(top_k=params.top_k))
+            if params.top_p < 1.0:
+                processors.append(TopPLogitsWarper(top_p=params.top_p))
+        self.processors = processors
+        self.generator = None
+        if params.do_sample:
+            self.generator = torch.Generator(device=device)
+            if params.seed is not None:
+                self.generator.manual_seed(params.seed)
+            else:
+                self.generator.seed()
+
+    def __call__(self, history, logits) -> int:
+        import torch
+
+        scores = self.processors(history, logits)
+        if not self.sample:
+            return int(torch.argmax(scores, dim=-1)[0])
+        probs = torch.softmax(scores, dim=-1)
+        return int(torch.multinomial(probs, num_samples=1, generator=self.generator)[0, 0])
