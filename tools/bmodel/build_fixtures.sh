@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Convert a (tiny) Qwen2.5-VL checkpoint into the small .bmodel fixtures the engine tests use.
+#
+#   tools/bmodel/build_fixtures.sh [CHECKPOINT_DIR [OUT_DIR]]   (OUT_DIR default tests/fixtures/bmodels)
+#
+# Without CHECKPOINT_DIR it converts the project's own tiny model (`streamproc make-tiny-model`,
+# written to $STREAMPROC_CONVERTER_CACHE/tiny-model), the one the tests and the demo use.
+#
+# Needs the converter venvs from tools/bmodel/setup_converter.sh (--with-old for the old-layout
+# fixture; it is skipped with a warning when that venv is missing). Each fixture is converted in
+# its own work folder under $STREAMPROC_CONVERTER_CACHE/fixture-build, stripped of its embedded
+# kernel module (model_tool --kernel_remove: the simulator and the SDK runtime bring their own) and
+# copied to OUT_DIR/NAME.bmodel; OUT_DIR/MANIFEST.json and OUT_DIR/README.md are then rewritten
+# from `model_tool --info` of every fixture present (build records of fixtures not rebuilt this
+# time are kept from the previous MANIFEST.json). Output is deterministic except for the
+# timestamps the converter writes into each bmodel.
+#
+# Environment:
+#   STREAMPROC_CONVERTER_CACHE  venvs and work folders (default /work/cache)
+#   FIXTURES                    space-separated subset of fixture names to (re)build (default: all)
+#   KEEP_WORK=1                 keep the converter's work folders (mlir files, logs)
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/../.." && pwd)"
+CACHE="${STREAMPROC_CONVERTER_CACHE:-/work/cache}"
+CKPT="${1:-}"
+OUT="${2:-$REPO/tests/fixtures/bmodels}"
+if [[ -z "$CKPT" ]]; then
+  CKPT="$CACHE/tiny-model"
+  "${STREAMPROC:-$REPO/.venv/bin/streamproc}" make-tiny-model "$CKPT" --force >&2
+fi
+NEW_VENV="$CACHE/convert-1.30.2"
+OLD_VENV="$CACHE/convert-1.21"
+WORK="$CACHE/fixture-build"
+
+CKPT="$(cd "$CKPT" && pwd)"
+mkdir -p "$OUT" "$WORK"
+OUT="$(cd "$OUT" && pwd)"
+
+log() { echo "[build_fixtures] $*" >&2; }
+
+[[ -f "$NEW_VENV/.streamproc-ready" ]] || { log "missing $NEW_VENV: run tools/bmodel/setup_converter.sh"; exit 1; }
+command -v parallel >/dev/null || { log "GNU parallel missing: run tools/bmodel/setup_converter.sh"; exit 1; }
+
+# name | converter (new = 1.30.2, old = 1.21) | chip | llm_convert.py flags (besides -m -c -o) | purpose
+# All bf16. Image-token budget: --max_pixels 112,224 -> 128 patches -> 32 image tokens (a 112x224
+# image spans two 112 px attention windows; a 112x112 video frame pair is 64 patches, so a 6-frame
+# video needs two ViT calls); 112,112 -> 64 patches -> 16 tokens (one frame pair per call).
+FIXTURE_TABLE=(
+  "static_bf16_s128|new|bm1684x|-s 128 -q bf16 --max_pixels 112,224|static prefill (attention_mask input, full-length rows); static vit 128 patches"
+  "dynamic_bf16_s256|new|bm1684x|-s 256 -q bf16 --dynamic --max_pixels 112,224|dynamic prefill (no mask input) and dynamic vit 128 patches; the main fixture"
+  "history_bf16_s256_c64|new|bm1684x|-s 256 -q bf16 --use_history_kv --chunk_length 64 --max_pixels 112,224|new history layout: block_N + block_kv_N (chunks of 64), 3-stage block_cache_N"
+  "sample_dynamic_bf16_s128|new|bm1684x|-s 128 -q bf16 --dynamic --do_sample --max_pixels 112,112|lm_head returns f32 logits; greedy_head and sample_head nets; dynamic vit 64 patches"
+  "oldhist_bf16_s256_m64|old|bm1684x|-s 256 -q bf16 --use_block_with_kv --max_input_length 64 --max_pixels 112,224|old history layout (tpu_mlir 1.21): static 5-input block_N, static vit 128 patches"
+  "bm1688_dynamic_bf16_s128|new|bm1688|-s 128 -q bf16 --dynamic --max_pixels 112,112|BM1688 (2-core build): needs libcmodel_bm1688.so; the BM1684X runtime must refuse it"
+)
+
+selected() {
+  [[ -z "${FIXTURES:-}" ]] && return 0
+  local f
+  for f in $FIXTURES; do [[ "$f" == "$1" ]] && return 0; done
+  return 1
+}
+
+# Converter view of the checkpoint (released-checkpoint config form, original weight keys).
+VIEW="$WORK/ckpt"
+RECORDS="$WORK/records"
+rm -rf "$RECORDS"; mkdir -p "$RECORDS"
+"$NEW_VENV/bin/python" "$HERE/normalize_checkpoint.py" "$CKPT" "$VIEW"
+
+failed=()
+for row in "${FIXTURE_TABLE[@]}"; do
+  IFS='|' read -r name which chip flags purpose <<<"$row"
+  selected "$name" || continue
+  venv="$NEW_VENV"; [[ "$which" == old ]] && venv="$OLD_VENV"
+  if [[ ! -f "$venv/.streamproc-ready" ]]; then
+    log "SKIP $name: $venv missing (tools/bmodel/setup_converter.sh --with-old)"; continue
+  fi
+  wd="$WORK/$name"
+  rm -rf "$wd"; mkdir -p "$wd"
+  version="$("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("tpu_mlir"))')"
+  log "converting $name with tpu_mlir $version: llm_convert.py -c $chip $flags"
+  start=$(date +%s.%N)
+  # shellcheck disable=SC2086
+  if ! ( cd "$wd" && export PATH="$venv/bin:$PATH" VIRTUAL_ENV="$venv" &&
+         "$venv/bin/python" "$venv/bin/llm_convert.py" -m "$VIEW" -c "$chip" $flags -o "$wd/out" \
+           >"$wd/convert.log" 2>&1 </dev/null ); then
+    log "FAILED $name (log: $wd/convert.log):"; grep -v 'local:\|/dev/tty' "$wd/convert.log" | tail -15 >&2 || true
+    failed+=("$name"); continue
+  fi
+  end=$(date +%s.%N)
+  secs=$(python3 -c "print(round($end - $start, 1))")
+  bm="$(ls "$wd"/out/*.bmodel 2>/dev/null | head -1 || true)"
+  if [[ -z "$bm" ]]; then log "FAILED $name: no bmodel in $wd/out"; failed+=("$name"); continue; fi
+  cp "$bm" "$wd/$name.bmodel"
+  unstripped=$(stat -c %s "$wd/$name.bmodel")
+  # strip with the same release's model_tool (1.30.2's would restamp the header version)
+  "$venv/bin/model_tool" --kernel_remove "$wd/$name.bmodel" >/dev/null
+  mv -f "$wd/$name.bmodel" "$OUT/$name.bmodel"
+  "$NEW_VENV/bin/python" -c '
+import json, sys
+keys = ["converter", "chip", "flags", "purpose", "convert_seconds", "unstripped_bytes", "built_at"]
+vals = sys.argv[2:]
+rec = dict(zip(keys, vals))
+rec["convert_seconds"] = round(float(rec["convert_seconds"]), 1)
+rec["unstripped_bytes"] = int(rec["unstripped_bytes"])
+rec["command"] = "llm_convert.py -m CHECKPOINT -c %s %s -o OUT; model_tool --kernel_remove OUT/*.bmodel" % (rec["chip"], rec["flags"])
+json.dump(rec, open(sys.argv[1], "w"), indent=1)
+' "$RECORDS/$name.json" "tpu_mlir $version" "$chip" "$flags" "$purpose" "$secs" \
+    "$unstripped" "$(date -u +%FT%TZ)"
+  log "built $name in ${secs}s: $(stat -c %s "$OUT/$name.bmodel") bytes stripped ($unstripped before)"
+  [[ "${KEEP_WORK:-0}" == 1 ]] || rm -rf "$wd"
+done
+
+"$NEW_VENV/bin/python" "$HERE/write_manifest.py" "$OUT" "$CKPT" "$RECORDS" "$NEW_VENV/bin/model_tool"
+if ((${#failed[@]})); then log "failed: ${failed[*]}"; exit 1; fi
+log "fixtures in $OUT"
