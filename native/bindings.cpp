@@ -128,6 +128,8 @@ device before the interpreter exits.)doc")
       .def_property_readonly("supports_history", &Engine::supports_history)
       .def_property_readonly("history_length", &Engine::history_length)
       .def("clear_history", &Engine::clear_history)
+      .def("truncate_history", &Engine::truncate_history, py::arg("tokens"),
+           "Keep only the first `tokens` cached tokens (to ask another question about the same input).")
       .def("seed", &Engine::seed, py::arg("value"))
       .def("close", [](Engine& engine) {
         py::gil_scoped_release release;

@@ -84,6 +84,9 @@ class Engine {
   bool supports_history() const;
   int history_length() const { return history_; }
   void clear_history() { history_ = 0; tokens_.clear(); }
+  // Forget everything after the first `tokens` cached tokens (e.g. to ask another question
+  // about the same video): their KV rows stay valid, later rows are overwritten.
+  void truncate_history(int tokens);
   void close();
 
   // Prefill `input_ids` (with the visual tokens of `vision` spliced in at their offsets) after

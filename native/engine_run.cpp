@@ -59,6 +59,13 @@ void Engine::check_input(size_t tokens, const std::vector<VisionChunk>& vision) 
   }
 }
 
+void Engine::truncate_history(int tokens) {
+  if (tokens < 0 || tokens > history_)
+    throw InputError("cannot keep " + std::to_string(tokens) + " tokens of a history of " + std::to_string(history_));
+  history_ = tokens;
+  tokens_.resize(static_cast<size_t>(tokens));
+}
+
 void Engine::embed(const std::vector<int32_t>& ids, size_t start_row) {
   const Copier copy{runtime_.get(), handle_};
   const size_t width = static_cast<size_t>(info_.max_input);

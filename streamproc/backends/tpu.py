@@ -1,0 +1,229 @@
+"""The TPU backend: streamproc's native engine over a Qwen2.5-VL bmodel (or the CPU simulator).
+
+All preprocessing (chat template, pixel rows, 3-D positions, ViT layout) comes from the shared
+`streamproc.qwen` module; the engine takes tensors and token ids. No torch on this path.
+
+One TpuBackend owns one engine (one KV cache, one request at a time). Several backends over the
+same bmodel share its weights inside libbmrt, so a service runs one per stream in flight.
+"""
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import sys
+import threading
+import time
+import weakref
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from ..config.model import TpuBackendConfig
+from ..errors import DeviceError, InputTooLarge, ModelError
+from ..qwen import InputBuilder, ModelInputs
+from .base import GenerationParams, Result, Timings
+
+log = logging.getLogger(__name__)
+
+_open_backends: "weakref.WeakSet[TpuBackend]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    # libbmrt's static destructors crash if engines outlive the interpreter: free them first.
+    for backend in list(_open_backends):
+        backend.close()
+
+
+def native_module():
+    try:
+        from .. import _native
+    except ImportError as exc:  # a source checkout without the built extension
+        raise DeviceError(f"the native engine is not built ({exc}); reinstall streamproc") from None
+    return _native
+
+
+def translate_native_error(exc: BaseException, context: str) -> Exception:
+    """streamproc's typed error for an exception from streamproc._native."""
+    native = native_module()
+    message = f"{context}: {exc}"
+    if isinstance(exc, native.RuntimeNotFoundError):
+        return DeviceError(message)
+    if isinstance(exc, native.BmodelError):
+        return ModelError(message)
+    if isinstance(exc, native.InputError):
+        return InputTooLarge(message)
+    if isinstance(exc, native.DeviceError):
+        return DeviceError(message)
+    return exc if isinstance(exc, Exception) else DeviceError(message)
+
+
+def silence_simulator_stdout() -> bool:
+    """The CPU simulator prints debug lines on the C stdout. Send C-level stdout to /dev/null
+    and keep Python's sys.stdout on a copy of the original, so the CLI's own output stays.
+    Process-wide: only the CLI calls it, and only when the loaded runtime is the simulator."""
+    native = native_module()
+    path = native.runtime_path()
+    if not path or not (Path(path).parent / "libcmodel.so").exists():
+        return False
+    sys.stdout.flush()
+    original = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+    sys.stdout = os.fdopen(original, "w", buffering=1, encoding="utf-8", errors="replace")
+    return True
+
+
+class TpuBackend:
+    name = "tpu"
+
+    def __init__(self, config: TpuBackendConfig, builder: Optional[InputBuilder] = None):
+        self.config = config
+        bmodel = Path(config.bmodel).expanduser()
+        self.model_id = bmodel.name
+        native = native_module()
+        self._lock = threading.Lock()
+        self._engine = None
+        try:
+            self._engine = native.Engine(str(bmodel), config.device_id, str(config.runtime_dir or ""))
+        except native.NativeError as exc:
+            raise translate_native_error(exc, "cannot load the bmodel") from None
+        self.info = self._engine.info()
+        try:
+            self.builder = builder or InputBuilder.from_pretrained(
+                Path(config.tokenizer).expanduser(), seq_length=self.info["seq_length"]
+            )
+        except Exception:
+            self.close()
+            raise
+        self._last: Optional[ModelInputs] = None
+        _open_backends.add(self)
+        log.info(
+            "loaded %s (%s, %s layout, seq %d, %d ViT patches) with %s",
+            bmodel.name,
+            self.info["chip"] or "unknown chip",
+            self.info["layout"],
+            self.info["seq_length"],
+            self.info["max_patches"],
+            self.info["runtime"],
+        )
+
+    # -- Backend protocol -------------------------------------------------------------------
+
+    @property
+    def seq_length(self) -> int:
+        return int(self.info["seq_length"])
+
+    @property
+    def max_patches(self) -> int:
+        return int(self.info["max_patches"])
+
+    @property
+    def inputs(self) -> InputBuilder:
+        return self.builder
+
+    @property
+    def supports_history(self) -> bool:
+        return bool(self.info["supports_history"])
+
+    def describe(self, inputs: ModelInputs, params: GenerationParams) -> Result:
+        """A new conversation: the history is cleared first."""
+        with self._lock:
+            self._engine_or_fail().clear_history()
+            return self._run(inputs, params, start=0)
+
+    def follow_up(self, inputs: ModelInputs, params: GenerationParams) -> Result:
+        """A further turn built with InputBuilder.follow_up: only its new tokens are prefilled
+        when the bmodel keeps history (rolling back any later turn, so several questions can
+        follow the same answer); otherwise the whole conversation runs again."""
+        with self._lock:
+            engine = self._engine_or_fail()
+            if self.supports_history and engine.history_length >= inputs.cached_tokens > 0:
+                engine.truncate_history(inputs.cached_tokens)
+                return self._run(inputs, params, start=inputs.cached_tokens)
+            engine.clear_history()
+            return self._run(inputs, params, start=0)
+
+    def close(self) -> None:
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.close()
+        _open_backends.discard(self)
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _engine_or_fail(self):
+        if self._engine is None:
+            raise DeviceError("the TPU backend is closed")
+        return self._engine
+
+    def vision_chunks(self, inputs: ModelInputs, start: int = 0) -> list[dict[str, Any]]:
+        """Per ViT call: whole temporal grids that fit MAX_PATCHES, at their token offsets
+        relative to the first prefilled token."""
+        chunks = []
+        for block in inputs.blocks:
+            if block.offset < start:
+                continue  # already in the KV cache from an earlier turn
+            for chunk in block.vit_chunks(self.max_patches):
+                chunks.append(
+                    {
+                        "token_offset": block.offset - start + chunk.token_start,
+                        "pixel_rows": chunk.pixel_values,
+                        "rotary_pos": chunk.position_ids,
+                        "cu_seqlens": chunk.layout.cu_seqlens,
+                        "cu_window_seqlens": chunk.layout.cu_window_seqlens,
+                        "reverse_index": chunk.reverse_index,
+                    }
+                )
+        return chunks
+
+    def _run(self, inputs: ModelInputs, params: GenerationParams, start: int) -> Result:
+        engine = self._engine_or_fail()
+        begin = time.perf_counter()
+        if params.do_sample and not self.info["has_sample_head"]:
+            raise ModelError(
+                f"{self.model_id} was built without --do_sample: it decodes greedily only (set generation.do_sample: false)"
+            )
+        ids = np.ascontiguousarray(inputs.input_ids[start:], dtype=np.int32)
+        positions = np.ascontiguousarray(inputs.position_ids[:, start:], dtype=np.int32)
+        sampling = {
+            "do_sample": params.do_sample,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "top_k": params.top_k,
+            "repetition_penalty": params.repetition_penalty,
+        }
+        if params.seed is not None:
+            engine.seed(params.seed)
+        chunks = self.vision_chunks(inputs, start)
+        prepared = time.perf_counter()
+        engine.reset_times()
+        native = native_module()
+        try:
+            first = engine.prefill(ids, positions, chunks, next_position=inputs.next_position, **sampling)
+            tokens = engine.generate(first, params.max_new_tokens, list(self.builder.stop_ids), **sampling)
+        except native.NativeError as exc:
+            raise translate_native_error(exc, self.model_id) from None
+        device = engine.times()
+        stopped = bool(tokens) and tokens[-1] in self.builder.stop_ids
+        text_ids = tokens[:-1] if stopped else tokens
+        timings = Timings(
+            preprocess_s=prepared - begin,
+            vision_s=device["vit_s"],
+            prefill_s=device["prefill_s"],
+            decode_s=device["decode_s"],
+            total_s=time.perf_counter() - begin,
+        )
+        return Result(
+            text=self.builder.decode(text_ids).strip(),
+            prompt_tokens=int(inputs.input_ids.shape[0]),
+            visual_tokens=int(inputs.visual_tokens),
+            generated_tokens=len(tokens),
+            model=self.model_id,
+            finish_reason="stop" if stopped else "length",
+            timings=timings,
+            token_ids=tuple(int(t) for t in tokens),
+        )
