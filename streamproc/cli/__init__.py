@@ -16,6 +16,8 @@ from .common import setup_logging
 
 # command name -> module in this package that defines `add_parser(subparsers)`.
 COMMANDS = {
+    "run": "run",
+    "caption": "caption",
     "demo": "demo",
     "bench": "bench",
     "make-tiny-model": "make_tiny_model",
@@ -56,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    setup_logging(args.verbose, args.log_format)
+    setup_logging(max(args.verbose, getattr(args, "default_verbosity", 0)), args.log_format)
     try:
         return int(args.func(args) or 0)
     except StreamprocError as error:

@@ -45,3 +45,16 @@ def setup_logging(verbosity: int, log_format: str = "text") -> None:
     logging.getLogger("streamproc").setLevel(level)
     # FFmpeg's own log goes through PyAV's logging bridge; keep it quiet unless debugging.
     logging.getLogger("libav").setLevel(logging.ERROR if verbosity < 2 else logging.INFO)
+
+
+def quiet_simulator_if_used(config) -> None:
+    """The TPU simulator prints debug lines on C stdout; keep them off the CLI's output."""
+    if config.backend is not None and config.backend.type == "tpu":
+        from ..backends.tpu import native_module, silence_simulator_stdout
+
+        native = native_module()
+        try:
+            native.load_runtime(str(config.backend.runtime_dir or ""))
+        except native.NativeError:
+            return  # starting the backend reports it properly
+        silence_simulator_stdout()

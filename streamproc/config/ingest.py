@@ -84,7 +84,9 @@ class SegmentingConfig(Section):
         None, ge=64, description="model context; default: read from backend.bmodel, else 2048"
     )
     bmodel: Optional[Path] = Field(None, description="read seq_length from this bmodel")
-    prompt_reserve: int = Field(64, ge=0, description="tokens kept for the chat template and the prompt")
+    prompt_reserve: int = Field(
+        64, ge=0, description="at least this many tokens for the chat template and prompt (measured when a model is loaded)"
+    )
     answer_reserve: int = Field(64, ge=1, description="tokens kept for the answer")
     overlap_s: float = Field(0.0, ge=0)
     max_duration_s: Optional[float] = Field(None, gt=0, description="cap on a segment's length")

@@ -1,0 +1,140 @@
+"""`streamproc caption`: caption video files in batch into JSONL / SRT / WebVTT files."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import UsageError
+
+EPILOG = """\
+examples:
+  streamproc caption clip.mp4 --model /path/to/Qwen2.5-VL-3B-Instruct
+  streamproc caption videos/ --model Qwen/Qwen2.5-VL-3B-Instruct --out captions --format jsonl,srt,vtt
+  streamproc caption 'videos/*.mkv' --bmodel qwen2.5-vl-3b.bmodel --tokenizer qwen2.5-vl-3b/
+  streamproc caption videos/ --config configs/batch.yaml      # backend, prompt and rules from a config
+
+Finished files are recorded in OUT/streamproc-captions.json and skipped by the next run
+(--force redoes them). Exit status 0 when every file was captioned or skipped, 1 if any failed.
+"""
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "caption",
+        help="caption video files (batch) into JSONL, SRT and WebVTT",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG,
+    )
+    parser.add_argument("inputs", nargs="+", metavar="FILE|DIR|GLOB", help="videos, folders of videos, or glob patterns")
+    parser.add_argument("--config", type=Path, help="take backend, prompt, sampling, segmenting and rules from this config")
+    parser.add_argument("--model", help="transformers checkpoint folder or hub id (hf backend)")
+    parser.add_argument("--bmodel", type=Path, help="Qwen2.5-VL bmodel (tpu backend)")
+    parser.add_argument("--tokenizer", type=Path, help="folder with tokenizer.json for --bmodel")
+    parser.add_argument("--runtime-dir", type=Path, help="folder with libbmrt.so (default: $STREAMPROC_BMRT_DIR, SDK)")
+    parser.add_argument("--device", default=None, help="hf backend device: auto, cpu or cuda")
+    parser.add_argument("--prompt", help="the question asked for every segment")
+    parser.add_argument("--max-new-tokens", type=int, help="longest caption in tokens")
+    parser.add_argument("--seq-length", type=int, help="context to size segments for (default: the model's, else 2048)")
+    parser.add_argument("--max-pixels", help="the model's max_pixels, e.g. 672x896 (frames use a quarter)")
+    parser.add_argument("--out", type=Path, default=Path("captions"), help="output folder (default ./captions)")
+    parser.add_argument("--format", default="jsonl,srt,vtt", help="comma-separated: jsonl, srt, vtt")
+    parser.add_argument("--force", action="store_true", help="caption files again even if done")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.set_defaults(func=run)
+
+
+def build_config(args):
+    from ..config import config_from_data, load_config
+
+    base = load_config(args.config).model_dump(mode="json", exclude_none=True) if args.config else {}
+    base["sources"] = []
+    if args.model and args.bmodel:
+        raise UsageError("give --model (transformers) or --bmodel (TPU), not both")
+    if args.model:
+        base["backend"] = {"type": "hf", "model": args.model, **({"device": args.device} if args.device else {})}
+    elif args.bmodel:
+        if not args.tokenizer:
+            raise UsageError("--bmodel needs --tokenizer (the folder with the model's tokenizer.json)")
+        backend = {"type": "tpu", "bmodel": str(args.bmodel), "tokenizer": str(args.tokenizer)}
+        if args.runtime_dir:
+            backend["runtime_dir"] = str(args.runtime_dir)
+        base["backend"] = backend
+    if "backend" not in base:
+        raise UsageError("say which model to use: --model DIR_OR_HUB_ID, --bmodel FILE --tokenizer DIR, or --config")
+    if args.prompt:
+        base.setdefault("prompt", {})["user"] = args.prompt
+    if args.max_new_tokens:
+        base.setdefault("generation", {})["max_new_tokens"] = args.max_new_tokens
+    if args.seq_length:
+        segmenting = base.setdefault("segmenting", {})
+        segmenting.pop("bmodel", None)
+        segmenting["seq_length"] = args.seq_length
+    if args.max_pixels:
+        base.setdefault("sampling", {})["max_pixels"] = args.max_pixels
+    base.get("sinks", {}).pop("mqtt", None)  # batch output goes to files
+    return config_from_data(base)
+
+
+def run(args) -> int:
+    from ..backends.base import create_backend
+    from ..service.batch import expand_inputs
+    from ..sinks.captions import FORMATS
+    from .common import quiet_simulator_if_used
+
+    formats = [f.strip() for f in args.format.split(",") if f.strip()]
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise UsageError(f"unknown caption format(s) {', '.join(unknown) or '(none)'}: choose from {', '.join(FORMATS)}")
+    config = build_config(args)
+    paths = expand_inputs(args.inputs)
+    if not paths:
+        raise UsageError("no video files found in " + " ".join(args.inputs))
+    quiet_simulator_if_used(config)
+    backend = create_backend(config.backend)
+    try:
+        outcomes = _run_with_progress(config, backend, paths, formats, args)
+    finally:
+        backend.close()
+    done = sum(o.status == "done" for o in outcomes)
+    skipped = sum(o.status == "skipped" for o in outcomes)
+    failed = [o for o in outcomes if o.status == "failed"]
+    for outcome in failed:
+        print(f"streamproc: error: {outcome.error}", file=sys.stderr)
+    media = sum(o.media_s for o in outcomes)
+    seconds = sum(o.seconds for o in outcomes)
+    print(
+        f"{done} captioned ({media:.0f} s of video in {seconds:.1f} s), {skipped} skipped (done before), "
+        f"{len(failed)} failed; outputs in {args.out}"
+    )
+    return 1 if failed else 0
+
+
+def _run_with_progress(config, backend, paths, formats, args):
+    from tqdm import tqdm
+
+    from ..service.batch import BatchCaptioner
+
+    quiet = args.no_progress or not sys.stderr.isatty()
+    overall = tqdm(total=len(paths), desc="files", unit="file", position=0, disable=quiet)
+    bars = {}
+
+    def progress(path: Path, done_s: float, total_s: float) -> None:
+        bar = bars.get(path)
+        if bar is None:
+            total = round(total_s) or None
+            bar = bars[path] = tqdm(total=total, desc=path.name[:30], unit="s", position=1, leave=False, disable=quiet)
+        bar.n = min(round(done_s), bar.total or round(done_s))
+        bar.refresh()
+
+    def file_done(outcome) -> None:
+        bar = bars.pop(outcome.path, None)
+        if bar is not None:
+            bar.close()
+        overall.update(1)
+
+    captioner = BatchCaptioner(config, backend, args.out, formats, force=args.force, on_progress=progress)
+    try:
+        return captioner.run(paths, on_file=file_done)
+    finally:
+        overall.close()

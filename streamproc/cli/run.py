@@ -1,0 +1,33 @@
+"""`streamproc run CONFIG`: the service."""
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        help="run the service described by a config file",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Watch the configured sources, describe each segment with the model, apply the alert "
+        "rules and publish events to the configured sinks. SIGINT/SIGTERM stop cleanly (exit 0); a second "
+        "signal exits at once (130). File-only configs exit when every file is done.",
+        epilog="examples:\n  streamproc run configs/camera.yaml\n  streamproc run site.yaml --log-format json",
+    )
+    parser.add_argument("config", type=Path, help="YAML config (see configs/)")
+    parser.set_defaults(func=run, default_verbosity=1)
+
+
+def run(args) -> int:
+    from ..config import load_config
+    from ..service.lifecycle import run_until_done
+    from ..service.pipeline import Pipeline
+    from .common import quiet_simulator_if_used
+
+    config = load_config(args.config)
+    pipeline = Pipeline(config)
+    quiet_simulator_if_used(config)
+    logging.getLogger("streamproc").info("starting %d source(s) from %s", len(pipeline.sources), args.config)
+    return run_until_done(pipeline)

@@ -1,0 +1,285 @@
+"""The running service: sources -> segmenters -> bounded fair queue -> model workers -> rules -> sinks.
+
+Threads: one intake thread per source (PyAV and the native engine release the GIL), one worker
+per backend instance (the TPU backend: one engine per worker over one loaded bmodel, whose
+weights libbmrt shares; workers take segments round robin across sources, so no stream
+starves), a stats thread, and the metrics HTTP server. Sinks never block: the MQTT sink stores
+each event in its disk outbox and a publisher thread sends it.
+
+Model inputs are built by the worker right before its backend runs, so a segment dropped from
+a full queue costs nothing but its frames.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Callable, Optional, Sequence
+
+from ..backends.base import Backend, create_backend
+from ..config import Config
+from ..errors import ConfigError, StreamprocError
+from ..ingest.segmenter import DEFAULT_SEQ_LENGTH, Segmenter, SegmentPlan, plan_segments
+from ..ingest.sources import SourceStatus
+from ..rules.alerts import RuleEngine
+from ..sinks.base import Sink, create_sinks
+from ..sinks.events import Event, stats_event, status_event
+from .describer import SegmentDescriber
+from .intake import SINK_STATE, SourceRunner
+from .metrics import HealthServer, Metrics
+from .planning import effective_seq_length, prompt_reserve
+from .queues import FairSegmentQueue
+
+log = logging.getLogger(__name__)
+
+BackendFactory = Callable[[], Backend]
+
+
+class Pipeline:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        backend_factory: Optional[BackendFactory] = None,
+        sinks: Optional[Sequence[Sink]] = None,
+        serve_metrics: Optional[bool] = None,
+    ):
+        if config.backend is None and backend_factory is None:
+            raise ConfigError("the config has no backend section: say which model describes the segments")
+        self.config = config
+        self.sources = [s for s in config.sources if s.enabled]
+        if not self.sources:
+            raise ConfigError("no enabled sources in the config")
+        self._backend_factory = backend_factory or (lambda: create_backend(config.backend))
+        self._sinks = list(sinks) if sinks is not None else None
+        self._serve_metrics = config.service.metrics.enabled if serve_metrics is None else serve_metrics
+        self.metrics = Metrics()
+        self.queue = FairSegmentQueue(on_drop=self._dropped)
+        self.intake_stop = threading.Event()  # stop reading sources
+        self.work_stop = threading.Event()  # stop taking segments
+        live = frozenset(s.name for s in self.sources if s.live)
+        self.rules = RuleEngine(config.rules, live_sources=live)
+        self.live_sources = live
+        self.backends: list[Backend] = []
+        self.sinks: list[Sink] = []
+        self.runners: list[SourceRunner] = []
+        self._workers: list[threading.Thread] = []
+        self._busy: list[Optional[float]] = []  # per worker: monotonic start of its current segment
+        self._described = 0
+        self._failed = 0
+        self._started_at = time.time()
+        self._sink_lock = threading.Lock()
+        self._stats_thread: Optional[threading.Thread] = None
+        self.health_server: Optional[HealthServer] = None
+        self.seq_length = DEFAULT_SEQ_LENGTH
+
+    # -- start ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        count = self._worker_count()
+        log.info("loading %d model backend%s", count, "s" if count > 1 else "")
+        self.backends = [self._backend_factory() for _ in range(count)]
+        builder = self.backends[0].inputs
+        from ..qwen.budget import check_sampling
+
+        check_sampling(builder.vision, self.config.sampling)
+        self.seq_length = effective_seq_length(getattr(self.backends[0], "seq_length", None), self.config)
+        self._reserves = {s.name: prompt_reserve(self.config, builder, self.rules, s.name) for s in self.sources}
+        for source in self.sources:  # a prompt that leaves no room fails now, not at the first segment
+            self._plan(source.name, 28, 28)
+
+        self.sinks = self._sinks if self._sinks is not None else create_sinks(
+            self.config.sinks, self.config.rules, [s.name for s in self.sources]
+        )
+        for sink in self.sinks:
+            sink.start()
+        for source in self.sources:
+            policy = self.config.service.live_drop_policy if source.live else "block"
+            self.queue.add_source(source.name, self.config.service.queue_size, policy)
+        for index, backend in enumerate(self.backends):
+            describer = SegmentDescriber(backend, self.config, self.rules, self.live_sources)
+            self._busy.append(None)
+            thread = threading.Thread(target=self._work, args=(index, describer), name=f"model-{index}", daemon=True)
+            self._workers.append(thread)
+            thread.start()
+        for source in self.sources:
+            runner = SourceRunner(
+                source, self.config.sampling, self._segmenter, self.queue, self.metrics, self._source_status,
+                self.intake_stop,
+            )
+            self.runners.append(runner)
+            runner.start()
+        self._stats_thread = threading.Thread(target=self._stats_loop, name="stats", daemon=True)
+        self._stats_thread.start()
+        if self._serve_metrics:
+            cfg = self.config.service.metrics
+            self.health_server = HealthServer(self.metrics, self.health, cfg.host, cfg.port)
+            self.health_server.start()
+
+    def _worker_count(self) -> int:
+        backend = self.config.backend
+        if backend is not None and backend.type == "tpu":
+            return backend.engines
+        return self.config.service.workers
+
+    def _plan(self, source: str, height: int, width: int) -> SegmentPlan:
+        seg = self.config.segmenting
+        return plan_segments(
+            self.seq_length, height, width, self.config.sampling.fps, self._reserves[source], seg.answer_reserve,
+            seg.overlap_s, seg.max_duration_s,
+        )
+
+    def _segmenter(self, source: str) -> Segmenter:
+        return Segmenter(source, self.config.sampling.fps, lambda h, w: self._plan(source, h, w))
+
+    # -- work -------------------------------------------------------------------------------
+
+    def _work(self, index: int, describer: SegmentDescriber) -> None:
+        failures = 0
+        while not self.work_stop.is_set():
+            segment = self.queue.get(timeout=0.5)
+            if segment is None:
+                continue
+            self.metrics.queue_depth.labels(segment.source).set(self.queue.depth(segment.source))
+            self._busy[index] = time.monotonic()
+            try:
+                described = describer.describe(segment)
+            except StreamprocError as error:
+                self._failed += 1
+                failures += 1
+                self.metrics.errors.labels("model").inc()
+                log.error("%s segment %d: %s", segment.source, segment.index, error)
+                self.work_stop.wait(min(60.0, 2.0 ** min(failures, 6)) if not error.retryable else 1.0)
+                continue
+            except Exception:  # a bug in one request must not stop the worker
+                self._failed += 1
+                failures += 1
+                self.metrics.errors.labels("model").inc()
+                log.exception("%s segment %d: the model stage failed", segment.source, segment.index)
+                self.work_stop.wait(min(60.0, 2.0 ** min(failures, 6)))
+                continue
+            finally:
+                self._busy[index] = None
+            failures = 0
+            self._described += 1
+            result = described.result
+            self.metrics.described.labels(segment.source).inc()
+            self.metrics.request_seconds.observe(described.seconds)
+            self.metrics.first_token_seconds.observe(result.timings.first_token_s)
+            self.metrics.generated.inc(result.generated_tokens)
+            if result.tokens_per_s:
+                self.metrics.tokens_per_s.set(result.tokens_per_s)
+            for event in described.events:
+                self.emit(event)
+
+    def emit(self, event: Event) -> None:
+        self.metrics.events.labels(event.type).inc()
+        for sink in self.sinks:
+            try:
+                sink.handle(event)
+            except Exception as error:  # one sink's trouble must not stop the others
+                self.metrics.errors.labels("sink").inc()
+                log.error("sink %s could not take event %s: %s", sink.name, event.id, error)
+
+    def _dropped(self, segment) -> None:
+        self.metrics.dropped.labels(segment.source).inc()
+        log.warning(
+            "%s: the model cannot keep up; dropped segment %d (%.0f-%.0f s)",
+            segment.source, segment.index, segment.start, segment.end,
+        )
+
+    def _source_status(self, status: SourceStatus) -> None:
+        state = SINK_STATE.get(status.state)
+        if state is None:
+            return
+        for sink in self.sinks:
+            try:
+                sink.source_status(status.source, state, status.detail)
+            except Exception as error:
+                self.metrics.errors.labels("sink").inc()
+                log.error("sink %s could not take a status of %s: %s", sink.name, status.source, error)
+
+    def _stats_loop(self) -> None:
+        while not self.work_stop.wait(self.config.service.stats_interval_s):
+            self.emit(stats_event(self.stats()))
+
+    # -- state ------------------------------------------------------------------------------
+
+    def stats(self) -> dict:
+        sources = {}
+        for runner in self.runners:
+            counters = runner.source.counters if runner.source else None
+            sources[runner.name] = {
+                "state": runner.state,
+                "frames": counters.sampled if counters else 0,
+                "reconnects": counters.reconnects if counters else 0,
+                "queued": self.queue.depth(runner.name),
+                "dropped": self.queue.dropped(runner.name),
+                "error": runner.error,
+            }
+        sinks = {sink.name: sink.stats() for sink in self.sinks if hasattr(sink, "stats")}
+        outbox = sum(int(((s.get("outbox") or {}).get("pending") or 0)) for s in sinks.values())
+        self.metrics.outbox_depth.set(outbox)
+        return {
+            "uptime_s": round(time.time() - self._started_at, 1),
+            "described": self._described,
+            "failed": self._failed,
+            "sources": sources,
+            "sinks": sinks,
+        }
+
+    def health(self) -> dict:
+        now = time.monotonic()
+        stuck_after = self.config.service.stuck_after_s
+        busy = [None if started is None else round(now - started, 1) for started in self._busy]
+        workers_alive = sum(t.is_alive() for t in self._workers)
+        stuck = [b for b in busy if b is not None and b > stuck_after]
+        healthy = workers_alive > 0 and not stuck
+        return {
+            "healthy": healthy,
+            "workers": {"alive": workers_alive, "busy_s": busy},
+            "sources": {r.name: r.state for r in self.runners},
+            "described": self._described,
+        }
+
+    def finished(self) -> bool:
+        """Every source ended (files read to the end) and every segment described."""
+        return (
+            all(r.done.is_set() for r in self.runners)
+            and self.queue.drained()
+            and all(b is None for b in self._busy)
+        )
+
+    # -- stop -------------------------------------------------------------------------------
+
+    def stop(self, timeout_s: Optional[float] = None) -> bool:
+        """Stop intake, let the segments in flight finish, flush the sinks (MQTT publishes
+        offline). True if everything was delivered in time."""
+        timeout_s = self.config.service.shutdown_timeout_s if timeout_s is None else timeout_s
+        deadline = time.monotonic() + timeout_s
+        self.intake_stop.set()
+        waiting = self.queue.discard_waiting()
+        if waiting:
+            log.info("stopping: %d queued segment(s) not described", waiting)
+        self.work_stop.set()
+        for worker in self._workers:
+            worker.join(max(0.1, deadline - time.monotonic()))
+        self.queue.shutdown()
+        for runner in self.runners:
+            runner.join(max(0.1, deadline - time.monotonic()))
+        for source in self.sources:
+            self._source_status(SourceStatus(source.name, "stopped", "service stopped"))
+        delivered = True
+        for sink in self.sinks:
+            remaining = max(0.5, deadline - time.monotonic())
+            try:
+                delivered = sink.flush(remaining) and delivered
+                sink.close(remaining)
+            except Exception as error:
+                delivered = False
+                log.error("sink %s did not close cleanly: %s", sink.name, error)
+        for backend in self.backends:
+            backend.close()
+        if self.health_server is not None:
+            self.health_server.stop()
+        return delivered

@@ -1,0 +1,129 @@
+"""The bounded queue between the segmenters and the model workers.
+
+One deque per source, each bounded, with a named policy when full:
+  block        the producer waits (file sources: nothing is lost, reading just slows down)
+  drop_oldest  the oldest waiting segment is dropped and counted (live sources: stay current)
+  drop_newest  the new segment is dropped and counted
+Workers take segments round robin across sources, so a busy camera cannot starve the others.
+"""
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from ..frames import Segment
+
+POLICIES = ("block", "drop_oldest", "drop_newest")
+
+
+@dataclass
+class _Lane:
+    capacity: int
+    policy: str
+    items: deque = field(default_factory=deque)
+    dropped: int = 0
+    accepted: int = 0
+    closed: bool = False  # the producer is done
+
+
+class FairSegmentQueue:
+    """Thread-safe; any number of producers (one per source) and consumers (workers)."""
+
+    def __init__(self, on_drop: Optional[Callable[[Segment], None]] = None):
+        self._lanes: dict[str, _Lane] = {}
+        self._order: list[str] = []
+        self._next = 0
+        self._cond = threading.Condition()
+        self._shutdown = False
+        self._on_drop = on_drop
+
+    def add_source(self, source: str, capacity: int, policy: str) -> None:
+        if policy not in POLICIES:
+            raise ValueError(f"unknown queue policy {policy!r}")
+        with self._cond:
+            self._lanes[source] = _Lane(max(1, capacity), policy)
+            self._order.append(source)
+
+    def put(self, segment: Segment) -> bool:
+        """Queue a segment; False if it (or nothing, for drop_oldest) was dropped or the queue is shut."""
+        dropped: Optional[Segment] = None
+        with self._cond:
+            lane = self._lanes[segment.source]
+            while lane.policy == "block" and len(lane.items) >= lane.capacity and not self._shutdown:
+                self._cond.wait()
+            if self._shutdown:
+                return False
+            if len(lane.items) >= lane.capacity:
+                lane.dropped += 1
+                if lane.policy == "drop_newest":
+                    dropped = segment
+                else:
+                    dropped = lane.items.popleft()
+                    lane.items.append(segment)
+                    lane.accepted += 1
+            else:
+                lane.items.append(segment)
+                lane.accepted += 1
+            self._cond.notify_all()
+        if dropped is not None and self._on_drop is not None:
+            self._on_drop(dropped)
+        return dropped is not segment
+
+    def close_source(self, source: str) -> None:
+        """The source will put nothing more."""
+        with self._cond:
+            self._lanes[source].closed = True
+            self._cond.notify_all()
+
+    def get(self, timeout: Optional[float] = None) -> Optional[Segment]:
+        """The next segment, round robin across sources; None on timeout or shutdown."""
+        with self._cond:
+            while True:
+                if self._shutdown:
+                    return None
+                segment = self._take()
+                if segment is not None:
+                    self._cond.notify_all()  # a blocked producer may go on
+                    return segment
+                if not self._cond.wait(timeout) and timeout is not None:
+                    return None
+
+    def _take(self) -> Optional[Segment]:
+        count = len(self._order)
+        for step in range(count):
+            index = (self._next + step) % count
+            lane = self._lanes[self._order[index]]
+            if lane.items:
+                self._next = (index + 1) % count
+                return lane.items.popleft()
+        return None
+
+    def drained(self) -> bool:
+        """Every source closed and nothing waiting."""
+        with self._cond:
+            return all(lane.closed and not lane.items for lane in self._lanes.values())
+
+    def shutdown(self) -> None:
+        """Wake everyone; puts and gets return at once from now on."""
+        with self._cond:
+            self._shutdown = True
+            self._cond.notify_all()
+
+    def depth(self, source: str) -> int:
+        with self._cond:
+            return len(self._lanes[source].items)
+
+    def dropped(self, source: str) -> int:
+        with self._cond:
+            return self._lanes[source].dropped
+
+    def discard_waiting(self) -> int:
+        """Drop every waiting segment (graceful stop: only the ones in flight finish)."""
+        with self._cond:
+            count = sum(len(lane.items) for lane in self._lanes.values())
+            for lane in self._lanes.values():
+                lane.items.clear()
+            self._cond.notify_all()
+            return count
