@@ -18,8 +18,10 @@ from .common import setup_logging
 COMMANDS = {
     "run": "run",
     "caption": "caption",
+    "chat": "chat",
     "demo": "demo",
     "bench": "bench",
+    "doctor": "doctor",
     "make-tiny-model": "make_tiny_model",
 }
 

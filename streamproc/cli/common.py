@@ -50,11 +50,16 @@ def setup_logging(verbosity: int, log_format: str = "text") -> None:
 def quiet_simulator_if_used(config) -> None:
     """The TPU simulator prints debug lines on C stdout; keep them off the CLI's output."""
     if config.backend is not None and config.backend.type == "tpu":
-        from ..backends.tpu import native_module, silence_simulator_stdout
+        quiet_simulator(config.backend.runtime_dir)
 
-        native = native_module()
-        try:
-            native.load_runtime(str(config.backend.runtime_dir or ""))
-        except native.NativeError:
-            return  # starting the backend reports it properly
-        silence_simulator_stdout()
+
+def quiet_simulator(runtime_dir) -> None:
+    """Load the Sophgo runtime now and, if it is the CPU simulator, silence its C stdout."""
+    from ..backends.tpu import native_module, silence_simulator_stdout
+
+    native = native_module()
+    try:
+        native.load_runtime(str(runtime_dir or ""))
+    except native.NativeError:
+        return  # starting the backend reports it properly
+    silence_simulator_stdout()
