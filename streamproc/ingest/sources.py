@@ -237,7 +237,7 @@ class VideoSource:
             error = MediaError(f"{self.name}: {self.config.location}: no decodable video frames")
             self._status("failed", str(error))
             raise error
-        self._status("stopped" if stop.is_set() else "finished")
+        self._status("stopped" if stop.is_set() else "finished", "" if stop.is_set() else "end of file")
 
     def _read_live(self, stop: threading.Event) -> Iterator[Frame | Gap]:
         policy = self.config.reconnect
