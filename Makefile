@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
-RUNTIME_DIR ?= .cache/tpu-runtime
+RUNTIME_DIR ?= $(HOME)/.cache/streamproc/tpu-runtime
 ARCH := $(shell uname -m)
 # transformers' Qwen2.5-VL processor needs torchvision; these pairs import together (CPU use).
 ifeq ($(ARCH),aarch64)
@@ -33,13 +33,13 @@ system-deps:
 
 # The Sophgo runtime (CPU simulator build of libbmrt) from the tpu_mlir wheel on PyPI.
 runtime: $(STAMP)
-	sh tools/bmodel/fetch_runtime.sh $(RUNTIME_DIR)
+	PYTHON=$(PY) bash tools/bmodel/fetch_runtime.sh $(RUNTIME_DIR)
 
 demo: $(STAMP) system-deps runtime
-	STREAMPROC_BMRT_DIR=$(abspath $(RUNTIME_DIR))/bm1684x $(VENV)/bin/streamproc demo
+	STREAMPROC_BMRT_DIR=$(RUNTIME_DIR)/bm1684x $(VENV)/bin/streamproc demo
 
 test: $(STAMP) system-deps runtime
-	STREAMPROC_BMRT_DIR=$(abspath $(RUNTIME_DIR))/bm1684x $(PY) -m pytest $(PYTEST_ARGS)
+	STREAMPROC_TEST_STRICT=1 STREAMPROC_BMRT_DIR=$(RUNTIME_DIR)/bm1684x STREAMPROC_BMRT_1688_DIR=$(RUNTIME_DIR)/bm1688 $(PY) -m pytest $(PYTEST_ARGS)
 
 # Skips the slow simulator and soak tests.
 test-fast: $(STAMP)
