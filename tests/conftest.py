@@ -76,3 +76,18 @@ def tiny_processor(tiny_model_dir):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return AutoProcessor.from_pretrained(str(tiny_model_dir))
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """CLI tests run streamproc's setup_logging in-process; undo it so caplog keeps working."""
+    import logging
+
+    root = logging.getLogger()
+    ours = logging.getLogger("streamproc")
+    saved = (list(root.handlers), root.level, ours.level, ours.propagate)
+    yield
+    root.handlers[:] = saved[0]
+    root.setLevel(saved[1])
+    ours.setLevel(saved[2])
+    ours.propagate = saved[3]

@@ -1,4 +1,7 @@
-"""Config of event sinks: MQTT, the disk outbox, Home Assistant discovery, caption files, stdout."""
+"""Config of event sinks: MQTT, the disk outbox, Home Assistant discovery, caption files, stdout.
+
+See docs/mqtt.md for the topic layout and delivery guarantees these settings control.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,12 +11,14 @@ from pydantic import Field, SecretStr, model_validator
 
 from .base import Section
 
+QoS = Literal[0, 1, 2]
+
 
 class TlsConfig(Section):
     enabled: bool = False
-    ca_file: Optional[Path] = None
-    cert_file: Optional[Path] = None
-    key_file: Optional[Path] = None
+    ca_file: Optional[Path] = Field(None, description="CA bundle that signed the broker's certificate; default: system CAs")
+    cert_file: Optional[Path] = Field(None, description="client certificate (PEM), for brokers that require one")
+    key_file: Optional[Path] = Field(None, description="client private key (PEM, unencrypted)")
     insecure: bool = Field(False, description="skip hostname verification (tests only)")
 
     @model_validator(mode="after")
@@ -24,12 +29,15 @@ class TlsConfig(Section):
 
 
 class QosConfig(Section):
-    events: Literal[0, 1, 2] = 1
-    alerts: Literal[0, 1, 2] = 1
-    state: Literal[0, 1, 2] = 1
-    status: Literal[0, 1, 2] = 1
-    stats: Literal[0, 1, 2] = 0
-    snapshots: Literal[0, 1, 2] = 0
+    """QoS per kind of topic. Captions, alerts, rule state and source status go through the disk
+    outbox whatever their QoS; stats and snapshots are current values, published only while connected."""
+
+    captions: QoS = 1
+    alerts: QoS = 1
+    state: QoS = 1
+    status: QoS = 1
+    stats: QoS = 0
+    snapshots: QoS = 0
 
 
 class MqttConfig(Section):
@@ -40,30 +48,46 @@ class MqttConfig(Section):
     username: Optional[str] = None
     password: Optional[SecretStr] = None
     protocol: Literal["3.1.1", "5"] = "3.1.1"
-    keepalive_s: int = Field(30, ge=5)
+    keepalive_s: int = Field(30, ge=5, le=65535)
+    connect_timeout_s: float = Field(10.0, gt=0, description="TCP + TLS + CONNACK must finish in this time")
     tls: TlsConfig = TlsConfig()
-    topic_prefix: str = Field("streamproc", min_length=1, pattern=r"^[^#+]+$")
+    topic_prefix: str = Field("streamproc", min_length=1, pattern=r"^[^#+\s/]([^#+\s]*[^#+\s/])?$")
     qos: QosConfig = QosConfig()
     snapshots: bool = Field(False, description="publish a JPEG of a representative frame per segment")
+    # Not above the broker's own limit: mosquitto (max_inflight_messages, default 20) silently drops
+    # QoS 2 messages beyond it from MQTT 3.1.1 clients; MQTT 5 brokers announce theirs, and it is obeyed.
+    max_inflight: int = Field(20, ge=1, le=1000, description="messages sent and not yet acknowledged, at most")
     reconnect_min_delay_s: float = Field(1.0, gt=0)
     reconnect_max_delay_s: float = Field(30.0, gt=0)
 
+    @model_validator(mode="after")
+    def _checks(self) -> "MqttConfig":
+        if self.password is not None and self.username is None:
+            raise ValueError("password given without username")
+        if self.reconnect_max_delay_s < self.reconnect_min_delay_s:
+            raise ValueError("reconnect_max_delay_s must be >= reconnect_min_delay_s")
+        return self
+
 
 class OutboxConfig(Section):
+    """Store-and-forward: every MQTT event is written here before it is sent, removed on PUBACK."""
+
     path: Path = Path("streamproc-outbox.sqlite")
-    max_events: int = Field(100_000, ge=1)
+    max_events: int = Field(100_000, ge=1, description="messages kept at most while the broker is away")
     when_full: Literal["drop_oldest", "drop_newest"] = "drop_oldest"
+    # full: an append survives power loss (one fsync per event); normal: survives a process crash only.
+    synchronous: Literal["full", "normal"] = "full"
 
 
 class HomeAssistantConfig(Section):
     enabled: bool = False
-    discovery_prefix: str = "homeassistant"
+    discovery_prefix: str = Field("homeassistant", pattern=r"^[^#+\s]+$")
     node_id: str = Field("streamproc", pattern=r"^[A-Za-z0-9_-]+$")
 
 
 class FilesConfig(Section):
-    dir: Optional[Path] = None
-    formats: list[Literal["jsonl", "srt", "vtt"]] = ["jsonl"]
+    dir: Optional[Path] = Field(None, description="write caption files here; none = no files")
+    formats: list[Literal["jsonl", "srt", "vtt"]] = Field(default_factory=lambda: ["jsonl"], min_length=1)
 
 
 class StdoutConfig(Section):
@@ -77,3 +101,9 @@ class SinksConfig(Section):
     homeassistant: HomeAssistantConfig = HomeAssistantConfig()
     files: FilesConfig = FilesConfig()
     stdout: StdoutConfig = StdoutConfig()
+
+    @model_validator(mode="after")
+    def _ha_needs_mqtt(self) -> "SinksConfig":
+        if self.homeassistant.enabled and (self.mqtt is None or not self.mqtt.enabled):
+            raise ValueError("homeassistant discovery needs the mqtt sink (sinks.mqtt)")
+        return self

@@ -1,0 +1,148 @@
+"""Alert rules: per (rule, source) state with hysteresis and cooldown, raised/cleared events.
+
+Per segment, every rule that applies to the source gets a verdict: question rules from the model's
+answer to `question_prompt(rule.question)`, keyword/pattern rules from the caption text. Then:
+
+- yes: count positives in a row; OFF -> ON (a `raised` event) once `raise_after` are reached,
+  unless the rule is cooling down (`cooldown_s` since it last cleared); it then raises on the first
+  positive after the cooldown.
+- no: count negatives in a row; ON -> OFF (a `cleared` event) once `clear_after` are reached.
+- unknown (malformed or missing answer): counted and logged, changes nothing -- neither the state
+  nor the runs of positives/negatives, so one garbled answer cannot raise, clear or reset an alert.
+
+Segments of one source must be evaluated in order; different sources may be evaluated from
+different threads.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterable, Mapping, Optional, Sequence, Union
+
+from ..sinks.events import Event, alert_event
+from .answers import Verdict, parse_answer, question_prompt
+from .keywords import TextMatcher
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..config.rules import RuleConfig
+    from ..frames import Segment
+
+__all__ = ["RuleEngine", "RuleState", "Verdict", "parse_answer", "question_prompt"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RuleState:
+    on: bool = False
+    positives: int = 0  # yes verdicts in a row
+    negatives: int = 0  # no verdicts in a row
+    raised_at: Optional[float] = None  # rule clock
+    raised_wall: Optional[float] = None  # wall time of the segment that raised it
+    cleared_at: Optional[float] = None  # rule clock
+    last_answer: str = "unknown"
+    last_reason: str = ""
+
+
+class RuleEngine:
+    def __init__(self, rules: Sequence["RuleConfig"], *, live_sources: Iterable[str] = ()):
+        self.rules = list(rules)
+        self.live_sources = set(live_sources)  # ids of live sources use wall time (see events.py)
+        self._matchers = {r.name: TextMatcher(r) for r in self.rules if not r.asks_model}
+        self._prompts = {r.name: question_prompt(r.question) for r in self.rules if r.asks_model}
+        self._states: dict[tuple[str, str], RuleState] = {}
+        self._lock = threading.Lock()
+        self.counters = {"evaluated": 0, "yes": 0, "no": 0, "unknown": 0, "raised": 0, "cleared": 0, "suppressed": 0}
+
+    def rules_for(self, source: str) -> list["RuleConfig"]:
+        return [r for r in self.rules if r.applies_to(source)]
+
+    def questions_for(self, source: str) -> dict[str, str]:
+        """{rule name: prompt} to ask the model for each segment of `source` (in config order)."""
+        return {r.name: self._prompts[r.name] for r in self.rules_for(source) if r.asks_model}
+
+    def state(self, rule: str, source: str) -> RuleState:
+        with self._lock:
+            return self._states.setdefault((rule, source), RuleState())
+
+    def evaluate(
+        self,
+        source: str,
+        segment: "Segment",
+        caption_text: str = "",
+        answers: Optional[Mapping[str, Union[str, Verdict, None]]] = None,
+        now: Optional[float] = None,
+    ) -> list[Event]:
+        """Update every rule of `source` with this segment; the raised/cleared events it caused.
+
+        `answers` maps question-rule names to the model's raw reply (or a parsed Verdict).
+        `now` is the rule clock for cooldowns, in seconds; by default the segment's end media time,
+        so a batch job running faster than real time cools down in video time.
+        """
+        answers = answers or {}
+        clock = segment.end if now is None else now
+        events: list[Event] = []
+        for rule in self.rules_for(source):
+            verdict = self._verdict(rule, caption_text, answers)
+            event = self._step(rule, source, segment, verdict, clock)
+            if event is not None:
+                events.append(event)
+        return events
+
+    def _verdict(self, rule: "RuleConfig", caption: str, answers: Mapping[str, object]) -> Verdict:
+        if not rule.asks_model:
+            return self._matchers[rule.name].match(caption)
+        reply = answers.get(rule.name)
+        if isinstance(reply, Verdict):
+            return reply
+        if reply is None:
+            return Verdict("unknown", "", "no answer from the model")
+        return parse_answer(str(reply))
+
+    def _step(self, rule: "RuleConfig", source: str, segment: "Segment", verdict: Verdict, clock: float) -> Optional[Event]:
+        with self._lock:
+            state = self._states.setdefault((rule.name, source), RuleState())
+            self.counters["evaluated"] += 1
+            self.counters[verdict.answer] += 1
+            if not verdict.known:
+                log.warning(
+                    "rule %s on %s, segment %d: unusable answer (%s); state unchanged",
+                    rule.name, source, segment.index, verdict.error,
+                    extra={"rule": rule.name, "source": source},
+                )
+                return None
+            state.last_answer, state.last_reason = verdict.answer, verdict.reason
+            if verdict.answer == "yes":
+                state.positives += 1
+                state.negatives = 0
+                if state.on or state.positives < rule.raise_after:
+                    return None
+                if state.cleared_at is not None and clock - state.cleared_at < rule.cooldown_s:
+                    self.counters["suppressed"] += 1
+                    log.info("rule %s on %s: positive during cooldown, not raised", rule.name, source)
+                    return None
+                state.on, state.raised_at, state.raised_wall = True, clock, segment.end_wall
+                self.counters["raised"] += 1
+                transition, raised_wall = "raised", None
+            else:
+                state.negatives += 1
+                state.positives = 0
+                if not state.on or state.negatives < rule.clear_after:
+                    return None
+                state.on, state.cleared_at = False, clock
+                self.counters["cleared"] += 1
+                transition, raised_wall = "cleared", state.raised_wall
+        log.info("rule %s on %s %s: %s", rule.name, source, transition, verdict.reason or "-")
+        return alert_event(
+            rule=rule.name,
+            kind=rule.kind,
+            source=source,
+            segment=segment,
+            transition=transition,
+            verdict=verdict.answer,
+            reason=verdict.reason,
+            question=rule.question,
+            raised_at=raised_wall,
+            live=source in self.live_sources,
+        )

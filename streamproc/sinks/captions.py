@@ -1,0 +1,133 @@
+"""Caption files for batch jobs: JSONL (every event), SRT and WebVTT (one cue per caption).
+
+One set of files per source, named by the source's stem: `streamproc caption` maps each input video's
+source to the video's stem, giving <out>/<stem>.jsonl, <stem>.srt and <stem>.vtt. Cue times are the
+segment's media times, so the subtitles line up with the video. Files are written as events come
+and flushed after each, so a job that dies leaves valid files up to its last segment; a new run
+overwrites them (a re-run starts the video from the beginning).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import IO, Iterable, Mapping, Optional
+
+from ..errors import SinkError
+from .base import BaseSink
+from .events import Event
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("jsonl", "srt", "vtt")
+
+
+def timestamp(seconds: float, sep: str) -> str:
+    """HH:MM:SS<sep>mmm (sep ',' for SRT, '.' for WebVTT)."""
+    ms = max(0, int(round(seconds * 1000)))
+    hours, ms = divmod(ms, 3_600_000)
+    minutes, ms = divmod(ms, 60_000)
+    secs, ms = divmod(ms, 1000)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}{sep}{ms:03d}"
+
+
+def cue_text(text: str) -> str:
+    """Cue text both formats accept: no blank lines (they end a cue), no '-->' (it starts timing)."""
+    lines = [" ".join(line.split()) for line in text.replace("-->", "->").splitlines()]
+    cleaned = "\n".join(line for line in lines if line)
+    return cleaned or "…"  # an empty cue would end up as no cue at all in some players
+
+
+def srt_cue(number: int, start: float, end: float, text: str) -> str:
+    return f"{number}\n{timestamp(start, ',')} --> {timestamp(end, ',')}\n{cue_text(text)}\n\n"
+
+
+def vtt_cue(number: int, start: float, end: float, text: str) -> str:
+    return f"{number}\n{timestamp(start, '.')} --> {timestamp(end, '.')}\n{cue_text(text)}\n\n"
+
+
+class _SourceFiles:
+    def __init__(self, out_dir: Path, stem: str, formats: Iterable[str]):
+        self.handles: dict[str, IO[str]] = {}
+        self.cues = 0
+        self.last_end = 0.0
+        for fmt in formats:
+            path = out_dir / f"{stem}.{fmt}"
+            handle = path.open("w", encoding="utf-8", newline="\n")
+            if fmt == "vtt":
+                handle.write("WEBVTT\n\n")
+            handle.flush()
+            self.handles[fmt] = handle
+
+    def write(self, event: Event) -> None:
+        jsonl = self.handles.get("jsonl")
+        if jsonl is not None:
+            jsonl.write(event.to_json() + "\n")
+            jsonl.flush()
+        if event.type != "caption":
+            return
+        segment = event.data["segment"]
+        # Players reject overlapping or reversed cues; segments never overlap, but guard anyway.
+        start = max(float(segment["start"]), self.last_end)
+        end = max(float(segment["end"]), start + 0.001)
+        self.cues += 1
+        self.last_end = end
+        for fmt, make in (("srt", srt_cue), ("vtt", vtt_cue)):
+            handle = self.handles.get(fmt)
+            if handle is not None:
+                handle.write(make(self.cues, start, end, event.data["text"]))
+                handle.flush()
+
+    def close(self) -> None:
+        for handle in self.handles.values():
+            handle.close()
+        self.handles.clear()
+
+
+class CaptionFileSink(BaseSink):
+    name = "files"
+
+    def __init__(self, out_dir: str | Path, formats: Iterable[str] = ("jsonl",), *, stems: Optional[Mapping[str, str]] = None):
+        self.out_dir = Path(out_dir)
+        self.formats = list(dict.fromkeys(formats))
+        unknown = [f for f in self.formats if f not in FORMATS]
+        if unknown:
+            raise ValueError(f"unknown caption formats: {', '.join(unknown)}")
+        self.stems = dict(stems or {})
+        self._files: dict[str, _SourceFiles] = {}
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        """Create the folder, and the files of every source named in `stems` (a video that yields
+        no segment still gets valid, empty files, so a batch job can tell it was done)."""
+        try:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            with self._lock:
+                for source, stem in self.stems.items():
+                    if source not in self._files:
+                        self._files[source] = _SourceFiles(self.out_dir, stem, self.formats)
+        except OSError as exc:
+            raise SinkError(f"cannot create caption files in {self.out_dir}: {exc.strerror or exc}", retryable=False) from None
+
+    def paths(self, source: str) -> dict[str, Path]:
+        stem = self.stems.get(source, source)
+        return {fmt: self.out_dir / f"{stem}.{fmt}" for fmt in self.formats}
+
+    def handle(self, event: Event) -> None:
+        if event.source is None or event.type not in ("caption", "alert"):
+            return  # status and stats are service matters, not part of a transcript
+        with self._lock:
+            files = self._files.get(event.source)
+            try:
+                if files is None:
+                    files = _SourceFiles(self.out_dir, self.stems.get(event.source, event.source), self.formats)
+                    self._files[event.source] = files
+                files.write(event)
+            except OSError as exc:
+                raise SinkError(f"cannot write caption files for {event.source}: {exc.strerror or exc}") from None
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        with self._lock:
+            for files in self._files.values():
+                files.close()
+            self._files.clear()

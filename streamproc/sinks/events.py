@@ -1,0 +1,207 @@
+"""Events: what the sinks publish, their JSON form and their ids.
+
+Every event is one JSON object (UTF-8) with the fields `v` (schema version), `type`, `id`,
+`source` and `ts` (wall time it was made), plus fields per type; streamproc/sinks/event.schema.json
+is the contract (docs/mqtt.md explains it).
+
+Ids let consumers deduplicate (the outbox delivers at least once). A caption's id comes from the
+source and the segment's start so that re-running a file after a crash gives the same ids. Live
+sources restart their media clock at 0 with every process, so their ids use the segment's wall
+start time instead (`live=True`), otherwise today's first segment would look like yesterday's.
+"""
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import time
+import uuid
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import TYPE_CHECKING, Any, Literal, Optional
+
+from ..redact import redact
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
+    from ..backends.base import Result
+    from ..frames import Segment
+
+SCHEMA_VERSION = 1
+EventType = Literal["caption", "alert", "status", "stats"]
+SOURCE_STATES = ("online", "offline", "reconnecting")
+
+
+@dataclass(frozen=True)
+class Event:
+    """One event. `data` is the whole JSON payload; `snapshot` (a representative RGB frame) stays
+    in-process for sinks that publish images and is never serialised."""
+
+    type: EventType
+    id: str
+    source: Optional[str]
+    data: dict[str, Any]
+    snapshot: Optional["np.ndarray"] = field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(self.to_json())  # a deep copy that is exactly what goes on the wire
+
+    def to_json(self) -> str:
+        return json.dumps(self.data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+    def to_bytes(self) -> bytes:
+        return self.to_json().encode("utf-8")
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> "Event":
+        data = json.loads(text)
+        return cls(type=data["type"], id=data["id"], source=data.get("source"), data=data)
+
+
+def _num(value: float, digits: int = 3) -> float:
+    """JSON has no NaN/inf; a broken timing must not make an event unserialisable."""
+    value = float(value)
+    return round(value, digits) if math.isfinite(value) else 0.0
+
+
+def _clean(value: Any) -> Any:
+    """A JSON-safe copy of a stats tree: non-finite floats become null, unknown objects strings."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, numbers.Integral):  # numpy integers and the like
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return _clean(float(value))
+    return str(value)
+
+
+def segment_key(segment: "Segment", *, live: bool = False) -> str:
+    """The stable part of every id about `segment`: source and start (media ms, or wall ms if live)."""
+    if live:
+        return f"{segment.source}@{int(round(segment.start_wall * 1000)):013d}"
+    return segment.id
+
+
+def segment_info(segment: "Segment") -> dict[str, Any]:
+    return {
+        "index": int(segment.index),
+        "start": _num(segment.start),
+        "end": _num(segment.end),
+        "start_wall": _num(segment.start_wall),
+        "end_wall": _num(segment.end_wall),
+        "frames": len(segment.frames),
+        "fps": _num(segment.fps),
+        "gap_before": bool(segment.gap_before),
+        "last": bool(segment.last),
+    }
+
+
+def _base(type_: str, id_: str, source: Optional[str], now: Optional[float]) -> dict[str, Any]:
+    return {"v": SCHEMA_VERSION, "type": type_, "id": id_, "source": source, "ts": _num(now or time.time())}
+
+
+def caption_event(
+    segment: "Segment",
+    result: "Result",
+    *,
+    prompt: Optional[str] = None,
+    live: bool = False,
+    now: Optional[float] = None,
+) -> Event:
+    """The caption of one segment: its text, the model, token counts and timings."""
+    id_ = segment_key(segment, live=live)
+    data = _base("caption", id_, segment.source, now)
+    data.update(
+        segment=segment_info(segment),
+        text=result.text.strip(),
+        model=result.model,
+        tokens={
+            "prompt": int(result.prompt_tokens),
+            "visual": int(result.visual_tokens),
+            "generated": int(result.generated_tokens),
+        },
+        finish_reason=result.finish_reason,
+        timings={k: _num(v, 6) for k, v in result.timings.as_dict().items()},
+    )
+    if prompt is not None:
+        data["prompt"] = prompt
+    frames = segment.frames
+    snapshot = frames[len(frames) // 2].image if frames else None
+    return Event("caption", id_, segment.source, data, snapshot)
+
+
+def alert_event(
+    *,
+    rule: str,
+    kind: str,
+    source: str,
+    segment: "Segment",
+    transition: Literal["raised", "cleared"],
+    verdict: Literal["yes", "no", "unknown"],
+    reason: str,
+    question: Optional[str] = None,
+    raised_at: Optional[float] = None,
+    live: bool = False,
+    now: Optional[float] = None,
+) -> Event:
+    """A rule's state changed on `source` with `segment`: raised (now ON) or cleared (now OFF)."""
+    if transition not in ("raised", "cleared"):
+        raise ValueError(f"transition must be raised or cleared, not {transition!r}")
+    key = segment_key(segment, live=live)
+    id_ = f"{key}:{rule}:{transition}"
+    data = _base("alert", id_, source, now)
+    data.update(
+        rule=rule,
+        kind=kind,
+        transition=transition,
+        state="ON" if transition == "raised" else "OFF",
+        verdict=verdict,
+        reason=reason,
+        caption_id=key,
+        segment=segment_info(segment),
+    )
+    if question is not None:
+        data["question"] = question
+    if raised_at is not None:
+        data["raised_at"] = _num(raised_at)
+    return Event("alert", id_, source, data)
+
+
+def status_event(source: str, state: str, detail: str = "", *, now: Optional[float] = None) -> Event:
+    """A source went online, offline or is reconnecting. `detail` is redacted (it may hold a URL)."""
+    if state not in SOURCE_STATES:
+        raise ValueError(f"source state must be one of {', '.join(SOURCE_STATES)}, not {state!r}")
+    # Status changes are not replayed from media, so a random id is both unique and stable
+    # (the outbox stores the serialised event; redelivery carries the same id).
+    id_ = f"{source}:status:{uuid.uuid4().hex[:16]}"
+    data = _base("status", id_, source, now)
+    data.update(state=state, detail=redact(" ".join(str(detail).split())))
+    return Event("status", id_, source, data)
+
+
+def stats_event(stats: dict[str, Any], *, now: Optional[float] = None) -> Event:
+    """Service-wide counters (queues, drops, throughput); `stats` must be JSON-serialisable."""
+    id_ = f"stats:{uuid.uuid4().hex[:16]}"
+    data = _base("stats", id_, None, now)
+    data["stats"] = _clean(stats)
+    return Event("stats", id_, None, data)
+
+
+def schema() -> dict[str, Any]:
+    """The JSON Schema of every event (draft 2020-12), shipped in the package."""
+    text = resources.files(__package__).joinpath("event.schema.json").read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+def validate(data: dict[str, Any]) -> None:
+    """Raise jsonschema.ValidationError if `data` is not a valid event (needs jsonschema, a dev extra)."""
+    import jsonschema  # only tests and `doctor` validate; the runtime builds valid events
+
+    jsonschema.validate(data, schema(), cls=jsonschema.Draft202012Validator)
