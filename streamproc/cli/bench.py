@@ -25,6 +25,13 @@ def add_parser(subparsers) -> None:
     ingest.add_argument("--clip", type=Path, default=None, help="use this clip instead of the generated one")
     ingest.add_argument("--out", type=Path, default=None, help="also write the table (markdown) here")
     ingest.set_defaults(func=run_ingest)
+    service = sub.add_parser("service", help="streams per CPU core, event latency to PUBACK, RSS per extra stream")
+    service.add_argument("--duration", type=float, default=30.0, help="1080p30 clip length in seconds (default 30)")
+    service.add_argument("--streams", type=int, default=4, help="streams at once for the CPU measure (default 4)")
+    service.add_argument("--rss-streams", type=int, default=5, help="streams for the RSS measure (default 5)")
+    service.add_argument("--rss-seconds", type=float, default=40.0, help="how long each RSS run lasts")
+    service.add_argument("--out", type=Path, default=None, help="also write the table (markdown) here")
+    service.set_defaults(func=run_service)
     parser.set_defaults(func=lambda args: parser.print_help() or 2)
 
 
@@ -40,6 +47,22 @@ def run_ingest(args) -> int:
     print(f"clip: {clip} ({args.duration:.0f} s of 1920x1080 30 fps H.264, ~4 Mbit/s, B-frames, GOP 60)")
     report = ingest.run(clip, args.duration, args.repeats, methods, progress=lambda m: print(m, file=sys.stderr))
     text = ingest.table(report)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n", encoding="utf-8")
+    return 0
+
+
+def run_service(args) -> int:
+    from ..bench import service
+
+    clip = DEFAULT_CACHE / f"ingest-1080p30-h264-{int(args.duration)}s.mp4"
+    clip.parent.mkdir(parents=True, exist_ok=True)
+    report = service.run(
+        clip, args.duration, DEFAULT_CACHE, streams=args.streams, rss_streams=args.rss_streams,
+        rss_seconds=args.rss_seconds, progress=lambda m: print(m, file=sys.stderr),
+    )
+    text = service.table(report)
     print(text)
     if args.out:
         args.out.write_text(text + "\n", encoding="utf-8")

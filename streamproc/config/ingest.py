@@ -34,6 +34,7 @@ class SourceConfig(Section):
     read_timeout_s: float = Field(10.0, gt=0)
     reconnect: ReconnectConfig = ReconnectConfig()
     decoder_threads: int = Field(0, ge=0, description="0 = let FFmpeg choose")
+    realtime: bool = Field(False, description="read a file at its own pace, like a camera (demos, soak tests)")
 
     @model_validator(mode="after")
     def _one_location(self) -> "SourceConfig":

@@ -220,10 +220,14 @@ class VideoSource:
             stream = container.streams.video[0]
             if stream.start_time is not None and stream.time_base is not None:
                 start = float(stream.start_time * stream.time_base)
+            paced_from = time.monotonic()
             for pts, frame in self._decode(container, stop):
                 if start is None:
                     start = pts
-                yield self._frame(max(0.0, pts - start), pts, self._to_array(frame))
+                media_time = max(0.0, pts - start)
+                if self.config.realtime and stop.wait(max(0.0, paced_from + media_time - time.monotonic())):
+                    break
+                yield self._frame(media_time, pts, self._to_array(frame))
         except (av.error.FFmpegError, OSError) as exc:
             failure = classify(exc, self.name, self.config.location, live=False)
         finally:

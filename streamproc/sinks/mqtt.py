@@ -134,6 +134,7 @@ class MqttSink(StatusEventsMixin, BaseSink):
         messages = self.messages_for(event)
         if messages:
             self.outbox.append_many(messages)
+            self.publisher.notify()
         if event.type == "caption" and self.config.snapshots and event.snapshot is not None:
             image = event.snapshot
             self.publisher.publish_ephemeral(
@@ -174,6 +175,7 @@ class MqttSink(StatusEventsMixin, BaseSink):
             "outbox": self.outbox.stats() if not self._closed else {},
             "handled": self._handled,
             **self.publisher.counters,
+            "delivery_ms": _percentiles(self.publisher.latencies),
             "last_error": self.publisher.last_error,
         }
 
@@ -211,3 +213,12 @@ def _jpeg(image: Any) -> bytes:
     from .snapshot import encode_jpeg
 
     return encode_jpeg(image)
+
+
+def _percentiles(samples) -> dict[str, float]:
+    """p50/p99 in milliseconds of recent append-to-PUBACK delays (empty before any ack)."""
+    ordered = sorted(samples)
+    if not ordered:
+        return {}
+    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
+    return {"p50": round(pick(0.50) * 1000, 2), "p99": round(pick(0.99) * 1000, 2), "samples": len(ordered)}

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import logging
 import random
+import select
 import socket
 import ssl
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from typing import Callable, Optional, Union
 
 import paho.mqtt.client as mqtt
@@ -35,7 +36,8 @@ OutMessage = tuple[str, bytes, int, bool]  # topic, payload, qos, retain
 OnConnect = Callable[[], list[OutMessage]]  # messages to send on every connect (discovery)
 OnMessage = Callable[[bytes], list[OutMessage]]  # a subscription's handler: messages to send in reply
 
-_LOOP_S = 0.05  # network loop wait: the latency for new outbox rows, 20 cheap wake-ups a second
+_LOOP_S = 0.05  # network loop wait when idle; new outbox rows wake the loop at once (notify())
+_LATENCY_SAMPLES = 2048  # append-to-PUBACK delays kept for stats and benchmarks
 _REPEAT_WARNING_S = 300.0
 
 
@@ -78,6 +80,13 @@ class Publisher:
         self._ephemeral_lock = threading.Lock()
         self._connected = False
         self._inflight: dict[int, int] = {}  # paho mid -> outbox seq
+        self._created: dict[int, float] = {}  # paho mid -> when its row was appended (time.time())
+        self.latencies: deque[float] = deque(maxlen=_LATENCY_SAMPLES)  # append -> PUBACK, seconds
+        # A socket pair whose read end sits in the network loop's select(): notify() makes a new
+        # outbox row go out at once instead of after the idle wait.
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
         self._other: set[int] = set()  # QoS>0 mids not from the outbox (birth, discovery, ...)
         # At most this many QoS>0 messages unacknowledged. Brokers drop QoS 2 messages beyond their
         # own limit silently (mosquitto's max_inflight_messages, 20 by default; MQTT 5 brokers
@@ -96,6 +105,13 @@ class Publisher:
 
     # -- called from other threads ---------------------------------------------------------------
 
+    def notify(self) -> None:
+        """New rows are in the outbox: wake the network loop."""
+        try:
+            self._wake_w.send(b"\0")
+        except (BlockingIOError, OSError):
+            pass  # already woken (buffer full) or closing
+
     def start(self) -> None:
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="mqtt-publisher", daemon=True)
@@ -103,10 +119,14 @@ class Publisher:
 
     def stop(self, timeout_s: float = 5.0) -> None:
         self._stop.set()
+        self.notify()
         if self._thread is not None:
             self._thread.join(timeout_s)
             if self._thread.is_alive():
                 log.warning("MQTT publisher thread did not stop within %.1f s", timeout_s)
+                return  # it may still select() on the wake socket
+        self._wake_r.close()
+        self._wake_w.close()
 
     def publish_ephemeral(self, topic: str, payload: Payload, qos: int, retain: bool) -> None:
         """Send when connected, newest value per topic only; never stored (stats, snapshots)."""
@@ -115,6 +135,7 @@ class Publisher:
             self._ephemeral[topic] = (payload, qos, retain)
             while len(self._ephemeral) > 64:
                 self._ephemeral.popitem(last=False)
+        self.notify()
 
     @property
     def connected(self) -> bool:
@@ -305,7 +326,7 @@ class Publisher:
         while not self._stop.is_set():
             last_seq = self._pump(client, last_seq)
             self._publish_ephemeral(client)
-            rc = client.loop(_LOOP_S)
+            rc = self._loop(client, _LOOP_S)
             self._handle_acks()
             self._handle_messages(client)
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or not client.is_connected():
@@ -317,6 +338,7 @@ class Publisher:
             self._close_socket(client)
         # Unacknowledged rows stay in the outbox and go out again, first, on the next connection.
         self._inflight.clear()
+        self._created.clear()
 
     def _pump(self, client: mqtt.Client, last_seq: int) -> int:
         room = self._limit - len(self._inflight) - len(self._other)
@@ -327,6 +349,7 @@ class Publisher:
             if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 break  # connection dropped under us; the loop notices and reconnects
             self._inflight[info.mid] = message.seq
+            self._created[info.mid] = message.created
             self.counters["published"] += 1
             last_seq = message.seq
         return last_seq
@@ -334,8 +357,12 @@ class Publisher:
     def _handle_acks(self) -> None:
         acks, self._acks = self._acks, []
         done = []
+        now = time.time()
         for mid, reason in acks:
             seq = self._inflight.pop(mid, None)
+            created = self._created.pop(mid, None)
+            if created:
+                self.latencies.append(now - created)
             if seq is None:
                 self._other.discard(mid)  # birth, discovery, ephemeral: nothing to delete
                 continue
@@ -393,6 +420,34 @@ class Publisher:
         finally:
             self._connected = False
             self._close_socket(client)
+
+    def _loop(self, client: mqtt.Client, timeout: float) -> MQTTErrorCode:
+        """paho's network loop (read, write, keepalive) that also wakes on notify()."""
+        sock = client.socket()
+        if sock is None:
+            return MQTTErrorCode.MQTT_ERR_NO_CONN
+        if getattr(sock, "pending", lambda: 0)() > 0:  # TLS: bytes already decrypted, no select
+            timeout = 0.0
+        try:
+            readable, writable, _ = select.select(
+                [sock, self._wake_r], [sock] if client.want_write() else [], [], timeout
+            )
+        except (OSError, ValueError, TypeError):
+            return MQTTErrorCode.MQTT_ERR_CONN_LOST
+        if self._wake_r in readable:
+            try:
+                self._wake_r.recv(4096)
+            except (BlockingIOError, OSError):
+                pass
+        if sock in readable or getattr(sock, "pending", lambda: 0)() > 0:
+            rc = client.loop_read()
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or client.socket() is None:
+                return rc
+        if client.want_write():
+            rc = client.loop_write()
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                return rc
+        return client.loop_misc()
 
     @staticmethod
     def _close_socket(client: mqtt.Client) -> None:
