@@ -23,6 +23,7 @@ from ..errors import StreamprocError
 from ..frames import Frame
 from ..ingest.segmenter import Segmenter, plan_segments
 from ..ingest.sources import VideoSource
+from ..qwen.budget import check_sampling
 from ..rules.alerts import RuleEngine
 from ..sinks.captions import CaptionFileSink
 from .describer import SegmentDescriber
@@ -89,6 +90,9 @@ class BatchCaptioner:
         self.formats = list(formats)
         self.force = force
         self.on_progress = on_progress  # (path, media seconds done, media seconds total)
+        # Checked once, as the service does at start: frames larger than the model takes would
+        # otherwise fail every file in turn, and be retried by every later run.
+        check_sampling(backend.inputs.vision, config.sampling)
         self.rules = RuleEngine(config.rules)
         self.describer = SegmentDescriber(backend, config, self.rules)
         self.seq_length = effective_seq_length(getattr(backend, "seq_length", None), config)

@@ -20,9 +20,9 @@ from .queues import FairSegmentQueue
 
 log = logging.getLogger(__name__)
 
-# Source states as the sinks know them (events.SOURCE_STATES).
+# Source states as the sinks know them (events.SOURCE_STATES); a first connection attempt is
+# not news (the retained status already says offline), so it is not passed on.
 SINK_STATE = {
-    "connecting": "reconnecting",
     "reconnecting": "reconnecting",
     "online": "online",
     "finished": "offline",
@@ -54,6 +54,7 @@ class SourceRunner:
         self.error: Optional[str] = None  # the last error, one line
         self.done = threading.Event()
         self.source: Optional[VideoSource] = None
+        self._been_online = False
         self._thread = threading.Thread(target=self._run, name=f"source-{self.name}", daemon=True)
 
     def start(self) -> None:
@@ -65,8 +66,10 @@ class SourceRunner:
     def _status(self, status: SourceStatus) -> None:
         self.state = status.state
         self.metrics.source_up.labels(self.name).set(1 if status.state == "online" else 0)
-        if status.state == "reconnecting" and status.detail:
-            self.metrics.reconnects.labels(self.name).inc()
+        if status.state == "online":
+            if self._been_online:  # back after a drop: a reconnect (failed attempts are not)
+                self.metrics.reconnects.labels(self.name).inc()
+            self._been_online = True
         self.on_status(status)
 
     def _run(self) -> None:

@@ -160,6 +160,7 @@ class Pipeline:
                 continue
             finally:
                 self._busy[index] = None
+                self.queue.task_done()
             failures = 0
             self._described += 1
             result = described.result

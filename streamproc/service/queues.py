@@ -9,6 +9,7 @@ Workers take segments round robin across sources, so a busy camera cannot starve
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -38,6 +39,7 @@ class FairSegmentQueue:
         self._cond = threading.Condition()
         self._shutdown = False
         self._on_drop = on_drop
+        self._in_flight = 0  # taken by get() and not yet task_done()
 
     def add_source(self, source: str, capacity: int, policy: str) -> None:
         if policy not in POLICIES:
@@ -79,16 +81,26 @@ class FairSegmentQueue:
 
     def get(self, timeout: Optional[float] = None) -> Optional[Segment]:
         """The next segment, round robin across sources; None on timeout or shutdown."""
+        # A deadline, not `timeout` per wait: every put, take and close wakes all waiters, and a
+        # consumer woken for nothing would otherwise start its timeout again, for as long as the
+        # others keep busy (workers poll their stop flag on this timeout).
+        deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             while True:
                 if self._shutdown:
                     return None
                 segment = self._take()
                 if segment is not None:
+                    self._in_flight += 1
                     self._cond.notify_all()  # a blocked producer may go on
                     return segment
-                if not self._cond.wait(timeout) and timeout is not None:
+                if deadline is None:
+                    self._cond.wait()
+                    continue
+                left = deadline - time.monotonic()
+                if left <= 0:
                     return None
+                self._cond.wait(left)
 
     def _take(self) -> Optional[Segment]:
         count = len(self._order)
@@ -100,10 +112,20 @@ class FairSegmentQueue:
                 return lane.items.popleft()
         return None
 
-    def drained(self) -> bool:
-        """Every source closed and nothing waiting."""
+    def task_done(self) -> None:
+        """A segment from get() is finished with (described or failed)."""
         with self._cond:
-            return all(lane.closed and not lane.items for lane in self._lanes.values())
+            self._in_flight = max(0, self._in_flight - 1)
+            self._cond.notify_all()
+
+    def drained(self) -> bool:
+        """Every source closed, nothing waiting and nothing in flight.
+
+        In flight counts here, under the same lock as the take: a worker that has just taken the
+        last segment has not yet marked itself busy, and "drained" then would end a file-only run
+        with that segment's caption still to come."""
+        with self._cond:
+            return self._in_flight == 0 and all(lane.closed and not lane.items for lane in self._lanes.values())
 
     def shutdown(self) -> None:
         """Wake everyone; puts and gets return at once from now on."""

@@ -177,3 +177,51 @@ def child_process(tmp_path):
     yield make
     for child in children:
         child.close()
+
+
+# -- the running service (tests/integration/test_service_*.py) ------------------------------------
+
+
+@pytest.fixture
+def make_rtsp_server():
+    """make_rtsp_server(**RtspServer kwargs) -> a started RTSP test server; all stopped after the
+    test. Skips when the GStreamer packages are missing; fails instead with STREAMPROC_REQUIRE_RTSP=1
+    or STREAMPROC_TEST_STRICT=1 (`make test`), so a broken install cannot pass silently."""
+    import os
+
+    from tests.support.rtsp import RtspServer, rtsp_unavailable_reason
+
+    reason = rtsp_unavailable_reason()
+    if reason:
+        if os.environ.get("STREAMPROC_REQUIRE_RTSP") == "1" or os.environ.get("STREAMPROC_TEST_STRICT", "") not in ("", "0"):
+            pytest.fail(f"the RTSP test server is required here but {reason}")
+        pytest.skip(reason)
+    servers: list[RtspServer] = []
+
+    def make(**kwargs) -> RtspServer:
+        server = RtspServer(**{"width": 320, "height": 240, "fps": 15, **kwargs})
+        servers.append(server)
+        return server.start()
+
+    yield make
+    for server in servers:
+        with contextlib.suppress(Exception):
+            server.kill()
+
+
+@pytest.fixture
+def service_process(tmp_path):
+    """service_process(args, name=..., env=...) -> ServiceProcess (`python ARGS` from the repo
+    root); killed with its process group after the test."""
+    from tests.support.service import ServiceProcess
+
+    processes: list[ServiceProcess] = []
+
+    def make(args, *, name: str = "service", env=None) -> ServiceProcess:
+        process = ServiceProcess(args, tmp_path, name=name, env=env)
+        processes.append(process)
+        return process
+
+    yield make
+    for process in processes:
+        process.close()

@@ -1,0 +1,73 @@
+"""A test backend plug-in: the transformers backend on the tiny model, made slower than real time.
+
+`SlowBackend` runs the real `hf` backend and then sleeps until `factor` x the segment's media
+duration has passed, so a factor of 3 describes 2 s of video in 6 s (a model that cannot keep up
+with a live camera) and 0.1 paces a long file so that it lasts through a test.
+
+Run as a program it registers itself in place of `hf` (the config's backend section is checked
+against the known backend types, so the plug-in takes that name) and then runs the streamproc
+command line, so a test can measure a real `streamproc run` in its own process:
+
+    STREAMPROC_TEST_SLOWDOWN=3 python -m tests.support.slow_backend run CONFIG.yaml
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any, Optional
+
+from streamproc.backends.base import GenerationParams, Result
+
+FACTOR_ENV = "STREAMPROC_TEST_SLOWDOWN"
+
+
+def media_seconds(inputs: Any) -> float:
+    """Seconds of video in the model inputs (temporal grids x seconds per grid)."""
+    return float(
+        sum(block.grid_thw[0] * (block.second_per_grid or 0.0) for block in inputs.blocks if block.kind == "video")
+    )
+
+
+class SlowBackend:
+    name = "slow-hf"
+
+    def __init__(self, config: Any, factor: Optional[float] = None, **kwargs: Any):
+        from streamproc.backends.hf import HfBackend
+
+        self.factor = float(os.environ.get(FACTOR_ENV, "3")) if factor is None else float(factor)
+        self.inner = HfBackend(config, **kwargs)
+        self.model_id = self.inner.model_id
+        self.calls = 0
+
+    @property
+    def seq_length(self) -> Optional[int]:
+        return self.inner.seq_length
+
+    @property
+    def inputs(self) -> Any:
+        return self.inner.inputs
+
+    def describe(self, inputs: Any, params: GenerationParams) -> Result:
+        started = time.monotonic()
+        result = self.inner.describe(inputs, params)
+        self.calls += 1
+        left = self.factor * media_seconds(inputs) - (time.monotonic() - started)
+        if left > 0:
+            time.sleep(left)
+        return result
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    from streamproc.backends.base import register_backend
+    from streamproc.cli import main as cli_main
+
+    register_backend("hf", SlowBackend)
+    return cli_main(sys.argv[1:] if argv is None else argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
