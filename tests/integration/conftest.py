@@ -15,6 +15,7 @@ import pytest
 
 from tests.support.mosquitto import Mosquitto, mosquitto_unavailable_reason
 from tests.support.mqtt_subscriber import Subscriber
+from tests.support.prerequisites import unavailable
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -24,7 +25,7 @@ def broker(tmp_path) -> Iterator[Mosquitto]:
     """A plain anonymous broker on a free port, killed after the test."""
     reason = mosquitto_unavailable_reason()
     if reason:
-        pytest.skip(reason)
+        unavailable(reason)
     with Mosquitto(tmp_path) as server:
         yield server
 
@@ -34,7 +35,7 @@ def make_broker(tmp_path):
     """make_broker(**Mosquitto kwargs) -> a started broker; all are killed after the test."""
     reason = mosquitto_unavailable_reason()
     if reason:
-        pytest.skip(reason)
+        unavailable(reason)
     started: list[Mosquitto] = []
 
     def make(**kwargs) -> Mosquitto:
@@ -185,17 +186,12 @@ def child_process(tmp_path):
 @pytest.fixture
 def make_rtsp_server():
     """make_rtsp_server(**RtspServer kwargs) -> a started RTSP test server; all stopped after the
-    test. Skips when the GStreamer packages are missing; fails instead with STREAMPROC_REQUIRE_RTSP=1
-    or STREAMPROC_TEST_STRICT=1 (`make test`), so a broken install cannot pass silently."""
-    import os
-
+    test. Skips when the GStreamer packages are missing (fails in strict runs)."""
     from tests.support.rtsp import RtspServer, rtsp_unavailable_reason
 
     reason = rtsp_unavailable_reason()
     if reason:
-        if os.environ.get("STREAMPROC_REQUIRE_RTSP") == "1" or os.environ.get("STREAMPROC_TEST_STRICT", "") not in ("", "0"):
-            pytest.fail(f"the RTSP test server is required here but {reason}")
-        pytest.skip(reason)
+        unavailable(reason)
     servers: list[RtspServer] = []
 
     def make(**kwargs) -> RtspServer:

@@ -1,13 +1,12 @@
 """VideoSource against a real RTSP server (GStreamer, tests/support/rtsp_server.py) on 127.0.0.1.
 
 Needs the Debian packages that tests/support/install_system_deps.sh installs (`make test` runs it).
-Without them these tests skip, or fail when STREAMPROC_REQUIRE_RTSP=1 (set it in CI so a broken
+Without them these tests skip, or fail when STREAMPROC_TEST_STRICT=1 (`make test` sets it, so a broken
 install cannot pass silently). About 30 s in all.
 """
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import threading
 import time
@@ -21,11 +20,12 @@ from streamproc.config.ingest import ReconnectConfig, SamplingConfig, SourceConf
 from streamproc.errors import SourceAuthError, SourceUnreachable
 from streamproc.frames import Frame, Gap
 from streamproc.ingest.sources import SourceStatus, VideoSource
+from tests.support.prerequisites import STRICT
 from tests.support.rtsp import RtspServer, free_port, rtsp_unavailable_reason
 
 _REASON = rtsp_unavailable_reason()
-if _REASON and os.environ.get("STREAMPROC_REQUIRE_RTSP") == "1":
-    raise RuntimeError(f"STREAMPROC_REQUIRE_RTSP=1 but {_REASON}")
+if _REASON and STRICT:
+    raise RuntimeError(f"STREAMPROC_TEST_STRICT=1 but {_REASON}")
 pytestmark = pytest.mark.skipif(_REASON is not None, reason=_REASON or "")
 
 SOURCE = "cam"
