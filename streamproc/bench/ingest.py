@@ -106,4 +106,4 @@ def table(report: dict) -> str:
 
 
 if __name__ == "__main__":
-    print(json.dumps(_work(sys.argv[1], sys.argv[2])))
+    sys.stdout.write(json.dumps(_work(sys.argv[1], sys.argv[2])) + "\n")  # the worker protocol: one JSON line

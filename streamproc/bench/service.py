@@ -230,4 +230,4 @@ if __name__ == "__main__":
         out = _latency(int(sys.argv[2]), float(sys.argv[3]))
     else:
         out = _rss(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), sys.argv[5])
-    print(json.dumps(out))
+    sys.stdout.write(json.dumps(out) + "\n")  # the worker protocol: one JSON line
