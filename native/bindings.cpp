@@ -141,13 +141,28 @@ device before the interpreter exits.)doc")
         engine.close();
       })
       .def("times", [](Engine& engine) {
+        const StepTimes& times = engine.times();
         py::dict out;
-        out["vit_s"] = engine.times().vit;
-        out["prefill_s"] = engine.times().prefill;
-        out["decode_s"] = engine.times().decode;
+        out["vit_s"] = times.vit;
+        out["prefill_s"] = times.prefill;
+        out["decode_s"] = times.decode;
+        out["vit_device_s"] = times.vit_device;
+        out["prefill_device_s"] = times.prefill_device;
+        out["decode_device_s"] = times.decode_device;
+        out["copies_s"] = times.copies;
+        out["lock_wait_s"] = times.lock_wait;
         return out;
-      })
+      }, "Seconds since reset_times(): per phase (vit, prefill, decode) the wall time inside the engine and, "
+         "as *_device_s, the part inside net launches (launch + wait); copies_s is the time in host<->device and "
+         "device<->device copies, lock_wait_s the time spent waiting for other engines on the device.")
       .def("reset_times", [](Engine& engine) { engine.times() = StepTimes{}; })
+      .def("memory_map", [](const Engine& engine) {
+        py::list out;
+        for (const MemRegion& region : engine.memory_map())
+          out.append(py::make_tuple(region.label, region.address, region.bytes, region.own));
+        return out;
+      }, "(label, device address, bytes, own) of the engine's buffers and KV cache (own=True) and of every "
+         "net's input and output memory (own=False), for checks and diagnostics.")
       .def("prefill",
            [](Engine& engine, py::handle input_ids, py::handle position_ids, const py::list& vision, int next_position,
               bool do_sample, float temperature, float top_p, int top_k, float repetition_penalty) {

@@ -95,6 +95,9 @@ using GetChipIdFn = Status (*)(Handle, unsigned int*);
 
 using RtCreateFn = void* (*)(Handle);
 using RtDestroyFn = void (*)(void*);
+using RtGetFlagsFn = uint32_t (*)(void*);
+using RtSetFlagsFn = void (*)(void*, uint32_t);
+constexpr uint32_t kShareMem = 1;  // BM_RUNTIME_SHARE_MEM
 using RtLoadBmodelFn = bool (*)(void*, const char*);
 using RtGetNetworkNumberFn = int (*)(void*);
 using RtGetNetworkNamesFn = void (*)(void*, const char***);

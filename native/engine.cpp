@@ -3,7 +3,9 @@
 #include "engine.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cstdlib>
+#include <map>
 #include <mutex>
 
 #include "bmodel_file.h"
@@ -14,6 +16,58 @@ namespace {
 
 // bmrt_load_bmodel fills a process-wide weight cache; it is not documented as thread-safe.
 std::mutex g_load_mutex;
+
+// One lock per device id, shared by every engine on it (see DeviceTurn in engine.h). The map
+// only grows, so the mutexes stay where they are for the life of the process.
+std::mutex* device_mutex(int device_id) {
+  static std::mutex guard;
+  static std::map<int, std::mutex> mutexes;
+  std::lock_guard<std::mutex> lock(guard);
+  return &mutexes[device_id];
+}
+
+// Closed engines whose device memory is not freed yet (see Engine::close), per device id.
+struct Parked {
+  std::shared_ptr<const Runtime> runtime;
+  bm::Handle handle = nullptr;
+  void* bmrt = nullptr;
+  std::vector<DeviceBuffer> buffers;
+};
+struct DeviceEngines {
+  int open = 0;  // engines holding a device handle
+  std::vector<Parked> parked;
+};
+std::mutex g_devices_mutex;
+std::map<int, DeviceEngines> g_devices;
+
+void free_parked(std::vector<Parked>& parked) {
+  for (auto it = parked.rbegin(); it != parked.rend(); ++it) {  // newest first
+    it->buffers.clear();
+    if (it->bmrt) it->runtime->rt_destroy(it->bmrt);
+    if (it->handle) it->runtime->dev_free(it->handle);
+  }
+  parked.clear();
+}
+
+// What bm_get_chipid says of the chips we know (0 = unknown: libbmrt decides alone).
+std::string chip_of_id(unsigned int id) {
+  switch (id) {
+    case 0x1684: return "BM1684";
+    case 0x1686: return "BM1684X";
+    case 0x1686a200: return "BM1688";  // also CV186X, the same chip family
+    default: return "";
+  }
+}
+
+bool chips_compatible(const std::string& device, const std::string& bmodel) {
+  if (device.empty() || bmodel.empty() || device == bmodel) return true;
+  return device == "BM1688" && bmodel == "CV186X";
+}
+
+std::string lowercase(std::string text) {
+  for (char& c : text) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return text;
+}
 
 bool starts_with(const std::string& text, const std::string& prefix) {
   return text.compare(0, prefix.size(), prefix) == 0;
@@ -34,25 +88,55 @@ Engine::Engine(const std::string& bmodel_path, int device_id, const std::string&
   runtime_ = Runtime::get(runtime_dir);
   const Runtime& rt = *runtime_;
   info_.chip = file.chip;
+  device_mutex_ = device_mutex(device_id);
   std::lock_guard<std::mutex> lock(g_load_mutex);
   if (rt.dev_request(&handle_, device_id) != bm::kSuccess || !handle_) {
     handle_ = nullptr;
     throw DeviceError("cannot open TPU device " + std::to_string(device_id) + " with " + rt.bmlib_path);
   }
+  device_id_ = device_id;
+  {
+    std::lock_guard<std::mutex> devices(g_devices_mutex);
+    ++g_devices[device_id].open;
+  }
   try {
+    // libbmrt checks the chip too, but only prints why it refuses: say it ourselves.
+    unsigned int chip_id = 0;
+    const std::string device_chip = rt.get_chipid(handle_, &chip_id) == bm::kSuccess ? chip_of_id(chip_id) : "";
+    if (!chips_compatible(device_chip, file.chip)) {
+      throw BmodelError(bmodel_path + ": the bmodel is built for " + file.chip + ", but the device is a " + device_chip +
+                        " (runtime " + rt.bmrt_path + "): use a bmodel converted for " + device_chip +
+                        " or a runtime for " + file.chip + " (the CPU simulator needs libcmodel_" +
+                        lowercase(file.chip) + ".so as libcmodel.so)");
+    }
+    d2d_via_host_ = rt.simulator && device_chip == "BM1688";
     bmrt_ = rt.rt_create(handle_);
     if (!bmrt_) throw DeviceError("bmrt_create failed on device " + std::to_string(device_id));
+    // Shared neuron memory, set before loading. libbmrt sets it by default only on single-core
+    // chips; without it, a multi-core chip's (BM1688's) net infos hold the bmodel's own
+    // addresses, not device memory, and launching on them fails in the firmware. Only set it
+    // when missing: 1.30.2's bmrt_set_flags does more than store the value (set_flags(1) reads
+    // back as 5), and BM1684X engines set up that way return garbage on static and 1.21 bmodels.
+    const uint32_t flags = rt.rt_get_flags(bmrt_);
+    if (!(flags & bm::kShareMem)) rt.rt_set_flags(bmrt_, flags | bm::kShareMem);
     if (!rt.rt_load_bmodel(bmrt_, bmodel_path.c_str())) {
       throw BmodelError(bmodel_path + ": the runtime refused the bmodel" +
                         (file.chip.empty() ? std::string() : " (built for " + file.chip + ")") +
                         "; if the device or simulator is another chip, use a bmodel built for it "
                         "(libcmodel_bm1688 runs BM1688 bmodels), else the file may be damaged");
     }
-    inspect_nets();
+    try {
+      inspect_nets();
+    } catch (const BmodelError& error) {
+      throw BmodelError(bmodel_path + ": " + error.what());
+    }
     hidden_buf_ = DeviceBuffer(runtime_.get(), handle_, static_cast<size_t>(info_.seq_length) * info_.hidden * half_bytes_);
-    token_buf_ = DeviceBuffer(runtime_.get(), handle_, static_cast<size_t>(info_.hidden) * half_bytes_);
+    for (DeviceBuffer& buffer : token_bufs_)
+      buffer = DeviceBuffer(runtime_.get(), handle_, static_cast<size_t>(info_.hidden) * half_bytes_);
+    step_positions_ = DeviceBuffer(runtime_.get(), handle_, 3 * sizeof(int32_t));
+    step_mask_ = DeviceBuffer(runtime_.get(), handle_, (static_cast<size_t>(info_.seq_length) + 1) * half_bytes_);
     // Padded prefill rows and unwritten cache rows are read (then masked): keep them finite.
-    const Copier copy{runtime_.get(), handle_};
+    const Copier copy = copier();
     std::vector<uint8_t> zeros(hidden_buf_.bytes(), 0);
     copy.to_device(hidden_buf_.mem(), zeros.data(), zeros.size());
     zeros.assign(kv_row_bytes_ * info_.seq_length, 0);
@@ -69,16 +153,64 @@ Engine::Engine(const std::string& bmodel_path, int device_id, const std::string&
 Engine::~Engine() { close(); }
 
 void Engine::close() {
-  hidden_buf_.reset();
-  token_buf_.reset();
-  if (bmrt_) runtime_->rt_destroy(bmrt_);
+  // Not in the middle of another engine's step: libbmrt may share memory between runtimes.
+  std::unique_lock<std::mutex> turn;
+  if (device_mutex_) turn = std::unique_lock<std::mutex>(*device_mutex_);
+  if (handle_) {
+    // Freeing one engine's device memory while other engines on the device live fragments it,
+    // and libbmrt 1.30.2 then lays out bmodels loaded later wrongly: with three engines open
+    // and two closed, a static bmodel loaded next computed garbage (all-zero tokens) on the
+    // simulator, while the same nets on an unfragmented device were exact. So a closed engine's
+    // runtime, handle and buffers are parked and freed together, newest first, when the last
+    // engine on the device closes; until then they stay allocated (a service opens its engines
+    // at start and closes them at exit, so nothing accumulates).
+    Parked parked{runtime_, handle_, bmrt_, {}};
+    parked.buffers.push_back(std::move(hidden_buf_));
+    for (DeviceBuffer& buffer : token_bufs_) parked.buffers.push_back(std::move(buffer));
+    parked.buffers.push_back(std::move(step_positions_));
+    parked.buffers.push_back(std::move(step_mask_));
+    std::vector<Parked> to_free;
+    {
+      std::lock_guard<std::mutex> devices(g_devices_mutex);
+      DeviceEngines& device = g_devices[device_id_];
+      device.parked.push_back(std::move(parked));
+      if (--device.open == 0) to_free.swap(device.parked);
+    }
+    free_parked(to_free);
+  }
   bmrt_ = nullptr;
-  if (handle_) runtime_->dev_free(handle_);
   handle_ = nullptr;
   nets_.clear();
   blocks_.clear();
   blocks_kv_.clear();
   blocks_cache_.clear();
+}
+
+std::vector<MemRegion> Engine::memory_map() const {
+  std::vector<MemRegion> out;
+  auto add = [&](const std::string& label, const bm::DeviceMem& mem, bool own) {
+    if (mem.size) out.push_back(MemRegion{label, mem.device_addr, mem.size, own});
+  };
+  add("hidden", hidden_buf_.mem(), true);
+  add("token 0", token_bufs_[0].mem(), true);
+  add("token 1", token_bufs_[1].mem(), true);
+  add("step positions", step_positions_.mem(), true);
+  add("step mask", step_mask_.mem(), true);
+  for (size_t layer = 0; layer < blocks_cache_.size(); ++layer) {
+    add("kv_cache " + std::to_string(layer) + " k", blocks_cache_[layer]->in_mem(3), true);
+    add("kv_cache " + std::to_string(layer) + " v", blocks_cache_[layer]->in_mem(4), true);
+  }
+  for (const auto& entry : nets_) {
+    const Net& net = entry.second;
+    for (int stage = 0; stage < net.stages(); ++stage) {
+      const std::string where = " (stage " + std::to_string(stage) + ")";
+      for (int i = 0; i < net.inputs(); ++i)
+        add("net " + entry.first + " in " + std::to_string(i) + where, net.in_mem(i, stage), false);
+      for (int i = 0; i < net.outputs(); ++i)
+        add("net " + entry.first + " out " + std::to_string(i) + where, net.out_mem(i, stage), false);
+    }
+  }
+  return out;
 }
 
 bool Engine::supports_history() const {

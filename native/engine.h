@@ -2,15 +2,22 @@
 //
 // Ownership: an Engine owns its device handle, its bmruntime (which loads the bmodel; libbmrt
 // shares the weights of identical bmodels across runtimes in one process) and the device
-// buffers it allocates. Everything is freed by the destructor or close().
+// buffers it allocates. close() (or the destructor) hands them to a per-device list that frees
+// them when the last engine on that device closes (see Engine::close for why).
 // Thread safety: one Engine is used by one thread at a time (calls are not synchronised);
 // different Engines, on the same bmodel or not, may run concurrently from different threads.
-// The KV cache lives in the decode nets' own input memory, so it is per engine.
+// The KV cache lives in the decode nets' own input memory, so it is per engine. Net I/O memory
+// is not: libbmrt places some nets' inputs and outputs at the same device addresses in every
+// runtime of the process (with 1.30.2, the embedding and vit nets of two runtimes over one
+// bmodel), so each step that writes a net's inputs, launches it and moves its outputs into the
+// engine's own buffers holds a per-device lock (DeviceTurn). Host work between steps overlaps;
+// launches on one device are serialised, as the chip runs one net at a time anyway.
 #pragma once
 
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <random>
 #include <string>
 #include <vector>
@@ -68,8 +75,21 @@ struct SamplingParams {
   float repetition_penalty = 1.0f;
 };
 
+// One piece of device memory the engine uses, for checks and diagnostics (memory_map()).
+struct MemRegion {
+  std::string label;  // "hidden", "kv_cache 0 k", "net block_0 in 0 (stage 0)", ...
+  uint64_t address = 0;
+  uint64_t bytes = 0;
+  bool own = false;   // this engine's alone (its buffers, its KV cache); false: a net's I/O memory
+};
+
 struct StepTimes {  // seconds, accumulated since the last reset
-  double vit = 0, prefill = 0, decode = 0;
+  double vit = 0, prefill = 0, decode = 0;  // wall time of each phase inside the engine
+  // Of which inside net launches (launch + wait for the device; on the CPU simulator, its
+  // simulated compute): the rest of a phase is host work (copies, masks) and lock waits.
+  double vit_device = 0, prefill_device = 0, decode_device = 0;
+  double copies = 0;     // in host<->device and device<->device copies (all phases)
+  double lock_wait = 0;  // waiting for another engine's turn on the device (all phases)
 };
 
 class Engine {
@@ -98,10 +118,24 @@ class Engine {
   int decode(int token, const SamplingParams& params);
   void seed(uint64_t value) { rng_.seed(value); }
   StepTimes& times() { return times_; }
+  // Every device buffer the engine allocated, its KV cache and every net's I/O memory.
+  std::vector<MemRegion> memory_map() const;
 
  private:
+  // Holds the device for one step (see Thread safety above); counts the wait in times_.lock_wait.
+  class DeviceTurn {
+   public:
+    explicit DeviceTurn(Engine& engine);
+   private:
+    std::unique_lock<std::mutex> lock_;
+  };
+  // Copies on this engine's handle, timed into times_.copies.
+  Copier copier() { return Copier{runtime_.get(), handle_, d2d_via_host_, &times_.copies}; }
+  // Net::launch, timed into *device_seconds_ (the phase being run).
+  void launch(const Net& net, std::vector<bm::Tensor>& in, std::vector<bm::Tensor>& out);
   void inspect_nets();
   void check_input(size_t tokens, const std::vector<VisionChunk>& vision) const;
+  void check_sampling(const SamplingParams& params) const;
   void embed(const std::vector<int32_t>& ids, size_t start_row);
   void run_vision(const VisionChunk& chunk);
   void prefill_chunk(size_t row0, size_t count, const std::vector<int32_t>& positions, size_t total);
@@ -120,15 +154,24 @@ class Engine {
   Net *embedding_ = nullptr, *embedding_cache_ = nullptr, *lm_head_ = nullptr, *vit_ = nullptr;
   Net *greedy_head_ = nullptr, *sample_head_ = nullptr;
   DeviceBuffer hidden_buf_;  // [seq_length, hidden] input rows of the current prefill
-  DeviceBuffer token_buf_;   // [1, hidden] between decode layers
+  // Decode: each layer reads one token buffer ([1, hidden]) and writes the other, and every layer
+  // reads the step's positions [3] and mask [columns + 1] from one upload, so a decode step
+  // copies nothing per layer (the block_cache nets take their I/O where they are told, addr_mode 1).
+  DeviceBuffer token_bufs_[2];
+  DeviceBuffer step_positions_;
+  DeviceBuffer step_mask_;
   size_t half_bytes_ = 2;    // bytes of the model's half type
   bm::DataType half_type_ = bm::kBFloat16;
   size_t kv_row_bytes_ = 0;  // kv_heads * head_dim * half
+  bool d2d_via_host_ = false;  // see Copier::d2d_via_host (the BM1688 simulator)
   int history_ = 0;          // tokens in the KV cache
   int next_position_ = 0;
   std::vector<int32_t> tokens_;  // tokens in the cache, for the repetition penalty
   std::mt19937_64 rng_{0};
   StepTimes times_;
+  double* device_seconds_ = nullptr;  // the StepTimes field launches are counted in
+  std::mutex* device_mutex_ = nullptr;  // shared by every engine on this device id
+  int device_id_ = 0;
 };
 
 }  // namespace streamproc

@@ -21,6 +21,19 @@ double seconds_since(Clock::time_point start) {
 
 }  // namespace
 
+Engine::DeviceTurn::DeviceTurn(Engine& engine) : lock_(*engine.device_mutex_, std::try_to_lock) {
+  if (lock_.owns_lock()) return;
+  const auto start = Clock::now();
+  lock_.lock();
+  engine.times_.lock_wait += seconds_since(start);
+}
+
+void Engine::launch(const Net& net, std::vector<bm::Tensor>& in, std::vector<bm::Tensor>& out) {
+  const auto start = Clock::now();
+  net.launch(*runtime_, bmrt_, handle_, in, out);
+  if (device_seconds_) *device_seconds_ += seconds_since(start);
+}
+
 void Engine::check_input(size_t tokens, const std::vector<VisionChunk>& vision) const {
   if (!handle_) throw InputError("the engine is closed");
   if (tokens == 0) throw InputError("empty input");
@@ -59,6 +72,14 @@ void Engine::check_input(size_t tokens, const std::vector<VisionChunk>& vision) 
   }
 }
 
+// Before anything runs: a refused request must leave the KV cache as it was.
+void Engine::check_sampling(const SamplingParams& params) const {
+  if (!params.do_sample) return;
+  if (info_.lm_head_returns_token)
+    throw InputError("this bmodel decodes greedily only (built without --do_sample): turn sampling off");
+  if (!sample_head_) throw InputError("this bmodel has no sample_head: turn sampling off");
+}
+
 void Engine::truncate_history(int tokens) {
   if (tokens < 0 || tokens > history_)
     throw InputError("cannot keep " + std::to_string(tokens) + " tokens of a history of " + std::to_string(history_));
@@ -67,7 +88,7 @@ void Engine::truncate_history(int tokens) {
 }
 
 void Engine::embed(const std::vector<int32_t>& ids, size_t start_row) {
-  const Copier copy{runtime_.get(), handle_};
+  const Copier copy = copier();
   const size_t width = static_cast<size_t>(info_.max_input);
   const size_t row_bytes = static_cast<size_t>(info_.hidden) * half_bytes_;
   std::vector<int32_t> padded(width, 0);
@@ -77,15 +98,16 @@ void Engine::embed(const std::vector<int32_t>& ids, size_t start_row) {
     std::copy(ids.begin() + done, ids.begin() + done + count, padded.begin());
     auto in = embedding_->input_tensors();
     auto out = embedding_->output_tensors();
+    const DeviceTurn turn(*this);
     copy.to_device(in[0].device_mem, padded.data(), padded.size() * sizeof(int32_t));
-    embedding_->launch(*runtime_, bmrt_, handle_, in, out);
+    launch(*embedding_, in, out);
     // Shared memory: the embedding output may overlap the next net's inputs, so move it now.
     copy.on_device(hidden_buf_.mem(), (start_row + done) * row_bytes, out[0].device_mem, 0, count * row_bytes);
   }
 }
 
 void Engine::store_kv(int layer, const bm::DeviceMem& k, const bm::DeviceMem& v, size_t rows, size_t at_row) {
-  const Copier copy{runtime_.get(), handle_};
+  const Copier copy = copier();
   const Net& cache = *blocks_cache_[layer];
   copy.on_device(cache.in_mem(3), at_row * kv_row_bytes_, k, 0, rows * kv_row_bytes_);
   copy.on_device(cache.in_mem(4), at_row * kv_row_bytes_, v, 0, rows * kv_row_bytes_);
@@ -94,7 +116,7 @@ void Engine::store_kv(int layer, const bm::DeviceMem& k, const bm::DeviceMem& v,
 // One launch of every layer over `count` rows of hidden_buf_ starting at `row0`, positions
 // [3, count] packed contiguously; afterwards hidden_buf_ holds the last layer's output rows.
 void Engine::prefill_chunk(size_t row0, size_t count, const std::vector<int32_t>& positions, size_t total) {
-  const Copier copy{runtime_.get(), handle_};
+  const Copier copy = copier();
   const size_t row_bytes = static_cast<size_t>(info_.hidden) * half_bytes_;
   const size_t old = static_cast<size_t>(history_);
   const bool first = old == 0;
@@ -108,6 +130,7 @@ void Engine::prefill_chunk(size_t row0, size_t count, const std::vector<int32_t>
     auto out = net.output_tensors();
     in[0].shape = make_shape({1, static_cast<int>(count), info_.hidden});
     in[1].shape = make_shape({3, static_cast<int>(count)});
+    const DeviceTurn turn(*this);
     copy.on_device(in[0].device_mem, 0, hidden_buf_.mem(), row0 * row_bytes, count * row_bytes);
     copy.to_device(in[1].device_mem, chunk_positions.data(), chunk_positions.size() * sizeof(int32_t));
     if (use_kv_net) {
@@ -117,7 +140,7 @@ void Engine::prefill_chunk(size_t row0, size_t count, const std::vector<int32_t>
       copy.on_device(in[2].device_mem, 0, cache.in_mem(3), 0, old * kv_row_bytes_);
       copy.on_device(in[3].device_mem, 0, cache.in_mem(4), 0, old * kv_row_bytes_);
     }
-    net.launch(*runtime_, bmrt_, handle_, in, out);
+    launch(net, in, out);
     store_kv(layer, out[1].device_mem, out[2].device_mem, count, old);
     copy.on_device(hidden_buf_.mem(), row0 * row_bytes, out[0].device_mem, 0, count * row_bytes);
   }
@@ -126,7 +149,7 @@ void Engine::prefill_chunk(size_t row0, size_t count, const std::vector<int32_t>
 // Static-shaped prefill blocks: the old history layout (chunks of M rows against P history
 // columns) and the mask layout without history (one launch of S rows).
 void Engine::prefill_full_static(size_t count, const std::vector<int32_t>& positions) {
-  const Copier copy{runtime_.get(), handle_};
+  const Copier copy = copier();
   const size_t row_bytes = static_cast<size_t>(info_.hidden) * half_bytes_;
   const Net& first_block = *blocks_[0];
   const int rows = first_block.in_dim(0, 1);
@@ -147,6 +170,7 @@ void Engine::prefill_full_static(size_t count, const std::vector<int32_t>& posit
       const Net& net = *blocks_[layer];
       auto in = net.input_tensors();
       auto out = net.output_tensors();
+      const DeviceTurn turn(*this);
       // Rows past `real` keep whatever finite values were there: they are masked out.
       copy.on_device(in[0].device_mem, 0, hidden_buf_.mem(), row0 * row_bytes, real * row_bytes);
       copy.to_device(in[1].device_mem, chunk_positions.data(), chunk_positions.size() * sizeof(int32_t));
@@ -156,7 +180,7 @@ void Engine::prefill_full_static(size_t count, const std::vector<int32_t>& posit
         copy.on_device(in[3].device_mem, 0, cache.in_mem(3), 0, old * kv_row_bytes_);
         copy.on_device(in[4].device_mem, 0, cache.in_mem(4), 0, old * kv_row_bytes_);
       }
-      net.launch(*runtime_, bmrt_, handle_, in, out);
+      launch(net, in, out);
       store_kv(layer, out[1].device_mem, out[2].device_mem, real, old);
       copy.on_device(hidden_buf_.mem(), row0 * row_bytes, out[0].device_mem, 0, real * row_bytes);
     }
@@ -166,18 +190,22 @@ void Engine::prefill_full_static(size_t count, const std::vector<int32_t>& posit
 
 int Engine::prefill(const std::vector<int32_t>& input_ids, const std::vector<int32_t>& position_ids,
                     const std::vector<VisionChunk>& vision, int next_position, const SamplingParams& params) {
+  check_sampling(params);
   if (!supports_history()) clear_history();  // a new conversation every time
   check_input(input_ids.size(), vision);
   if (position_ids.size() != 3 * input_ids.size()) throw InputError("position_ids must have shape [3, tokens]");
   const size_t count = input_ids.size();
   auto start = Clock::now();
+  device_seconds_ = &times_.prefill_device;
   embed(input_ids, 0);
   const double embed_seconds = seconds_since(start);
   start = Clock::now();
+  device_seconds_ = &times_.vit_device;
   for (const VisionChunk& chunk : vision) run_vision(chunk);
   times_.vit += seconds_since(start);
 
   start = Clock::now();
+  device_seconds_ = &times_.prefill_device;
   if (layout_ == PrefillLayout::kStatic || layout_ == PrefillLayout::kHistoryOld) {
     prefill_full_static(count, position_ids);
   } else {
@@ -193,24 +221,28 @@ int Engine::prefill(const std::vector<int32_t>& input_ids, const std::vector<int
   const size_t row_bytes = static_cast<size_t>(info_.hidden) * half_bytes_;
   const int token = head(mem_slice(hidden_buf_.mem(), (count - 1) * row_bytes, row_bytes), params);
   times_.prefill += seconds_since(start) + embed_seconds;
+  device_seconds_ = nullptr;
   return token;
 }
 
 int Engine::decode(int token, const SamplingParams& params) {
   if (!handle_) throw InputError("the engine is closed");
+  check_sampling(params);
   if (history_ + 1 > info_.seq_length)
     throw InputError("the conversation reached the bmodel's sequence length of " + std::to_string(info_.seq_length) +
                      " tokens");
   const auto start = Clock::now();
-  const Copier copy{runtime_.get(), handle_};
-  const size_t row_bytes = static_cast<size_t>(info_.hidden) * half_bytes_;
+  device_seconds_ = &times_.decode_device;
+  const Copier copy = copier();
+  int current = 0;  // the token buffer holding the hidden state
   {
     auto in = embedding_cache_->input_tensors();
     auto out = embedding_cache_->output_tensors();
+    out[0].device_mem = token_bufs_[current].mem();
     const int32_t id = token;
+    const DeviceTurn turn(*this);
     copy.to_device(in[0].device_mem, &id, sizeof(id));
-    embedding_cache_->launch(*runtime_, bmrt_, handle_, in, out);
-    copy.on_device(token_buf_.mem(), 0, out[0].device_mem, 0, row_bytes);
+    launch(*embedding_cache_, in, out);
   }
   // The smallest stage whose history columns hold every cached token and this one.
   const Net& first = *blocks_cache_[0];
@@ -225,39 +257,46 @@ int Engine::decode(int token, const SamplingParams& params) {
   const uint16_t masked = half_type_ == bm::kBFloat16 ? kBf16MaskValue : kF16MaskValue;
   const auto mask = decode_mask(columns, history_, masked);
   const int32_t positions[3] = {next_position_, next_position_, next_position_};
+  // Engine-owned buffers: no turn needed to fill them.
+  copy.to_device(step_positions_.mem(), positions, sizeof(positions));
+  copy.to_device(step_mask_.mem(), mask.data(), mask.size() * sizeof(uint16_t));
   for (int layer = 0; layer < info_.layers; ++layer) {
     const Net& net = *blocks_cache_[layer];
     auto in = net.input_tensors(stage);
     auto out = net.output_tensors(stage);
-    copy.on_device(in[0].device_mem, 0, token_buf_.mem(), 0, row_bytes);
-    copy.to_device(in[1].device_mem, positions, sizeof(positions));
-    copy.to_device(in[2].device_mem, mask.data(), mask.size() * sizeof(uint16_t));
+    in[0].device_mem = token_bufs_[current].mem();
+    in[1].device_mem = mem_slice(step_positions_.mem(), 0, sizeof(positions));
+    in[2].device_mem = mem_slice(step_mask_.mem(), 0, mask.size() * sizeof(uint16_t));
     // History stays where it is (the cache is these inputs); the new row is written in place.
     in[3].device_mem = net.in_mem(3);
     in[4].device_mem = net.in_mem(4);
-    out[0].device_mem = token_buf_.mem();
+    current = 1 - current;
+    out[0].device_mem = token_bufs_[current].mem();
     out[1].device_mem = mem_slice(net.in_mem(3), history_ * kv_row_bytes_, kv_row_bytes_);
     out[2].device_mem = mem_slice(net.in_mem(4), history_ * kv_row_bytes_, kv_row_bytes_);
-    net.launch(*runtime_, bmrt_, handle_, in, out);
+    const DeviceTurn turn(*this);
+    launch(net, in, out);
   }
   history_ += 1;
   next_position_ += 1;
   tokens_.push_back(token);
-  const int next = head(token_buf_.mem(), params);
+  const int next = head(token_bufs_[current].mem(), params);
   times_.decode += seconds_since(start);
+  device_seconds_ = nullptr;
   return next;
 }
 
 int Engine::head(const bm::DeviceMem& hidden_row, const SamplingParams& params) {
-  const Copier copy{runtime_.get(), handle_};
+  const Copier copy = copier();
   const size_t row_bytes = static_cast<size_t>(info_.hidden) * half_bytes_;
   auto in = lm_head_->input_tensors();
   auto out = lm_head_->output_tensors();
+  // One turn for the whole head: the logits stay in lm_head's output memory until a head net
+  // or the host has read them.
+  const DeviceTurn turn(*this);
   copy.on_device(in[0].device_mem, 0, hidden_row, 0, row_bytes);
-  lm_head_->launch(*runtime_, bmrt_, handle_, in, out);
+  launch(*lm_head_, in, out);
   if (info_.lm_head_returns_token) {
-    if (params.do_sample)
-      throw InputError("this bmodel decodes greedily only (built without --do_sample): turn sampling off");
     int32_t token = 0;
     copy.to_host(&token, out[0].device_mem, sizeof(token));
     return token;
@@ -268,7 +307,7 @@ int Engine::head(const bm::DeviceMem& hidden_row, const SamplingParams& params) 
     auto gout = greedy_head_->output_tensors();
     gin[0].shape = make_shape({1, info_.vocab});
     copy.on_device(gin[0].device_mem, 0, out[0].device_mem, 0, logits_bytes);
-    greedy_head_->launch(*runtime_, bmrt_, handle_, gin, gout);
+    launch(*greedy_head_, gin, gout);
     int32_t token = 0;
     copy.to_host(&token, gout[0].device_mem, sizeof(token));
     return token;
@@ -289,8 +328,11 @@ int Engine::head(const bm::DeviceMem& hidden_row, const SamplingParams& params) 
   copy.to_device(sin[3].device_mem, &temperature, sizeof(float));
   copy.to_device(sin[4].device_mem, &top_k, sizeof(int32_t));
   copy.to_device(sin[5].device_mem, &top_p, sizeof(float));
-  sample_head_->launch(*runtime_, bmrt_, handle_, sin, sout);
-  const size_t candidates = static_cast<size_t>(sample_head_->out_dim(0, 1));
+  launch(*sample_head_, sin, sout);
+  // Its TopK takes K from the top_k input: only the first top_k of the max_top_k output slots
+  // are written (the runtime writes the real output shape back), the rest is stale memory.
+  const size_t candidates = std::min({element_count(sout[0].shape), static_cast<size_t>(top_k),
+                                      static_cast<size_t>(sample_head_->out_dim(0, 1))});
   std::vector<float> probs(candidates);
   std::vector<int32_t> ids(candidates);
   copy.to_host(probs.data(), sout[0].device_mem, candidates * sizeof(float));

@@ -43,6 +43,11 @@ class DeviceBuffer {
 struct Copier {
   const Runtime* rt;
   bm::Handle handle;
+  // Device-to-device copies staged through host memory. The BM1688 CPU simulator's firmware
+  // asserts ("num > 0" in sg_api_memcpy_byte) on every bm_memcpy_d2d_byte / bm_memcpy_d2d and
+  // kills the process; its s2d and d2s copies work. Never set on hardware.
+  bool d2d_via_host = false;
+  double* seconds = nullptr;  // if set, time spent in copies is added here
   void to_device(const bm::DeviceMem& dst, const void* src, size_t bytes, size_t offset = 0) const;
   void to_host(void* dst, const bm::DeviceMem& src, size_t bytes, size_t offset = 0) const;
   void on_device(const bm::DeviceMem& dst, size_t dst_offset, const bm::DeviceMem& src, size_t src_offset,

@@ -1,6 +1,9 @@
 #include "runtime.h"
 
 #include <dlfcn.h>
+#include <unistd.h>
+#include <limits.h>
+#include <stdlib.h>
 
 #include <cstdlib>
 #include <mutex>
@@ -51,6 +54,17 @@ bool try_open(const std::string& dir, Runtime& rt, void*& bmlib, void*& bmrt) {
   return bmrt != nullptr;
 }
 
+// The folder as the file system resolves it ("" stays ""), so that "dir", "dir/" and a link
+// to it name the same runtime.
+std::string canonical_dir(const std::string& dir) {
+  if (dir.empty()) return dir;
+  char* resolved = realpath(dir.c_str(), nullptr);
+  if (!resolved) return dir;
+  std::string out(resolved);
+  std::free(resolved);
+  return out;
+}
+
 std::shared_ptr<const Runtime> open_runtime(const std::string& requested) {
   auto rt = std::make_shared<Runtime>();
   std::vector<std::string> dirs;
@@ -79,6 +93,10 @@ std::shared_ptr<const Runtime> open_runtime(const std::string& requested) {
   }
   rt->bmlib_path = resolved_path(bmlib, "bm_dev_request", "libbmlib");
   rt->bmrt_path = resolved_path(bmrt, "bmrt_create", "libbmrt");
+  // libbmlib loads the simulator from libcmodel.so in its own folder (tools/bmodel/fetch_runtime.sh).
+  const size_t slash = rt->bmlib_path.rfind('/');
+  if (slash != std::string::npos)
+    rt->simulator = access((rt->bmlib_path.substr(0, slash) + "/libcmodel.so").c_str(), F_OK) == 0;
   const std::string& lib = rt->bmlib_path;
   resolve(bmlib, "bm_dev_request", rt->dev_request, lib);
   resolve(bmlib, "bm_dev_free", rt->dev_free, lib);
@@ -92,6 +110,8 @@ std::shared_ptr<const Runtime> open_runtime(const std::string& requested) {
   const std::string& rtlib = rt->bmrt_path;
   resolve(bmrt, "bmrt_create", rt->rt_create, rtlib);
   resolve(bmrt, "bmrt_destroy", rt->rt_destroy, rtlib);
+  resolve(bmrt, "bmrt_get_flags", rt->rt_get_flags, rtlib);
+  resolve(bmrt, "bmrt_set_flags", rt->rt_set_flags, rtlib);
   resolve(bmrt, "bmrt_load_bmodel", rt->rt_load_bmodel, rtlib);
   resolve(bmrt, "bmrt_get_network_number", rt->rt_get_network_number, rtlib);
   resolve(bmrt, "bmrt_get_network_names", rt->rt_get_network_names, rtlib);
@@ -110,7 +130,7 @@ std::shared_ptr<const Runtime> Runtime::get(const std::string& runtime_dir) {
   }
   std::lock_guard<std::mutex> lock(g_mutex);
   if (g_runtime) {
-    if (!requested.empty() && requested != g_requested_dir) {
+    if (!requested.empty() && canonical_dir(requested) != canonical_dir(g_requested_dir)) {
       throw RuntimeNotFound("the Sophgo runtime is already loaded from " + g_runtime->bmrt_path +
                             "; one process cannot also load " + requested);
     }

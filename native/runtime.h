@@ -20,6 +20,7 @@ struct Runtime {
   std::string bmrt_path;   // the libbmrt that was loaded, as the loader resolved it
   std::string bmlib_path;
   std::vector<std::string> tried;  // where we looked, for error messages
+  bool simulator = false;  // libbmlib drives the CPU simulator (a libcmodel.so beside it)
 
   bm::DevRequestFn dev_request = nullptr;
   bm::DevFreeFn dev_free = nullptr;
@@ -33,6 +34,8 @@ struct Runtime {
 
   bm::RtCreateFn rt_create = nullptr;
   bm::RtDestroyFn rt_destroy = nullptr;
+  bm::RtGetFlagsFn rt_get_flags = nullptr;
+  bm::RtSetFlagsFn rt_set_flags = nullptr;
   bm::RtLoadBmodelFn rt_load_bmodel = nullptr;
   bm::RtGetNetworkNumberFn rt_get_network_number = nullptr;
   bm::RtGetNetworkNamesFn rt_get_network_names = nullptr;

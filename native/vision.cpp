@@ -11,7 +11,7 @@
 namespace streamproc {
 
 void Engine::run_vision(const VisionChunk& chunk) {
-  const Copier copy{runtime_.get(), handle_};
+  const Copier copy = copier();
   const int patches = chunk.patches;
   const int size = info_.vit_dynamic ? patches : info_.max_patches;  // rows the net sees
   auto in = vit_->input_tensors();
@@ -26,6 +26,7 @@ void Engine::run_vision(const VisionChunk& chunk) {
   const auto full_mask = vit_block_mask(chunk.cu_seqlens, size);
   const auto window_mask = vit_block_mask(chunk.cu_window_seqlens, size);
 
+  const DeviceTurn turn(*this);
   if (info_.vit_dynamic) {
     in[0].shape = make_shape({size, 1176});
     in[1].shape = make_shape({size, 2});
@@ -38,7 +39,7 @@ void Engine::run_vision(const VisionChunk& chunk) {
   copy.to_device(in[2].device_mem, full_mask.data(), full_mask.size() * sizeof(float));
   copy.to_device(in[3].device_mem, window_mask.data(), window_mask.size() * sizeof(float));
   copy.to_device(in[4].device_mem, reverse.data(), reverse.size() * sizeof(int32_t));
-  vit_->launch(*runtime_, bmrt_, handle_, in, out);
+  launch(*vit_, in, out);
 
   const size_t tokens = static_cast<size_t>(patches) / 4;
   const size_t row_bytes = static_cast<size_t>(info_.hidden) * half_bytes_;

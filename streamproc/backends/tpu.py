@@ -77,6 +77,28 @@ def silence_simulator_stdout() -> bool:
     return True
 
 
+def vision_chunks(inputs: ModelInputs, max_patches: int, start: int = 0) -> list[dict[str, Any]]:
+    """The engine's `vision` argument: per ViT call, whole temporal grids that fit `max_patches`,
+    at their token offsets relative to the first prefilled token (`start`); blocks before
+    `start` are already in the KV cache and are skipped."""
+    chunks = []
+    for block in inputs.blocks:
+        if block.offset < start:
+            continue  # already in the KV cache from an earlier turn
+        for chunk in block.vit_chunks(max_patches):
+            chunks.append(
+                {
+                    "token_offset": block.offset - start + chunk.token_start,
+                    "pixel_rows": chunk.pixel_values,
+                    "rotary_pos": chunk.position_ids,
+                    "cu_seqlens": chunk.layout.cu_seqlens,
+                    "cu_window_seqlens": chunk.layout.cu_window_seqlens,
+                    "reverse_index": chunk.reverse_index,
+                }
+            )
+    return chunks
+
+
 class TpuBackend:
     name = "tpu"
 
@@ -100,6 +122,10 @@ class TpuBackend:
             self.close()
             raise
         self._last: Optional[ModelInputs] = None
+        # The engine's timers of the last request (engine.times(): per phase wall and device
+        # seconds) plus host_prepare_s (arrays and ViT chunks, before the native calls) and
+        # native_call_s (wall time of the native prefill + generate calls, GIL released).
+        self.last_engine_times: dict[str, float] = {}
         _open_backends.add(self)
         log.info(
             "loaded %s (%s, %s layout, seq %d, %d ViT patches) with %s",
@@ -161,24 +187,8 @@ class TpuBackend:
         return self._engine
 
     def vision_chunks(self, inputs: ModelInputs, start: int = 0) -> list[dict[str, Any]]:
-        """Per ViT call: whole temporal grids that fit MAX_PATCHES, at their token offsets
-        relative to the first prefilled token."""
-        chunks = []
-        for block in inputs.blocks:
-            if block.offset < start:
-                continue  # already in the KV cache from an earlier turn
-            for chunk in block.vit_chunks(self.max_patches):
-                chunks.append(
-                    {
-                        "token_offset": block.offset - start + chunk.token_start,
-                        "pixel_rows": chunk.pixel_values,
-                        "rotary_pos": chunk.position_ids,
-                        "cu_seqlens": chunk.layout.cu_seqlens,
-                        "cu_window_seqlens": chunk.layout.cu_window_seqlens,
-                        "reverse_index": chunk.reverse_index,
-                    }
-                )
-        return chunks
+        """Per ViT call: whole temporal grids that fit MAX_PATCHES (see `vision_chunks`)."""
+        return vision_chunks(inputs, self.max_patches, start)
 
     def _run(self, inputs: ModelInputs, params: GenerationParams, start: int) -> Result:
         engine = self._engine_or_fail()
@@ -207,7 +217,9 @@ class TpuBackend:
             tokens = engine.generate(first, params.max_new_tokens, list(self.builder.stop_ids), **sampling)
         except native.NativeError as exc:
             raise translate_native_error(exc, self.model_id) from None
+        native_s = time.perf_counter() - prepared
         device = engine.times()
+        self.last_engine_times = {**device, "host_prepare_s": prepared - begin, "native_call_s": native_s}
         stopped = bool(tokens) and tokens[-1] in self.builder.stop_ids
         text_ids = tokens[:-1] if stopped else tokens
         timings = Timings(

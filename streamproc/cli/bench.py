@@ -32,6 +32,23 @@ def add_parser(subparsers) -> None:
     service.add_argument("--rss-seconds", type=float, default=40.0, help="how long each RSS run lasts")
     service.add_argument("--out", type=Path, default=None, help="also write the table (markdown) here")
     service.set_defaults(func=run_service)
+    engine = sub.add_parser(
+        "engine",
+        help="TpuBackend host overhead per segment (preprocessing, copies, masks) vs device time",
+        description="Runs segments of a clip through TpuBackend and splits each into host work and time "
+        "inside net launches (the engine's own timers). Default: the tiny dynamic_bf16_s256 fixture on "
+        "the runtime from --runtime-dir / $STREAMPROC_BMRT_DIR (the CPU simulator: see docs/benchmarks.md).",
+    )
+    engine.add_argument("--bmodel", type=Path, default=None, help="Qwen2.5-VL bmodel (default: the tiny fixture)")
+    engine.add_argument("--tokenizer", type=Path, default=None, help="folder with tokenizer.json (default: the tiny model)")
+    engine.add_argument("--runtime-dir", type=Path, default=None, help="folder with libbmrt.so (default $STREAMPROC_BMRT_DIR)")
+    engine.add_argument("--clip", type=Path, default=None, help="video to segment (default: a generated clip)")
+    engine.add_argument("--segments", type=int, default=3, help="segments to run (default 3)")
+    engine.add_argument("--segment-seconds", type=float, default=8.0, help="segment length at 1 fps (default 8)")
+    engine.add_argument("--frame-pixels", type=int, default=None, help="frame area (default: half the ViT's patches)")
+    engine.add_argument("--max-new-tokens", type=int, default=8, help="tokens per answer (default 8)")
+    engine.add_argument("--out", type=Path, default=None, help="also write the table (markdown) here")
+    engine.set_defaults(func=run_engine)
     parser.set_defaults(func=lambda args: parser.print_help() or 2)
 
 
@@ -63,6 +80,31 @@ def run_service(args) -> int:
         rss_seconds=args.rss_seconds, progress=lambda m: print(m, file=sys.stderr),
     )
     text = service.table(report)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n", encoding="utf-8")
+    return 0
+
+
+def run_engine(args) -> int:
+    from ..backends.tpu import silence_simulator_stdout
+    from ..bench import engine
+
+    bmodel = args.bmodel or engine.default_bmodel()
+    if not bmodel.is_file():
+        raise UsageError(f"no bmodel at {bmodel}: give --bmodel (the default fixture needs a source checkout)")
+    if args.segments < 1:
+        raise UsageError("--segments must be at least 1")
+    DEFAULT_CACHE.mkdir(parents=True, exist_ok=True)
+    tokenizer = args.tokenizer or engine.tiny_tokenizer(DEFAULT_CACHE)
+    print(f"bmodel: {bmodel}; tokenizer: {tokenizer}", file=sys.stderr)
+    report = engine.run(
+        bmodel=bmodel, tokenizer=tokenizer, runtime_dir=args.runtime_dir, clip=args.clip, cache=DEFAULT_CACHE,
+        segments=args.segments, segment_s=args.segment_seconds, frame_pixels=args.frame_pixels,
+        max_new_tokens=args.max_new_tokens, progress=lambda m: print(m, file=sys.stderr),
+        on_loaded=silence_simulator_stdout,  # the simulator's debug lines go to C stdout
+    )
+    text = engine.table(report)
     print(text)
     if args.out:
         args.out.write_text(text + "\n", encoding="utf-8")

@@ -7,7 +7,10 @@
 # written to $STREAMPROC_CONVERTER_CACHE/tiny-model), the one the tests and the demo use.
 #
 # Needs the converter venvs from tools/bmodel/setup_converter.sh (--with-old for the old-layout
-# fixture; it is skipped with a warning when that venv is missing). Each fixture is converted in
+# fixture; it is skipped with a warning when that venv is missing). One fixture is not a Qwen
+# model at all: `not_qwen_add` (y = x + 1, written by make_not_qwen_onnx.py and compiled with
+# TPU-MLIR's model_transform.py + model_deploy.py, F32) for the engine's "not a Qwen2.5-VL
+# bmodel" error; it needs the onnx packages setup_converter.sh puts in the 1.30.2 venv. Each fixture is converted in
 # its own work folder under $STREAMPROC_CONVERTER_CACHE/fixture-build, stripped of its embedded
 # kernel module (model_tool --kernel_remove: the simulator and the SDK runtime bring their own) and
 # copied to OUT_DIR/NAME.bmodel; OUT_DIR/MANIFEST.json and OUT_DIR/README.md are then rewritten
@@ -43,7 +46,9 @@ log() { echo "[build_fixtures] $*" >&2; }
 [[ -f "$NEW_VENV/.streamproc-ready" ]] || { log "missing $NEW_VENV: run tools/bmodel/setup_converter.sh"; exit 1; }
 command -v parallel >/dev/null || { log "GNU parallel missing: run tools/bmodel/setup_converter.sh"; exit 1; }
 
-# name | converter (new = 1.30.2, old = 1.21) | chip | llm_convert.py flags (besides -m -c -o) | purpose
+# name | converter (new = 1.30.2, old = 1.21, onnx = 1.30.2's model_transform/model_deploy of
+# make_not_qwen_onnx.py's model) | chip | flags (llm_convert.py besides -m -c -o; model_deploy.py
+# besides --mlir --chip --model) | purpose
 # All bf16. Image-token budget: --max_pixels 112,224 -> 128 patches -> 32 image tokens (a 112x224
 # image spans two 112 px attention windows; a 112x112 video frame pair is 64 patches, so a 6-frame
 # video needs two ViT calls); 112,112 -> 64 patches -> 16 tokens (one frame pair per call).
@@ -54,6 +59,7 @@ FIXTURE_TABLE=(
   "sample_dynamic_bf16_s128|new|bm1684x|-s 128 -q bf16 --dynamic --do_sample --max_pixels 112,112|lm_head returns f32 logits; greedy_head and sample_head nets; dynamic vit 64 patches"
   "oldhist_bf16_s256_m64|old|bm1684x|-s 256 -q bf16 --use_block_with_kv --max_input_length 64 --max_pixels 112,224|old history layout (tpu_mlir 1.21): static 5-input block_N, static vit 128 patches"
   "bm1688_dynamic_bf16_s128|new|bm1688|-s 128 -q bf16 --dynamic --max_pixels 112,112|BM1688 (2-core build): needs libcmodel_bm1688.so; the BM1684X runtime must refuse it"
+  "not_qwen_add|onnx|bm1684x|--quantize F32|not a Qwen model: one static net y = x + 1 on float32 [1,4] (ONNX); the engine must refuse it by its nets"
 )
 
 selected() {
@@ -77,15 +83,35 @@ for row in "${FIXTURE_TABLE[@]}"; do
   if [[ ! -f "$venv/.streamproc-ready" ]]; then
     log "SKIP $name: $venv missing (tools/bmodel/setup_converter.sh --with-old)"; continue
   fi
+  if [[ "$which" == onnx ]] && ! "$venv/bin/python" -c 'import onnx, onnxruntime, onnxsim' 2>/dev/null; then
+    log "SKIP $name: no onnx packages in $venv (run tools/bmodel/setup_converter.sh again)"; continue
+  fi
   wd="$WORK/$name"
   rm -rf "$wd"; mkdir -p "$wd"
   version="$("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("tpu_mlir"))')"
-  log "converting $name with tpu_mlir $version: llm_convert.py -c $chip $flags"
+  if [[ "$which" == onnx ]]; then
+    command="make_not_qwen_onnx.py $name.onnx; model_transform.py --model_name $name --model_def $name.onnx --input_shapes [[1,4]] --mlir $name.mlir; model_deploy.py --mlir $name.mlir --chip $chip $flags --model OUT.bmodel; model_tool --kernel_remove OUT.bmodel"
+  else
+    command="llm_convert.py -m CHECKPOINT -c $chip $flags -o OUT; model_tool --kernel_remove OUT/*.bmodel"
+  fi
+  log "converting $name with tpu_mlir $version: ${command%%;*}"
   start=$(date +%s.%N)
   # shellcheck disable=SC2086
-  if ! ( cd "$wd" && export PATH="$venv/bin:$PATH" VIRTUAL_ENV="$venv" &&
-         "$venv/bin/python" "$venv/bin/llm_convert.py" -m "$VIEW" -c "$chip" $flags -o "$wd/out" \
-           >"$wd/convert.log" 2>&1 </dev/null ); then
+  if [[ "$which" == onnx ]]; then
+    ok=1
+    ( cd "$wd" && export PATH="$venv/bin:$PATH" VIRTUAL_ENV="$venv" &&
+      "$venv/bin/python" "$HERE/make_not_qwen_onnx.py" "$name.onnx" &&
+      model_transform.py --model_name "$name" --model_def "$name.onnx" --input_shapes '[[1,4]]' \
+        --mlir "$name.mlir" &&
+      mkdir -p out && model_deploy.py --mlir "$name.mlir" --chip "$chip" $flags --model "out/$name.bmodel"
+    ) >"$wd/convert.log" 2>&1 </dev/null || ok=0
+  else
+    ok=1
+    ( cd "$wd" && export PATH="$venv/bin:$PATH" VIRTUAL_ENV="$venv" &&
+      "$venv/bin/python" "$venv/bin/llm_convert.py" -m "$VIEW" -c "$chip" $flags -o "$wd/out"
+    ) >"$wd/convert.log" 2>&1 </dev/null || ok=0
+  fi
+  if [[ $ok -eq 0 ]]; then
     log "FAILED $name (log: $wd/convert.log):"; grep -v 'local:\|/dev/tty' "$wd/convert.log" | tail -15 >&2 || true
     failed+=("$name"); continue
   fi
@@ -100,15 +126,14 @@ for row in "${FIXTURE_TABLE[@]}"; do
   mv -f "$wd/$name.bmodel" "$OUT/$name.bmodel"
   "$NEW_VENV/bin/python" -c '
 import json, sys
-keys = ["converter", "chip", "flags", "purpose", "convert_seconds", "unstripped_bytes", "built_at"]
+keys = ["converter", "chip", "flags", "purpose", "convert_seconds", "unstripped_bytes", "built_at", "command"]
 vals = sys.argv[2:]
 rec = dict(zip(keys, vals))
 rec["convert_seconds"] = round(float(rec["convert_seconds"]), 1)
 rec["unstripped_bytes"] = int(rec["unstripped_bytes"])
-rec["command"] = "llm_convert.py -m CHECKPOINT -c %s %s -o OUT; model_tool --kernel_remove OUT/*.bmodel" % (rec["chip"], rec["flags"])
 json.dump(rec, open(sys.argv[1], "w"), indent=1)
 ' "$RECORDS/$name.json" "tpu_mlir $version" "$chip" "$flags" "$purpose" "$secs" \
-    "$unstripped" "$(date -u +%FT%TZ)"
+    "$unstripped" "$(date -u +%FT%TZ)" "$command"
   log "built $name in ${secs}s: $(stat -c %s "$OUT/$name.bmodel") bytes stripped ($unstripped before)"
   [[ "${KEEP_WORK:-0}" == 1 ]] || rm -rf "$wd"
 done

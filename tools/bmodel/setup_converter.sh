@@ -22,6 +22,7 @@ CACHE="${STREAMPROC_CONVERTER_CACHE:-/work/cache}"
 NEW_VERSION=1.30.2
 OLD_VERSION="${TPU_MLIR_OLD_VERSION:-1.21.1}"
 TORCH_SPEC="${TORCH_SPEC:-torch==2.11.0}"
+ONNX_SPECS=(onnx==1.14.1 onnxruntime==1.16.3 onnxsim==0.4.17)
 NEW_VENV="$CACHE/convert-$NEW_VERSION"
 OLD_VENV="$CACHE/convert-1.21"
 
@@ -95,11 +96,20 @@ setup_new() {
   "${pip[@]}" install -q --upgrade pip >&2
   # tpu_mlir's own requirements come with the wheel; torch, psutil and flatbuffers are imported
   # by llm_convert.py but not declared; setuptools<70 keeps pkg_resources importable.
-  "${pip[@]}" install "$wheel" "$TORCH_SPEC" psutil flatbuffers==24.12.23 'setuptools<70' >&2
+  "${pip[@]}" install "$wheel" "$TORCH_SPEC" psutil flatbuffers==24.12.23 'setuptools<70' "${ONNX_SPECS[@]}" >&2
   fix_third_party "$NEW_VENV"
-  "$NEW_VENV/bin/python" -c 'import tpu_mlir, torch, psutil, flatbuffers, pkg_resources' >&2
+  "$NEW_VENV/bin/python" -c 'import tpu_mlir, torch, psutil, flatbuffers, pkg_resources, onnx, onnxruntime, onnxsim' >&2
   date -u +%FT%TZ > "$NEW_VENV/.streamproc-ready"
   log "$NEW_VENV done"
+}
+
+# model_transform.py (the ONNX front end, for the not_qwen_add fixture) imports onnx, onnxruntime
+# and onnxsim at the versions of tpu_mlir's `onnx` extra. Venvs made before it was needed get them here.
+ensure_onnx() {
+  [[ -f "$NEW_VENV/.streamproc-ready" ]] || return 0
+  if "$NEW_VENV/bin/python" -c 'import onnx, onnxruntime, onnxsim' 2>/dev/null; then return; fi
+  log "adding ${ONNX_SPECS[*]} to $NEW_VENV"
+  "$NEW_VENV/bin/python" -m pip --disable-pip-version-check install -q --only-binary=:all: "${ONNX_SPECS[@]}" >&2
 }
 
 setup_old() {
@@ -127,6 +137,6 @@ setup_old() {
 PY="$(find_python310)"
 ensure_parallel
 mkdir -p "$CACHE"
-[[ $want_new -eq 1 ]] && setup_new
+[[ $want_new -eq 1 ]] && setup_new && ensure_onnx
 [[ $want_old -eq 1 ]] && setup_old
 log "all requested converter venvs are ready under $CACHE"

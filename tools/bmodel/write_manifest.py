@@ -114,6 +114,9 @@ in machine-readable form, plus the checkpoint's weight hashes and token ids.
   it); 1.21's old-layout build has a static vit.
 - `bmodel version` names the converter release that wrote the file (`B.2.2+v1.21.1-...` for the
   old-layout fixture); each fixture is stripped with its own release's model_tool.
+- `not_qwen_add` is not compiled from the checkpoint: it is a one-op ONNX model (y = x + 1 on
+  float32 [1,4], `tools/bmodel/make_not_qwen_onnx.py`) through TPU-MLIR's `model_transform.py` and
+  `model_deploy.py --quantize F32`: a valid BM1684X bmodel the engine must refuse by its nets.
 
 """
 
