@@ -224,7 +224,7 @@ class HfBackend:
         timings.decode_s = time.perf_counter() - mark
         timings.total_s = time.perf_counter() - started
         return Result(
-            text=self._inputs.decode(generated, skip_special_tokens=True),
+            text=self._inputs.decode(generated, skip_special_tokens=True).strip(),
             prompt_tokens=inputs.total_tokens,
             visual_tokens=inputs.visual_tokens,
             generated_tokens=len(generated),

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 import weakref
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -58,6 +59,22 @@ def translate_native_error(exc: BaseException, context: str) -> Exception:
     if isinstance(exc, native.DeviceError):
         return DeviceError(message)
     return exc if isinstance(exc, Exception) else DeviceError(message)
+
+
+def fit_to_vit(builder: InputBuilder, max_patches: int, seq_length: int) -> InputBuilder:
+    """The builder for this bmodel: no image or video frame larger than one ViT call takes (the
+    bmodel's max_pixels), so images are resized to fit instead of being refused, and requests
+    checked against the bmodel's sequence length."""
+    vision = builder.vision
+    limit = max_patches * vision.patch_size**2
+    fitted = replace(
+        vision,
+        image_max_pixels=min(vision.image_max_pixels, limit),
+        video_max_pixels=min(vision.video_max_pixels, limit),
+        image_min_pixels=min(vision.image_min_pixels, limit),
+        video_min_pixels=min(vision.video_min_pixels, limit),
+    )
+    return InputBuilder(replace(builder.spec, vision=fitted), builder.tokenizer, seq_length=seq_length)
 
 
 def silence_simulator_stdout() -> bool:
@@ -115,8 +132,10 @@ class TpuBackend:
             raise translate_native_error(exc, "cannot load the bmodel") from None
         self.info = self._engine.info()
         try:
-            self.builder = builder or InputBuilder.from_pretrained(
-                Path(config.tokenizer).expanduser(), seq_length=self.info["seq_length"]
+            self.builder = fit_to_vit(
+                builder or InputBuilder.from_pretrained(Path(config.tokenizer).expanduser()),
+                int(self.info["max_patches"]),
+                int(self.info["seq_length"]),
             )
         except Exception:
             self.close()
