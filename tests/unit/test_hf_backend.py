@@ -47,7 +47,7 @@ def test_greedy_video_matches_generate(tiny_hf_backend, tiny_processor, fps, fra
     assert result.token_ids == expected
     assert result.generated_tokens == len(expected)
     assert result.prompt_tokens == inputs.total_tokens and result.visual_tokens == inputs.visual_tokens
-    assert result.text == tiny_hf_backend.inputs.decode(expected)
+    assert result.text == tiny_hf_backend.inputs.decode(expected).strip()  # both backends strip the text
     assert len(set(result.token_ids)) > 4, "tiny model output collapsed to a repeated token"
     t = result.timings
     assert t.vision_s > 0 and t.prefill_s > 0 and t.total_s >= t.vision_s + t.prefill_s
