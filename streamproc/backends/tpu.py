@@ -17,7 +17,7 @@ import time
 import weakref
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -29,6 +29,7 @@ from .base import GenerationParams, Result, Timings
 log = logging.getLogger(__name__)
 
 _open_backends: "weakref.WeakSet[TpuBackend]" = weakref.WeakSet()
+OnToken = Callable[[int], None]
 
 
 @atexit.register
@@ -174,13 +175,14 @@ class TpuBackend:
     def supports_history(self) -> bool:
         return bool(self.info["supports_history"])
 
-    def describe(self, inputs: ModelInputs, params: GenerationParams) -> Result:
-        """A new conversation: the history is cleared first."""
+    def describe(self, inputs: ModelInputs, params: GenerationParams, on_token: Optional[OnToken] = None) -> Result:
+        """A new conversation: the history is cleared first. `on_token` sees each token as it
+        is generated (for streaming output)."""
         with self._lock:
             self._engine_or_fail().clear_history()
-            return self._run(inputs, params, start=0)
+            return self._run(inputs, params, start=0, on_token=on_token)
 
-    def follow_up(self, inputs: ModelInputs, params: GenerationParams) -> Result:
+    def follow_up(self, inputs: ModelInputs, params: GenerationParams, on_token: Optional[OnToken] = None) -> Result:
         """A further turn built with InputBuilder.follow_up: only its new tokens are prefilled
         when the bmodel keeps history (rolling back any later turn, so several questions can
         follow the same answer); otherwise the whole conversation runs again."""
@@ -188,9 +190,9 @@ class TpuBackend:
             engine = self._engine_or_fail()
             if self.supports_history and engine.history_length >= inputs.cached_tokens > 0:
                 engine.truncate_history(inputs.cached_tokens)
-                return self._run(inputs, params, start=inputs.cached_tokens)
+                return self._run(inputs, params, start=inputs.cached_tokens, on_token=on_token)
             engine.clear_history()
-            return self._run(inputs, params, start=0)
+            return self._run(inputs, params, start=0, on_token=on_token)
 
     def close(self) -> None:
         engine, self._engine = self._engine, None
@@ -209,7 +211,19 @@ class TpuBackend:
         """Per ViT call: whole temporal grids that fit MAX_PATCHES (see `vision_chunks`)."""
         return vision_chunks(inputs, self.max_patches, start)
 
-    def _run(self, inputs: ModelInputs, params: GenerationParams, start: int) -> Result:
+    def _stream(self, engine, first: int, params: GenerationParams, sampling: dict, on_token: "OnToken") -> list[int]:
+        """generate(), one token at a time so each can be shown as it comes."""
+        stops = set(self.builder.stop_ids)
+        tokens = [first]
+        on_token(first)
+        while tokens[-1] not in stops and len(tokens) < params.max_new_tokens and engine.history_length < self.seq_length:
+            tokens.append(engine.decode(tokens[-1], **sampling))
+            on_token(tokens[-1])
+        return tokens
+
+    def _run(
+        self, inputs: ModelInputs, params: GenerationParams, start: int, on_token: Optional[OnToken] = None
+    ) -> Result:
         engine = self._engine_or_fail()
         begin = time.perf_counter()
         if params.do_sample and not self.info["has_sample_head"]:
@@ -233,7 +247,10 @@ class TpuBackend:
         native = native_module()
         try:
             first = engine.prefill(ids, positions, chunks, next_position=inputs.next_position, **sampling)
-            tokens = engine.generate(first, params.max_new_tokens, list(self.builder.stop_ids), **sampling)
+            if on_token is None:  # the whole loop in C++, without the GIL
+                tokens = engine.generate(first, params.max_new_tokens, list(self.builder.stop_ids), **sampling)
+            else:
+                tokens = self._stream(engine, first, params, sampling, on_token)
         except native.NativeError as exc:
             raise translate_native_error(exc, self.model_id) from None
         native_s = time.perf_counter() - prepared

@@ -151,19 +151,51 @@ class ChatSession:
         self.answer_ids = ()
 
     def ask(self, question: str) -> None:
+        streaming = self.backend.name == "tpu"  # the engine hands out tokens as they come
+        printer = _StreamPrinter(self.builder) if streaming else None
+        extra = {"on_token": printer.token} if printer else {}
+        if printer:
+            print("\nmodel> ", end="", flush=True)
         if self.previous is None:
             inputs = self.builder.build(question, video=self.video, images=self.images or None, fps=self.fps,
                                         answer_reserve=8)
-            result = self.backend.describe(inputs, self.params)
+            result = self.backend.describe(inputs, self.params, **extra)
         else:
             inputs = self.builder.follow_up(self.previous, self.answer_ids, question, answer_reserve=8)
             follow_up = getattr(self.backend, "follow_up", self.backend.describe)
-            result = follow_up(inputs, self.params)
+            result = follow_up(inputs, self.params, **extra)
         self.previous, self.answer_ids = inputs, result.token_ids
         t = result.timings
-        print(f"\nmodel> {result.text}")
+        if printer:
+            printer.finish(result.text)
+        else:
+            print(f"\nmodel> {result.text}")
         print(
             f"[first token {t.first_token_s:.2f} s (ViT {t.vision_s:.2f} s), {result.generated_tokens} tokens "
             f"at {result.tokens_per_s:.1f} tokens/s, {result.prompt_tokens} prompt tokens]",
             file=sys.stderr,
         )
+
+
+class _StreamPrinter:
+    """Prints the answer as tokens arrive. Text is decoded from all tokens so far, and a
+    trailing half-decoded character waits for the token that completes it."""
+
+    def __init__(self, builder):
+        self.builder = builder
+        self.tokens: list[int] = []
+        self.shown = ""
+
+    def token(self, token: int) -> None:
+        if token in self.builder.stop_ids:
+            return
+        self.tokens.append(token)
+        text = self.builder.decode(self.tokens).lstrip()
+        ready = text.rstrip("\ufffd")
+        if ready.startswith(self.shown) and len(ready) > len(self.shown):
+            print(ready[len(self.shown):], end="", flush=True)
+            self.shown = ready
+
+    def finish(self, text: str) -> None:
+        rest = text[len(self.shown):] if text.startswith(self.shown) else ""
+        print(rest)
