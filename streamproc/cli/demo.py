@@ -195,6 +195,8 @@ def _print_events(host: str, port: int):
     import paho.mqtt.client as mqtt
 
     def on_message(client, userdata, message):
+        if message.retain:  # kept by the broker from an earlier run, not news of this one
+            return
         topic = message.topic[len(TOPIC_PREFIX) + 1 :]
         try:
             data = json.loads(message.payload)
