@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -212,9 +213,12 @@ def _print_events(host: str, port: int):
             print(f"  mqtt {topic}: {data['state']} {data.get('detail', '')}".rstrip())
         sys.stdout.flush()
 
+    subscribed = threading.Event()
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"streamproc-demo-viewer-{int(time.time())}")
     client.on_message = on_message
+    client.on_subscribe = lambda *args: subscribed.set()
     client.connect(host, port)
     client.subscribe(f"{TOPIC_PREFIX}/#", qos=1)
     client.loop_start()
+    subscribed.wait(5)  # so this run's messages come live, not as retained ones
     return client
