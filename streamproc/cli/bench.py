@@ -59,31 +59,21 @@ def run_ingest(args) -> int:
     unknown = [m for m in methods if m not in ingest.METHODS]
     if unknown:
         raise UsageError(f"unknown bench methods: {', '.join(unknown)} (choose from {', '.join(ingest.METHODS)})")
-    clip = args.clip or DEFAULT_CACHE / f"ingest-1080p30-h264-{int(args.duration)}s.mp4"
-    clip.parent.mkdir(parents=True, exist_ok=True)
+    clip = args.clip or _clip_path(args.duration)
     print(f"clip: {clip} ({args.duration:.0f} s of 1920x1080 30 fps H.264, ~4 Mbit/s, B-frames, GOP 60)")
     report = ingest.run(clip, args.duration, args.repeats, methods, progress=lambda m: print(m, file=sys.stderr))
-    text = ingest.table(report)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n", encoding="utf-8")
-    return 0
+    return _publish(ingest.table(report), args.out)
 
 
 def run_service(args) -> int:
     from ..bench import service
 
-    clip = DEFAULT_CACHE / f"ingest-1080p30-h264-{int(args.duration)}s.mp4"
-    clip.parent.mkdir(parents=True, exist_ok=True)
+    clip = _clip_path(args.duration)
     report = service.run(
         clip, args.duration, DEFAULT_CACHE, streams=args.streams, rss_streams=args.rss_streams,
         rss_seconds=args.rss_seconds, progress=lambda m: print(m, file=sys.stderr),
     )
-    text = service.table(report)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n", encoding="utf-8")
-    return 0
+    return _publish(service.table(report), args.out)
 
 
 def run_engine(args) -> int:
@@ -104,8 +94,18 @@ def run_engine(args) -> int:
         max_new_tokens=args.max_new_tokens, progress=lambda m: print(m, file=sys.stderr),
         on_loaded=silence_simulator_stdout,  # the simulator's debug lines go to C stdout
     )
-    text = engine.table(report)
+    return _publish(engine.table(report), args.out)
+
+
+def _clip_path(duration: float) -> Path:
+    """The generated 1080p30 clip the ingest and service benches share (made once, cached)."""
+    DEFAULT_CACHE.mkdir(parents=True, exist_ok=True)
+    return DEFAULT_CACHE / f"ingest-1080p30-h264-{int(duration)}s.mp4"
+
+
+def _publish(text: str, out) -> int:
+    """Print the results table, and write it to --out when given."""
     print(text)
-    if args.out:
-        args.out.write_text(text + "\n", encoding="utf-8")
+    if out:
+        out.write_text(text + "\n", encoding="utf-8")
     return 0

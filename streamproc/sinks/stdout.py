@@ -41,7 +41,8 @@ class StdoutSink(BaseSink):
         line = event.to_json() if self.format == "json" else format_text(event)
         stream = self.stream or sys.stdout
         with self._lock:
-            print(line, file=stream, flush=True)
+            stream.write(line + "\n")  # this sink's whole job is stdout
+            stream.flush()
 
     def source_status(self, source: str, state: str, detail: str = "") -> None:
         from .events import status_event
