@@ -18,7 +18,7 @@ from typing import Callable, Optional, Sequence
 
 from ..backends.base import Backend, create_backend
 from ..config import Config
-from ..errors import ConfigError, StreamprocError
+from ..errors import ConfigError, ModelError, StreamprocError
 from ..ingest.segmenter import DEFAULT_SEQ_LENGTH, Segmenter, SegmentPlan, plan_segments
 from ..ingest.sources import SourceStatus
 from ..rules.alerts import RuleEngine
@@ -33,6 +33,9 @@ from .queues import FairSegmentQueue
 log = logging.getLogger(__name__)
 
 BackendFactory = Callable[[], Backend]
+
+_RETRIES = 1  # a segment whose request failed with a retryable error is tried once more
+_RESTART_AFTER = 3  # backend failures in a row before the worker makes its backend anew
 
 
 class Pipeline:
@@ -135,32 +138,36 @@ class Pipeline:
     # -- work -------------------------------------------------------------------------------
 
     def _work(self, index: int, describer: SegmentDescriber) -> None:
-        failures = 0
+        failures = 0  # backend failures in a row, across segments
         while not self.work_stop.is_set():
             segment = self.queue.get(timeout=0.5)
             if segment is None:
                 continue
             self.metrics.queue_depth.labels(segment.source).set(self.queue.depth(segment.source))
             self._busy[index] = time.monotonic()
+            described = None
             try:
-                described = describer.describe(segment)
-            except StreamprocError as error:
-                self._failed += 1
-                failures += 1
-                self.metrics.errors.labels("model").inc()
-                log.error("%s segment %d: %s", segment.source, segment.index, error)
-                self.work_stop.wait(min(60.0, 2.0 ** min(failures, 6)) if not error.retryable else 1.0)
-                continue
-            except Exception:  # a bug in one request must not stop the worker
-                self._failed += 1
-                failures += 1
-                self.metrics.errors.labels("model").inc()
-                log.exception("%s segment %d: the model stage failed", segment.source, segment.index)
-                self.work_stop.wait(min(60.0, 2.0 ** min(failures, 6)))
-                continue
+                for attempt in range(1 + _RETRIES):
+                    try:
+                        described = describer.describe(segment)
+                        break
+                    except Exception as error:  # typed or a bug: one request must not stop the worker
+                        self.metrics.errors.labels("model").inc()
+                        retry = isinstance(error, StreamprocError) and error.retryable and attempt < _RETRIES
+                        self._log_failure(segment, error, retry)
+                        if isinstance(error, ModelError):  # this segment's input, not the backend
+                            break
+                        failures += 1
+                        if failures % _RESTART_AFTER == 0:
+                            describer = self._restart_backend(index, describer, failures)
+                        if self.work_stop.wait(1.0 if retry else min(60.0, 2.0 ** min(failures, 6))) or not retry:
+                            break
             finally:
                 self._busy[index] = None
                 self.queue.task_done()
+            if described is None:
+                self._failed += 1
+                continue
             failures = 0
             self._described += 1
             result = described.result
@@ -172,6 +179,30 @@ class Pipeline:
                 self.metrics.tokens_per_s.set(result.tokens_per_s)
             for event in described.events:
                 self.emit(event)
+
+    @staticmethod
+    def _log_failure(segment, error: Exception, retry: bool) -> None:
+        what = f"{segment.source} segment {segment.index}"
+        if isinstance(error, StreamprocError):
+            log.error("%s: %s%s", what, error, "; trying again" if retry else "")
+        else:
+            log.exception("%s: the model stage failed", what, exc_info=error)
+
+    def _restart_backend(self, index: int, describer: SegmentDescriber, failures: int) -> SegmentDescriber:
+        """A backend that keeps failing is closed and made anew (the stage restarts)."""
+        log.warning("model worker %d: %d failures in a row; restarting its backend", index, failures)
+        self.metrics.errors.labels("model_restart").inc()
+        try:
+            describer.backend.close()
+        except Exception as error:
+            log.error("model worker %d: closing the backend failed: %s", index, error)
+        try:
+            backend = self._backend_factory()
+        except Exception as error:  # the next attempt fails fast and tries again later
+            log.error("model worker %d: the backend did not come back: %s", index, error)
+            return describer
+        self.backends[index] = backend
+        return SegmentDescriber(backend, self.config, self.rules, self.live_sources)
 
     def emit(self, event: Event) -> None:
         self.metrics.events.labels(event.type).inc()
