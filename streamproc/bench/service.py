@@ -105,7 +105,7 @@ def _latency(events: int, rate: float) -> dict:
     from ..backends.base import Result
     from ..config.sinks import MqttConfig, OutboxConfig
     from ..frames import Frame, Segment
-    from ..sinks.events import caption_event
+    from ..events import caption_event
     from ..sinks.mqtt import MqttSink
 
     import numpy as np

@@ -20,7 +20,7 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable, Mapping, Optional, Sequence, Union
 
-from ..sinks.events import Event, alert_event
+from ..events import Event, alert_event
 from .answers import Verdict, parse_answer, question_prompt
 from .keywords import TextMatcher
 

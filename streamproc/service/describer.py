@@ -16,7 +16,7 @@ from ..backends.base import Backend, GenerationParams, Result
 from ..config import Config
 from ..frames import Segment
 from ..rules.alerts import RuleEngine
-from ..sinks.events import Event, caption_event
+from ..events import Event, caption_event
 
 log = logging.getLogger(__name__)
 

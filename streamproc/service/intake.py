@@ -16,7 +16,7 @@ from ..frames import Frame
 from ..ingest.segmenter import Segmenter
 from ..ingest.sources import SourceStatus, VideoSource
 from .metrics import Metrics
-from .queues import FairSegmentQueue
+from .queues import SegmentLanes
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class SourceRunner:
         config: SourceConfig,
         sampling: SamplingConfig,
         make_segmenter: Callable[[str], Segmenter],
-        queue: FairSegmentQueue,
+        queue: SegmentLanes,
         metrics: Metrics,
         on_status: Callable[[SourceStatus], None],
         stop: threading.Event,

@@ -1,19 +1,18 @@
-"""Prometheus metrics and /healthz on one small HTTP server.
+"""Prometheus metrics and /healthz on the service's HTTP port (`http.py`).
 
 prometheus_client gives correct exposition and histogram buckets for free; the server is the
-standard library's, so /healthz can sit beside /metrics. Each pipeline has its own registry
+standard library's, so /healthz and other routes can sit beside /metrics. Each pipeline has its own registry
 (tests run several pipelines in one process).
 """
 from __future__ import annotations
 
-import json
 import logging
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, Optional
+from typing import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from .http import HttpServer, Request, Response
 
 log = logging.getLogger(__name__)
 
@@ -50,43 +49,30 @@ class Metrics:
 
 
 class HealthServer:
-    """Serves /metrics (Prometheus text) and /healthz (JSON; 200 healthy, 503 not)."""
+    """The service's HTTP port (`service.http.HttpServer`) with /metrics (Prometheus text) and
+    /healthz (JSON; 200 healthy, 503 not). Other features add routes through `route()`."""
 
     def __init__(self, metrics: Metrics, health: Callable[[], dict], host: str, port: int):
-        metrics_ref, health_ref = metrics, health
+        self.http = HttpServer(host, port)
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
-                if self.path.split("?")[0] == "/metrics":
-                    body, status, kind = metrics_ref.exposition(), 200, CONTENT_TYPE_LATEST
-                elif self.path.split("?")[0] == "/healthz":
-                    report = health_ref()
-                    body = json.dumps(report).encode()
-                    status, kind = (200 if report.get("healthy") else 503), "application/json"
-                else:
-                    body, status, kind = b"not found\n", 404, "text/plain"
-                self.send_response(status)
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+        def metrics_route(request: Request) -> Response:
+            return Response(200, CONTENT_TYPE_LATEST, metrics.exposition())
 
-            def log_message(self, *args) -> None:  # scrapes are not worth a log line each
-                pass
+        def health_route(request: Request) -> Response:
+            report = health()
+            return Response.json(report, 200 if report.get("healthy") else 503)
 
-        self._server = ThreadingHTTPServer((host, port), Handler)
-        self._server.daemon_threads = True
-        self._thread: Optional[threading.Thread] = None
+        self.http.route("GET", "/metrics", metrics_route)
+        self.http.route("GET", "/healthz", health_route)
+        self.route = self.http.route
 
     @property
     def port(self) -> int:
-        return int(self._server.server_address[1])
+        return self.http.port
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="metrics-http", daemon=True)
-        self._thread.start()
-        log.info("metrics on http://%s:%d/metrics, health on /healthz", *self._server.server_address[:2])
+        self.http.start()
+        log.info("metrics on http://%s:%d/metrics, health on /healthz", self.http.host, self.http.port)
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self.http.stop()

@@ -23,7 +23,7 @@ from ..ingest.segmenter import DEFAULT_SEQ_LENGTH, Segmenter, SegmentPlan, plan_
 from ..ingest.sources import SourceStatus
 from ..rules.alerts import RuleEngine
 from ..sinks.base import Sink, create_sinks
-from ..sinks.events import Event, stats_event, status_event
+from ..events import Event, stats_event, status_event
 from .describer import SegmentDescriber
 from .intake import SINK_STATE, SourceRunner
 from .metrics import HealthServer, Metrics
@@ -164,7 +164,7 @@ class Pipeline:
                             break
             finally:
                 self._busy[index] = None
-                self.queue.task_done()
+                self.queue.ack(segment)
             if described is None:
                 self._failed += 1
                 continue

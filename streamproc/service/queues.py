@@ -1,10 +1,19 @@
-"""The bounded queue between the segmenters and the model workers.
+"""The lanes between the segmenters and the model workers.
 
-One deque per source, each bounded, with a named policy when full:
+A camera is the unit of ownership: each source has one lane, and at most one segment of a
+source is in flight (taken by `get()` and not yet `ack()`ed) at any time, whatever the number of
+workers. So a source's captions, rule states and alerts come out in segment order, and rule
+state of a source is only ever touched by the one worker that holds its segment.
+
+`SegmentLanes` is the interface the pipeline uses; `FairSegmentQueue` is the in-process
+implementation. A distributed one (several boxes) keeps the same contract.
+
+Each lane is bounded, with a named policy when full:
   block        the producer waits (file sources: nothing is lost, reading just slows down)
   drop_oldest  the oldest waiting segment is dropped and counted (live sources: stay current)
   drop_newest  the new segment is dropped and counted
-Workers take segments round robin across sources, so a busy camera cannot starve the others.
+Workers take segments round robin across the sources that have nothing in flight, so a busy
+camera cannot starve the others.
 """
 from __future__ import annotations
 
@@ -12,11 +21,48 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable, Optional, Protocol
 
 from ..frames import Segment
 
 POLICIES = ("block", "drop_oldest", "drop_newest")
+
+
+class SegmentLanes(Protocol):
+    """Segments keyed by source, handed out one source at a time.
+
+    Thread-safe: any number of producers (one per source) and consumers (workers)."""
+
+    def add_source(self, source: str, capacity: int, policy: str) -> None:
+        """Open a lane for `source` with `capacity` waiting segments and a policy in POLICIES."""
+
+    def put(self, segment: Segment) -> bool:
+        """Queue a segment; False if it was dropped or the lanes are shut."""
+
+    def close_source(self, source: str) -> None:
+        """The source will put nothing more."""
+
+    def get(self, timeout: Optional[float] = None) -> Optional[Segment]:
+        """The next segment of a source with none in flight; None on timeout or shutdown."""
+
+    def ack(self, segment: Segment) -> None:
+        """`segment` (from get) is finished with: described, skipped or failed. Its source's next
+        segment may now be taken."""
+
+    def drained(self) -> bool:
+        """Every source closed, nothing waiting and nothing in flight."""
+
+    def shutdown(self) -> None:
+        """Wake everyone; puts and gets return at once from now on."""
+
+    def depth(self, source: str) -> int:
+        """Segments of `source` waiting (not counting the one in flight)."""
+
+    def dropped(self, source: str) -> int:
+        """Segments of `source` dropped by its policy so far."""
+
+    def discard_waiting(self) -> int:
+        """Drop every waiting segment (graceful stop); returns how many."""
 
 
 @dataclass
@@ -27,10 +73,12 @@ class _Lane:
     dropped: int = 0
     accepted: int = 0
     closed: bool = False  # the producer is done
+    in_flight: Optional[int] = None  # index of the segment taken and not yet acked
 
 
 class FairSegmentQueue:
-    """Thread-safe; any number of producers (one per source) and consumers (workers)."""
+    """The in-process `SegmentLanes`. Thread-safe; any number of producers (one per source) and
+    consumers (workers)."""
 
     def __init__(self, on_drop: Optional[Callable[[Segment], None]] = None):
         self._lanes: dict[str, _Lane] = {}
@@ -39,7 +87,6 @@ class FairSegmentQueue:
         self._cond = threading.Condition()
         self._shutdown = False
         self._on_drop = on_drop
-        self._in_flight = 0  # taken by get() and not yet task_done()
 
     def add_source(self, source: str, capacity: int, policy: str) -> None:
         if policy not in POLICIES:
@@ -80,7 +127,8 @@ class FairSegmentQueue:
             self._cond.notify_all()
 
     def get(self, timeout: Optional[float] = None) -> Optional[Segment]:
-        """The next segment, round robin across sources; None on timeout or shutdown."""
+        """The next segment, round robin across sources with nothing in flight; None on timeout
+        or shutdown."""
         # A deadline, not `timeout` per wait: every put, take and close wakes all waiters, and a
         # consumer woken for nothing would otherwise start its timeout again, for as long as the
         # others keep busy (workers poll their stop flag on this timeout).
@@ -91,7 +139,6 @@ class FairSegmentQueue:
                     return None
                 segment = self._take()
                 if segment is not None:
-                    self._in_flight += 1
                     self._cond.notify_all()  # a blocked producer may go on
                     return segment
                 if deadline is None:
@@ -107,16 +154,25 @@ class FairSegmentQueue:
         for step in range(count):
             index = (self._next + step) % count
             lane = self._lanes[self._order[index]]
-            if lane.items:
+            if lane.items and lane.in_flight is None:
                 self._next = (index + 1) % count
-                return lane.items.popleft()
+                segment = lane.items.popleft()
+                lane.in_flight = segment.index
+                return segment
         return None
 
-    def task_done(self) -> None:
-        """A segment from get() is finished with (described or failed)."""
+    def ack(self, segment: Segment) -> None:
+        """A segment from get() is finished with (described, skipped or failed)."""
         with self._cond:
-            self._in_flight = max(0, self._in_flight - 1)
+            lane = self._lanes[segment.source]
+            if lane.in_flight != segment.index:
+                raise ValueError(f"{segment.source} segment {segment.index} is not in flight")
+            lane.in_flight = None
             self._cond.notify_all()
+
+    def in_flight(self, source: str) -> bool:
+        with self._cond:
+            return self._lanes[source].in_flight is not None
 
     def drained(self) -> bool:
         """Every source closed, nothing waiting and nothing in flight.
@@ -125,7 +181,9 @@ class FairSegmentQueue:
         last segment has not yet marked itself busy, and "drained" then would end a file-only run
         with that segment's caption still to come."""
         with self._cond:
-            return self._in_flight == 0 and all(lane.closed and not lane.items for lane in self._lanes.values())
+            return all(
+                lane.closed and not lane.items and lane.in_flight is None for lane in self._lanes.values()
+            )
 
     def shutdown(self) -> None:
         """Wake everyone; puts and gets return at once from now on."""

@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Optional, Protocol, Sequence, runtime_checkable
 
-from .events import Event, status_event
+from ..events import Event, status_event
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..config.rules import RuleConfig

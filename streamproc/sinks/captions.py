@@ -15,7 +15,7 @@ from typing import IO, Iterable, Mapping, Optional
 
 from ..errors import SinkError
 from .base import BaseSink
-from .events import Event
+from ..events import Event
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from ..config.rules import RuleConfig
 from ..config.sinks import HomeAssistantConfig, MqttConfig, OutboxConfig
 from ..errors import SinkError
 from .base import BaseSink, StatusEventsMixin
-from .events import Event, stats_event
+from ..events import Event, stats_event
 from .outbox import Message, Outbox
 from .topics import STATE_OFF, STATE_ON, Topics
 

@@ -7,7 +7,7 @@ from typing import IO, Optional
 
 from .base import BaseSink
 from .captions import timestamp
-from .events import Event
+from ..events import Event
 
 
 def format_text(event: Event) -> str:
@@ -45,7 +45,7 @@ class StdoutSink(BaseSink):
             stream.flush()
 
     def source_status(self, source: str, state: str, detail: str = "") -> None:
-        from .events import status_event
+        from ..events import status_event
 
         self.handle(status_event(source, state, detail))
 

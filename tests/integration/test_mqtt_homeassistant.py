@@ -7,7 +7,7 @@ import pytest
 
 from streamproc.config.rules import RuleConfig
 from streamproc.rules.alerts import RuleEngine
-from streamproc.sinks.events import caption_event
+from streamproc.events import caption_event
 from tests.support.segments import make_result, make_segment
 
 pytestmark = pytest.mark.integration

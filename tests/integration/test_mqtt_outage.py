@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from streamproc.sinks.events import caption_event
+from streamproc.events import caption_event
 from tests.support.mosquitto import Mosquitto, mosquitto_unavailable_reason
 from tests.support.mqtt_subscriber import Subscriber, first_occurrences
 from tests.support.segments import make_result, make_segment

@@ -10,7 +10,7 @@ import pytest
 
 from streamproc.config.rules import RuleConfig
 from streamproc.rules.alerts import RuleEngine
-from streamproc.sinks.events import caption_event, stats_event, validate
+from streamproc.events import caption_event, stats_event, validate
 from tests.support.mqtt_subscriber import first_occurrences
 from tests.support.segments import make_result, make_segment
 

@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from streamproc.errors import SinkError
-from streamproc.sinks.events import caption_event, validate
+from streamproc.events import caption_event, validate
 from tests.integration.conftest import mqtt_section
 
 pytest.importorskip("cryptography", reason="test certificates need cryptography (the dev extra)")

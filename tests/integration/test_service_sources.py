@@ -17,7 +17,7 @@ pytest.importorskip("transformers")
 
 from streamproc.config import config_from_data  # noqa: E402
 from streamproc.service.pipeline import Pipeline  # noqa: E402
-from streamproc.sinks.events import validate  # noqa: E402
+from streamproc.events import validate  # noqa: E402
 from tests.integration.conftest import mqtt_section  # noqa: E402
 from tests.support.service import camera, service_config, wait_until  # noqa: E402
 from tests.support.slow_backend import SlowBackend  # noqa: E402

@@ -18,7 +18,7 @@ from streamproc.cli.common import setup_logging
 from streamproc.config.sinks import SinksConfig
 from streamproc.errors import SinkError
 from streamproc.sinks.base import create_sinks
-from streamproc.sinks.events import caption_event
+from streamproc.events import caption_event
 from tests.support.segments import make_result, make_segment
 
 

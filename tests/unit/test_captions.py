@@ -18,7 +18,7 @@ from streamproc.config.sinks import SinksConfig
 from streamproc.rules.alerts import RuleEngine
 from streamproc.sinks.base import Sink, create_sinks
 from streamproc.sinks.captions import CaptionFileSink, cue_text, timestamp
-from streamproc.sinks.events import caption_event, stats_event, status_event, validate
+from streamproc.events import caption_event, stats_event, status_event, validate
 from streamproc.sinks.stdout import StdoutSink
 from tests.support.segments import make_result, make_segment
 

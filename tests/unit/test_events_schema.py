@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from streamproc.backends.base import Timings
-from streamproc.sinks.events import (
+from streamproc.events import (
     Event,
     alert_event,
     caption_event,

@@ -23,10 +23,18 @@ def names(segments) -> list[tuple[str, int]]:
     return [(s.source, s.index) for s in segments]
 
 
+def take(queue: FairSegmentQueue, timeout: Optional[float] = 0) -> Optional[Segment]:
+    """get() and ack() at once: a worker that finished the segment straight away."""
+    segment = queue.get(timeout=timeout)
+    if segment is not None:
+        queue.ack(segment)
+    return segment
+
+
 def take_all(queue: FairSegmentQueue) -> list[Segment]:
     out = []
     while True:
-        segment = queue.get(timeout=0)
+        segment = take(queue)
         if segment is None:
             return out
         out.append(segment)
@@ -77,10 +85,10 @@ def test_a_busy_source_cannot_starve_a_quiet_one():
     queue.add_source("quiet", 100, "block")
     for i in range(50):
         queue.put(seg("busy", i))
-    taken = [queue.get(timeout=0)]
+    taken = [take(queue, timeout=0)]
     queue.put(seg("quiet", 0))  # arrives while 49 of the busy source wait
-    taken.append(queue.get(timeout=0))
-    taken.append(queue.get(timeout=0))
+    taken.append(take(queue, timeout=0))
+    taken.append(take(queue, timeout=0))
     assert names(taken) == [("busy", 0), ("quiet", 0), ("busy", 1)]
     # Each source keeps its own order.
     rest = take_all(queue)
@@ -92,7 +100,7 @@ def test_round_robin_skips_empty_lanes_and_resumes_after_the_last_served():
     for source in ("a", "b", "c"):
         queue.add_source(source, 10, "drop_oldest")
     queue.put(seg("c", 0))
-    assert names([queue.get(timeout=0)]) == [("c", 0)]
+    assert names([take(queue, timeout=0)]) == [("c", 0)]
     queue.put(seg("a", 0))
     queue.put(seg("b", 0))
     queue.put(seg("c", 1))
@@ -111,7 +119,7 @@ def test_block_policy_waits_for_room_and_loses_nothing():
     third = Background(queue.put, seg("file", 2))
     assert stays_blocked(third), "a full file lane must make the producer wait"
     assert queue.depth("file") == 2
-    assert names([queue.get(timeout=1)]) == [("file", 0)]
+    assert names([take(queue, timeout=1)]) == [("file", 0)]
     assert third.wait() is True
     assert [s.index for s in take_all(queue)] == [1, 2]
     assert queue.dropped("file") == 0 and dropped == []
@@ -127,7 +135,7 @@ def test_block_policy_producer_threads_against_a_slow_consumer():
     got: list[Segment] = []
     deadline = time.monotonic() + 20
     while len(got) < 80 and time.monotonic() < deadline:
-        segment = queue.get(timeout=1)
+        segment = take(queue, timeout=1)
         if segment is not None:
             got.append(segment)
             assert queue.depth("f1") <= 2 and queue.depth("f2") <= 2
@@ -177,7 +185,7 @@ def test_a_full_live_lane_does_not_hold_up_a_file_lane_or_the_reverse():
     for i in range(3):  # the camera goes on while the file waits
         queue.put(seg("cam", i))
     assert queue.dropped("cam") == 2
-    assert names([queue.get(timeout=1), queue.get(timeout=1)]) == [("cam", 2), ("file", 0)]
+    assert names([take(queue, timeout=1), take(queue, timeout=1)]) == [("cam", 2), ("file", 0)]
     assert blocked.wait() is True
 
 
@@ -193,7 +201,7 @@ def test_get_times_out_with_none():
     queue = FairSegmentQueue()
     queue.add_source("cam", 1, "drop_oldest")
     started = time.monotonic()
-    assert queue.get(timeout=0.2) is None
+    assert take(queue, timeout=0.2) is None
     assert 0.15 <= time.monotonic() - started < 2.0
 
 
@@ -214,7 +222,7 @@ def test_get_timeout_holds_while_other_threads_notify():
     poker.start()
     try:
         started = time.monotonic()
-        assert queue.get(timeout=0.3) is None
+        assert take(queue, timeout=0.3) is None
         assert time.monotonic() - started < 2.0
     finally:
         stop.set()
@@ -240,10 +248,11 @@ def test_drained_only_when_every_source_closed_and_nothing_waits_or_is_in_flight
     assert not queue.drained()  # a still has a segment, b is open
     queue.close_source("b")
     assert not queue.drained()
-    assert queue.get(timeout=0) is not None
+    taken = queue.get(timeout=0)
+    assert taken is not None
     # Taken but not yet described: a file-only run must not end now and lose its last caption.
     assert not queue.drained()
-    queue.task_done()
+    queue.ack(taken)
     assert queue.drained()
 
 
@@ -290,3 +299,37 @@ def test_after_shutdown_put_and_get_return_at_once():
     assert queue.put(seg("cam", 1)) is False
     assert queue.get(timeout=None) is None  # even with a segment waiting
     assert time.monotonic() - started < 1.0
+
+
+# -- one segment per source in flight ---------------------------------------------------------------
+
+
+def test_a_source_with_a_segment_in_flight_is_not_handed_out_again():
+    queue = FairSegmentQueue()
+    queue.add_source("cam", 10, "block")
+    queue.add_source("other", 10, "block")
+    for i in range(3):
+        queue.put(seg("cam", i))
+    first = queue.get(timeout=0)
+    assert first is not None and (first.source, first.index) == ("cam", 0)
+    # A second worker asks: cam's next segment must wait for the first to be acked.
+    assert queue.get(timeout=0.1) is None
+    queue.put(seg("other", 0))
+    assert names([queue.get(timeout=0)]) == [("other", 0)]
+    waiter = Background(queue.get, 5.0)
+    assert stays_blocked(waiter, 0.2)
+    queue.ack(first)
+    second = waiter.wait()
+    assert second is not None and (second.source, second.index) == ("cam", 1)
+
+
+def test_ack_of_a_segment_not_in_flight_is_refused():
+    queue = FairSegmentQueue()
+    queue.add_source("cam", 10, "block")
+    queue.put(seg("cam", 0))
+    taken = queue.get(timeout=0)
+    with pytest.raises(ValueError):
+        queue.ack(seg("cam", 5))
+    queue.ack(taken)
+    with pytest.raises(ValueError):
+        queue.ack(taken)

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from streamproc.config.rules import RuleConfig
 from streamproc.rules.alerts import RuleEngine, Verdict, parse_answer, question_prompt
-from streamproc.sinks.events import validate
+from streamproc.events import validate
 from tests.support.segments import make_segment
 
 # -- the prompt and the answers ------------------------------------------------------------------

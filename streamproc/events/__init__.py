@@ -1,7 +1,12 @@
-"""Events: what the sinks publish, their JSON form and their ids.
+"""The event contract: what the service says, its JSON form and its ids.
+
+The contract belongs to no single sink: rules build alert events here, and every consumer (MQTT,
+caption files, the caption store, webhooks, a cluster bridge) reads the same objects. This module
+imports neither backends nor sinks; a caption is built from any object with a result's fields
+(`CaptionResult`).
 
 Every event is one JSON object (UTF-8) with the fields `v` (schema version), `type`, `id`,
-`source` and `ts` (wall time it was made), plus fields per type; streamproc/sinks/event.schema.json
+`source` and `ts` (wall time it was made), plus fields per type; streamproc/events/event.schema.json
 is the contract (docs/mqtt.md explains it).
 
 Ids let consumers deduplicate (the outbox delivers at least once). A caption's id comes from the
@@ -18,15 +23,30 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import TYPE_CHECKING, Any, Literal, Optional
+from typing import TYPE_CHECKING, Any, Literal, Mapping, Optional, Protocol
 
 from ..redact import redact
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
-    from ..backends.base import Result
     from ..frames import Segment
+
+
+class CaptionTimings(Protocol):
+    def as_dict(self) -> Mapping[str, float]: ...
+
+
+class CaptionResult(Protocol):
+    """What a caption event needs from a model's answer (backends' `Result` has these fields)."""
+
+    text: str
+    model: str
+    prompt_tokens: int
+    visual_tokens: int
+    generated_tokens: int
+    finish_reason: str
+    timings: CaptionTimings
 
 SCHEMA_VERSION = 1
 EventType = Literal["caption", "alert", "status", "stats"]
@@ -109,7 +129,7 @@ def _base(type_: str, id_: str, source: Optional[str], now: Optional[float]) -> 
 
 def caption_event(
     segment: "Segment",
-    result: "Result",
+    result: CaptionResult,
     *,
     prompt: Optional[str] = None,
     live: bool = False,
