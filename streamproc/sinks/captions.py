@@ -1,4 +1,8 @@
-"""Caption files for batch jobs: JSONL (every event), SRT and WebVTT (one cue per caption).
+"""Caption files for batch jobs: JSONL (every event), SRT and WebVTT (cues of each caption).
+
+A caption becomes one cue of at most two lines of about 42 characters, or several timed cues when
+it is longer (`wrap_cues`). WebVTT cue text is markup, so '&', '<' and '>' are escaped there; SRT
+has no escaping and gets the plain text.
 
 One set of files per source, named by the source's stem: `streamproc caption` maps each input video's
 source to the video's stem, giving <out>/<stem>.jsonl, <stem>.srt and <stem>.vtt. Cue times are the
@@ -9,6 +13,7 @@ overwrites them (a re-run starts the video from the beginning).
 from __future__ import annotations
 
 import logging
+import textwrap
 import threading
 from pathlib import Path
 from typing import IO, Iterable, Mapping, Optional
@@ -20,6 +25,8 @@ from ..events import Event
 log = logging.getLogger(__name__)
 
 FORMATS = ("jsonl", "srt", "vtt")
+LINE_CHARS = 42  # characters per subtitle line, at most (longer words are broken)
+CUE_LINES = 2  # lines per cue, at most
 
 
 def timestamp(seconds: float, sep: str) -> str:
@@ -38,12 +45,40 @@ def cue_text(text: str) -> str:
     return cleaned or "…"  # an empty cue would end up as no cue at all in some players
 
 
+def wrap_cues(text: str, start: float, end: float) -> list[tuple[float, float, str]]:
+    """(start, end, text) of the cues that show `text` between `start` and `end`.
+
+    Subtitle guidelines (EBU, Netflix, BBC) keep a cue to two lines of about 42 characters, which
+    players can show without covering the picture. Longer text is split into several cues, each
+    on screen for a share of the time proportional to its length, so the reader's pace stays even.
+    """
+    lines: list[str] = []
+    for paragraph in cue_text(text).split("\n"):
+        lines += textwrap.wrap(paragraph, LINE_CHARS, break_long_words=True, break_on_hyphens=False) or [paragraph]
+    chunks = ["\n".join(lines[i : i + CUE_LINES]) for i in range(0, len(lines), CUE_LINES)]
+    if len(chunks) == 1:
+        return [(start, end, chunks[0])]
+    weights = [max(1, len(c)) for c in chunks]
+    total, cues, at = sum(weights), [], start
+    for i, (chunk, weight) in enumerate(zip(chunks, weights)):
+        until = end if i == len(chunks) - 1 else round(at + (end - start) * weight / total, 3)
+        cues.append((at, max(until, at + 0.001), chunk))
+        at = cues[-1][1]
+    return cues
+
+
+def vtt_escape(text: str) -> str:
+    """WebVTT cue text is markup: '&' and '<' must be escaped, '>' too for parsers that are strict."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def srt_cue(number: int, start: float, end: float, text: str) -> str:
-    return f"{number}\n{timestamp(start, ',')} --> {timestamp(end, ',')}\n{cue_text(text)}\n\n"
+    """SRT has no escaping: the text is written as it is (cue_text already removed what ends a cue)."""
+    return f"{number}\n{timestamp(start, ',')} --> {timestamp(end, ',')}\n{text}\n\n"
 
 
 def vtt_cue(number: int, start: float, end: float, text: str) -> str:
-    return f"{number}\n{timestamp(start, '.')} --> {timestamp(end, '.')}\n{cue_text(text)}\n\n"
+    return f"{number}\n{timestamp(start, '.')} --> {timestamp(end, '.')}\n{vtt_escape(text)}\n\n"
 
 
 class _SourceFiles:
@@ -70,12 +105,14 @@ class _SourceFiles:
         # Players reject overlapping or reversed cues; segments never overlap, but guard anyway.
         start = max(float(segment["start"]), self.last_end)
         end = max(float(segment["end"]), start + 0.001)
-        self.cues += 1
         self.last_end = end
+        first = self.cues + 1
+        cues = wrap_cues(event.data["text"], start, end)
+        self.cues += len(cues)
         for fmt, make in (("srt", srt_cue), ("vtt", vtt_cue)):
             handle = self.handles.get(fmt)
             if handle is not None:
-                handle.write(make(self.cues, start, end, event.data["text"]))
+                handle.write("".join(make(first + i, a, b, text) for i, (a, b, text) in enumerate(cues)))
                 handle.flush()
 
     def close(self) -> None:

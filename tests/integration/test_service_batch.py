@@ -4,6 +4,7 @@ are the segments' times, one clear error line for the bad one and exit status 1;
 skips what is done and retries only the bad file; --force redoes everything."""
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -19,7 +20,7 @@ pytest.importorskip("transformers")
 srt = pytest.importorskip("srt")
 webvtt = pytest.importorskip("webvtt")
 
-from streamproc.sinks.captions import cue_text  # noqa: E402
+from streamproc.sinks.captions import wrap_cues  # noqa: E402
 from tests.support.service import REPO, write_config  # noqa: E402
 
 pytestmark = [pytest.mark.integration, pytest.mark.hf, pytest.mark.timeout(300)]
@@ -118,17 +119,19 @@ def test_caption_folder_with_a_corrupt_file_then_resume_then_force(tmp_path, vid
         expected = [(float(s), float(min(s + 2, seconds))) for s in range(0, seconds, 2)]
         assert segments == expected, (stem, segments)
         assert events[-1]["segment"]["last"] and not any(e["segment"]["last"] for e in events[:-1])
-        texts = [cue_text(e["text"]) for e in events]
+        # a caption longer than two lines of 42 characters becomes several timed cues
+        cue_list = [c for e in events for c in wrap_cues(e["text"], e["segment"]["start"], e["segment"]["end"])]
+        times, texts = [(round(a, 3), round(b, 3)) for a, b, _ in cue_list], [t for _, _, t in cue_list]
 
         subtitles = list(srt.parse((out / f"{stem}.srt").read_text()))
-        assert [(s.start.total_seconds(), s.end.total_seconds()) for s in subtitles] == expected
-        assert [s.index for s in subtitles] == list(range(1, len(expected) + 1))
+        assert [(s.start.total_seconds(), s.end.total_seconds()) for s in subtitles] == times
+        assert [s.index for s in subtitles] == list(range(1, len(times) + 1))
         assert [s.content for s in subtitles] == texts
 
         cues = webvtt.read(str(out / f"{stem}.vtt")).captions
-        assert [(seconds_of(c.start), seconds_of(c.end)) for c in cues] == expected
-        assert [c.identifier for c in cues] == [str(i) for i in range(1, len(expected) + 1)]
-        assert [c.text for c in cues] == texts
+        assert [(seconds_of(c.start), seconds_of(c.end)) for c in cues] == times
+        assert [c.identifier for c in cues] == [str(i) for i in range(1, len(times) + 1)]
+        assert [html.unescape(c.text) for c in cues] == texts
     first_texts = {stem: [e["text"] for e in captions_of(out, stem)] for stem in stems}
 
     # 2. Second run: the finished files are skipped (untouched), only the bad one is tried again.

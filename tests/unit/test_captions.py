@@ -3,6 +3,7 @@ sink factory."""
 from __future__ import annotations
 
 import datetime as dt
+import html
 import io
 import json
 import subprocess
@@ -62,7 +63,7 @@ def test_srt_and_webvtt_parse_and_match_segment_times(tmp_path):
             assert seconds(start) == pytest.approx(segment["start"], abs=0.001)
             assert seconds(end) == pytest.approx(segment["end"], abs=0.001)
         expected = cue_text(event.data["text"])
-        assert sub.content == expected and cue.text == expected
+        assert sub.content == expected and html.unescape(cue.text) == expected  # WebVTT escapes '>'
     assert subs[1].content == "Two people talk.\nOne of them -> points at the door."
     assert subs[2].content == "…"
     assert [s.index for s in subs] == [1, 2, 3, 4]
