@@ -191,7 +191,28 @@ def alert_event(
         data["question"] = question
     if raised_at is not None:
         data["raised_at"] = _num(raised_at)
+    data["title"], data["summary"] = alert_text(rule, source, transition, verdict, reason, question)
     return Event("alert", id_, source, data)
+
+
+def alert_text(
+    rule: str, source: str, transition: str, verdict: str, reason: str, question: Optional[str] = None
+) -> tuple[str, str]:
+    """A notification's title and one-sentence summary, from the rule, the camera and the answer's
+    reason (no model call): what a phone shows before anyone opens the event."""
+    name = rule.replace("_", " ").replace("-", " ")
+    title = f"{name.capitalize()} on {source}" if transition == "raised" else f"{name.capitalize()} cleared on {source}"
+    why = " ".join(str(reason).split()).rstrip(".")
+    if len(why) > _REASON_CHARS:
+        why = why[: _REASON_CHARS - 1].rstrip() + "…"
+    if not why and question:
+        why = f"the model answered {verdict} to \u201c{' '.join(question.split())}\u201d"
+    what = "raised" if transition == "raised" else "cleared"
+    summary = f"{name.capitalize()} {what} on camera {source}: {why}." if why else f"{name.capitalize()} {what} on camera {source}."
+    return title, summary
+
+
+_REASON_CHARS = 200  # a summary stays one readable sentence
 
 
 def status_event(source: str, state: str, detail: str = "", *, now: Optional[float] = None) -> Event:
