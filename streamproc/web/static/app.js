@@ -1,0 +1,322 @@
+// streamproc web view: cameras, timelines, search and summaries, updated live over server-sent
+// events. Plain JavaScript, no build step, no network beyond this server. Text from events is
+// always inserted as text (never as HTML), so captions cannot inject markup.
+"use strict";
+
+const state = { site: null, cameras: new Map(), view: "cameras", camera: null, source: null, key: null };
+
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs || {})) {
+    if (value === null || value === undefined || value === false) continue;
+    if (name === "class") node.className = value;
+    else if (name === "text") node.textContent = value;
+    else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+    else node.setAttribute(name, value === true ? "" : value);
+  }
+  for (const child of children) {
+    if (child === null || child === undefined) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+function when(seconds) {
+  if (!seconds) return "";
+  const date = new Date(seconds * 1000);
+  const today = new Date();
+  const time = date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  return date.toDateString() === today.toDateString() ? time : `${date.toLocaleDateString()} ${time}`;
+}
+
+function startOf(item) {
+  const segment = item.segment || {};
+  return segment.start_wall || item.start_wall || item.start_ts || item.ts;
+}
+
+async function getJSON(url, options) {
+  const response = await fetch(url, options);
+  let body = null;
+  try { body = await response.json(); } catch (error) { body = null; }
+  if (!response.ok) {
+    const message = body && (body.error && (body.error.message || body.error)) || response.statusText;
+    throw new Error(typeof message === "string" ? message : JSON.stringify(message));
+  }
+  return body;
+}
+
+// -- views ---------------------------------------------------------------------------------
+
+function show(view) {
+  state.view = view;
+  for (const section of document.querySelectorAll(".view")) section.hidden = section.id !== `view-${view}`;
+  for (const link of document.querySelectorAll("nav a")) {
+    link.classList.toggle("active", link.id === `nav-${view === "camera" ? "cameras" : view}`);
+  }
+}
+
+function route() {
+  const hash = decodeURIComponent(location.hash.replace(/^#/, "")) || "cameras";
+  if (hash.startsWith("camera/")) {
+    state.camera = hash.slice("camera/".length);
+    show("camera");
+    loadTimeline(state.camera);
+  } else if (hash === "search") {
+    show("search");
+  } else if (hash === "summaries") {
+    show("summaries");
+    loadSummaries();
+  } else {
+    show("cameras");
+    renderCameras();
+  }
+}
+
+// -- cameras -------------------------------------------------------------------------------
+
+function cameraCard(camera) {
+  const image = camera.snapshot
+    ? el("img", { src: `/api/cameras/${encodeURIComponent(camera.name)}/snapshot.jpg?id=${encodeURIComponent(camera.snapshot_id || "")}`,
+                  alt: `latest snapshot of ${camera.name}`, class: "snapshot" })
+    : el("div", { class: "noimg", text: "no snapshot yet" });
+  const rules = el("div", { class: "chips" });
+  for (const [rule, value] of Object.entries(camera.rules || {})) {
+    rules.append(el("span", { class: `badge ${value}`, text: `${rule}: ${value}` }));
+  }
+  const controls = [];
+  if (state.site && state.site.control) {
+    const paused = camera.gate === "paused";
+    controls.push(el("button", { class: "control", "data-action": paused ? "resume" : "pause",
+                                 onclick: () => command(camera.name, paused ? "resume" : "pause"),
+                                 text: paused ? "Resume" : "Pause" }));
+  }
+  return el("article", { class: "card", "data-camera": camera.name },
+    el("div", { class: "head" },
+      el("a", { href: `#camera/${encodeURIComponent(camera.name)}`, text: camera.name }),
+      el("span", { class: `badge ${camera.state}`, title: camera.detail || "", text: camera.state }),
+      el("span", { class: `badge ${camera.gate}`, text: camera.gate }),
+      ...controls),
+    image,
+    el("div", { class: "body" },
+      el("p", { class: "caption", text: camera.caption || "no caption yet" }),
+      el("div", { class: "meta", text:
+        `${camera.caption_ts ? when(camera.caption_ts) + " · " : ""}queue ${camera.queued || 0} · dropped ${camera.dropped || 0}` }),
+      rules));
+}
+
+function renderCameras() {
+  const grid = document.getElementById("cameras");
+  grid.replaceChildren(...[...state.cameras.values()].map(cameraCard));
+}
+
+async function refreshCameras() {
+  try {
+    const body = await getJSON("/api/cameras");
+    state.cameras = new Map(body.cameras.map((c) => [c.name, c]));
+    if (state.view === "cameras") renderCameras();
+    if (state.view === "camera") renderRules();
+  } catch (error) {
+    console.warn("cameras:", error.message);
+  }
+}
+
+async function command(name, action) {
+  const headers = {};
+  if (state.site.key_required) {
+    if (!state.key) state.key = sessionStorage.getItem("streamproc-key") || prompt("API key");
+    if (!state.key) return;
+    sessionStorage.setItem("streamproc-key", state.key);
+    headers.Authorization = `Bearer ${state.key}`;
+  }
+  try {
+    await getJSON(`/api/cameras/${encodeURIComponent(name)}/${action}`, { method: "POST", headers });
+  } catch (error) {
+    state.key = null;
+    sessionStorage.removeItem("streamproc-key");
+    alert(`${action} ${name}: ${error.message}`);
+  }
+  refreshCameras();
+}
+
+// -- timeline ------------------------------------------------------------------------------
+
+function attachmentMedia(item) {
+  const files = item.attachments || {};
+  const media = el("div", { class: "media" });
+  if (files.snapshot && files.snapshot.url) {
+    media.append(el("img", { src: files.snapshot.url, alt: `snapshot of ${item.rule || "alert"}`, class: "alert-snapshot" }));
+  }
+  if (files.clip && files.clip.url) {
+    media.append(el("video", { src: files.clip.url, controls: true, preload: "auto", muted: true,
+                               playsinline: true, class: "alert-clip" }));
+  }
+  return media.childElementCount ? media : null;
+}
+
+function timelineItem(item) {
+  const type = item.type || item.kind || "caption";
+  const start = startOf(item);
+  if (type === "unchanged") {
+    const segment = item.segment || {};
+    const span = segment.end_wall && segment.start_wall ? Math.round(segment.end_wall - segment.start_wall) : null;
+    return el("li", { class: "unchanged", "data-id": item.id || "" },
+      el("span", { class: "meta", text: `${when(start)} · unchanged${span ? ` for ${span} s` : ""}` }));
+  }
+  if (type === "alert") {
+    const transition = item.transition || "";
+    return el("li", { class: `alert ${transition}`, "data-id": item.id || "" },
+      el("div", { class: "meta", text: `${when(start)} · ${item.source || ""}` }),
+      el("strong", { text: item.title || `${item.rule} ${transition}` }),
+      el("p", { class: "caption", text: item.summary || item.reason || "" }),
+      attachmentMedia(item));
+  }
+  if (type === "summary") {
+    return el("li", { class: "summary", "data-id": item.id || "" },
+      el("div", { class: "meta", text: `${when(start)} · ${item.source || "all cameras"}` }),
+      item.text || "");
+  }
+  return el("li", { class: "caption", "data-id": item.id || "" },
+    el("div", { class: "meta", text: `${when(start)} · ${item.source || ""}` }),
+    el("p", { class: "caption", text: item.text || "" }));
+}
+
+function renderRules() {
+  const camera = state.cameras.get(state.camera);
+  const chips = document.getElementById("camera-rules");
+  chips.replaceChildren();
+  if (!camera) return;
+  chips.append(el("span", { class: `badge ${camera.state}`, text: camera.state }),
+               el("span", { class: `badge ${camera.gate}`, text: camera.gate }));
+  for (const [rule, value] of Object.entries(camera.rules || {})) {
+    chips.append(el("span", { class: `badge ${value}`, text: `${rule}: ${value}` }));
+  }
+}
+
+async function loadTimeline(name) {
+  document.getElementById("camera-name").textContent = name;
+  renderRules();
+  const list = document.getElementById("timeline");
+  try {
+    const body = await getJSON(`/api/cameras/${encodeURIComponent(name)}/timeline?limit=100`);
+    list.replaceChildren(...body.items.map(timelineItem));
+  } catch (error) {
+    list.replaceChildren(el("li", { text: error.message }));
+  }
+}
+
+// -- search and summaries -----------------------------------------------------------------
+
+// The store marks matches in snippets with U+E000 ... U+E001 (or <mark> tags); they become <mark>
+// elements here and everything else stays text.
+function highlighted(snippet) {
+  const out = el("p", { class: "caption" });
+  const parts = String(snippet).split(/(\uE000.*?\uE001|<mark>.*?<\/mark>)/s);
+  for (const part of parts) {
+    const match = part.match(/^(?:\uE000(.*)\uE001|<mark>(.*)<\/mark>)$/s);
+    out.append(match ? el("mark", { text: match[1] !== undefined ? match[1] : match[2] }) : document.createTextNode(part));
+  }
+  return out;
+}
+
+async function search(event) {
+  if (event) event.preventDefault();
+  const q = document.getElementById("search-q").value.trim();
+  const note = document.getElementById("search-note");
+  const list = document.getElementById("search-results");
+  if (!state.site || !state.site.store) {
+    note.textContent = "No caption store is configured (store: in the config), so there is nothing to search.";
+    return;
+  }
+  if (!q) return;
+  const params = new URLSearchParams({ q, limit: "50" });
+  const since = document.getElementById("search-since").value;
+  const source = document.getElementById("search-source").value;
+  if (since) params.set("since", since);
+  if (source) params.set("source", source);
+  try {
+    const body = await getJSON(`/api/search?${params}`);
+    const results = body.results || body.items || [];
+    note.textContent = `${results.length} result${results.length === 1 ? "" : "s"}`;
+    list.replaceChildren(...results.map((row) => {
+      const item = el("li", { class: row.type || row.kind || "caption" },
+        el("div", { class: "meta", text: `${when(startOf(row))} · ${row.source || ""}` }));
+      item.append(highlighted(row.snippet || row.text || ""));
+      return item;
+    }));
+  } catch (error) {
+    note.textContent = error.message;
+    list.replaceChildren();
+  }
+}
+
+async function loadSummaries() {
+  const note = document.getElementById("summaries-note");
+  const list = document.getElementById("summaries");
+  if (!state.site || !state.site.store) {
+    note.textContent = "No caption store is configured, so no summaries are kept.";
+    return;
+  }
+  try {
+    const body = await getJSON("/api/summaries?limit=20");
+    const items = body.summaries || body.items || [];
+    note.textContent = items.length ? "" : "No summaries yet.";
+    list.replaceChildren(...items.map((s) => timelineItem(Object.assign({ type: "summary" }, s))));
+  } catch (error) {
+    note.textContent = error.message;
+  }
+}
+
+// -- live updates ----------------------------------------------------------------------------
+
+function onEvent(item) {
+  if (!item || !item.source) return;
+  const camera = state.cameras.get(item.source);
+  if (camera) {
+    if (item.type === "caption") {
+      Object.assign(camera, { caption: item.text, caption_ts: item.ts, caption_id: item.id, gate: "describing",
+                              snapshot: true, snapshot_id: item.id });
+    } else if (item.type === "unchanged") {
+      camera.gate = "skipping";
+    } else if (item.type === "alert" && item.rule) {
+      camera.rules[item.rule] = item.state || (item.transition === "raised" ? "ON" : "OFF");
+    } else if (item.type === "status") {
+      camera.state = item.state;
+      camera.detail = item.detail || "";
+    }
+    if (state.view === "cameras") renderCameras();
+  }
+  if (state.view === "camera" && state.camera === item.source && item.type !== "status") {
+    renderRules();
+    document.getElementById("timeline").prepend(timelineItem(item));
+  }
+  if (item.type === "summary" && state.view === "summaries") loadSummaries();
+}
+
+function connect() {
+  const live = document.getElementById("live");
+  const source = new EventSource("/api/events");
+  const handler = (message) => {
+    try { onEvent(JSON.parse(message.data)); } catch (error) { console.warn("event:", error.message); }
+  };
+  for (const type of ["caption", "alert", "unchanged", "status", "summary", "message"]) source.addEventListener(type, handler);
+  source.onopen = () => { live.textContent = "live"; live.className = "badge on-live"; refreshCameras(); };
+  source.onerror = () => { live.textContent = "reconnecting"; live.className = "badge reconnecting"; };
+}
+
+async function start() {
+  try {
+    state.site = await getJSON("/api/site");
+  } catch (error) {
+    state.site = { store: false, control: false, cameras: [] };
+  }
+  const select = document.getElementById("search-source");
+  for (const name of state.site.cameras) select.append(el("option", { value: name, text: name }));
+  document.getElementById("search-form").addEventListener("submit", search);
+  window.addEventListener("hashchange", route);
+  await refreshCameras();
+  route();
+  connect();
+  setInterval(refreshCameras, 10000); // queue depths and drops change without events
+}
+
+start();
