@@ -49,6 +49,18 @@ def add_parser(subparsers) -> None:
     engine.add_argument("--max-new-tokens", type=int, default=8, help="tokens per answer (default 8)")
     engine.add_argument("--out", type=Path, default=None, help="also write the table (markdown) here")
     engine.set_defaults(func=run_engine)
+    web = sub.add_parser(
+        "web",
+        help="the web view in headless Chromium: first-load bytes, time to first caption, live latency",
+        description="Serves the web view (the same routes the service mounts) with captioned cameras and "
+        "loads it in Debian's chromium through selenium (both needed: apt-get install chromium "
+        "chromium-driver; pip install selenium).",
+    )
+    web.add_argument("--cameras", type=int, default=4, help="cameras on the page (default 4)")
+    web.add_argument("--repeats", type=int, default=5, help="page loads with a cold cache (default 5)")
+    web.add_argument("--live-events", type=int, default=20, help="captions sent while the page is open (default 20)")
+    web.add_argument("--out", type=Path, default=None, help="also write the table (markdown) here")
+    web.set_defaults(func=run_web)
     parser.set_defaults(func=lambda args: parser.print_help() or 2)
 
 
@@ -95,6 +107,15 @@ def run_engine(args) -> int:
         on_loaded=silence_simulator_stdout,  # the simulator's debug lines go to C stdout
     )
     return _publish(engine.table(report), args.out)
+
+
+def run_web(args) -> int:
+    from ..bench import web
+
+    if min(args.cameras, args.repeats, args.live_events) < 1:
+        raise UsageError("--cameras, --repeats and --live-events must be at least 1")
+    report = web.run(args.cameras, args.repeats, args.live_events, progress=lambda m: print(m, file=sys.stderr))
+    return _publish(web.table(report), args.out)
 
 
 def _clip_path(duration: float) -> Path:
