@@ -1,35 +1,157 @@
-"""Keep credentials out of logs and events.
+"""Keep credentials out of logs, errors and events: redaction by parsing, not by pattern.
 
-PyAV and FFmpeg put the whole URL, password included, into their error messages, so any text that
-may carry a URL goes through `redact` before it is logged or published.
+PyAV and FFmpeg put the whole URL, password included, into their error messages, and FFmpeg
+accepts a password with unencoded `@`, `/`, `:` and the like: `rtsp://admin:p@ss/w:rd@cam/s`
+has the password `p@ss/w:rd`. So the userinfo of a URL is everything between `://` and the LAST
+`@` of the URL (a URL in running text ends at whitespace); it is masked whole, whatever it holds.
+
+Two layers, so that a new error path cannot forget:
+- every password streamproc is given (camera URLs, the MQTT password) is registered with
+  `register_url` / `register_secret` when its config is used, and masked wherever it appears,
+  raw or percent-encoded, even outside a URL;
+- `redact` masks the userinfo of every `scheme://...@` and secret query parameters.
+
+One redaction point for logs: `RedactingFilter`, installed on the root handler by the CLI's
+logging set-up (message, arguments and traceback text). Events are redacted where they are
+built (`streamproc.events.Event`).
 """
 from __future__ import annotations
 
 import logging
 import re
+import threading
+from typing import Optional
+from urllib.parse import quote, unquote
 
-# scheme://user:password@host -> scheme://user:***@host ; scheme://token@host -> scheme://***@host
-_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/@\s'\"]+)@")
-_SECRET_PARAM = re.compile(r"(?i)([?&](?:password|passwd|pwd|token|secret|auth|key)=)[^&\s'\"]+")
+MASK = "***"
+
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+_SECRET_PARAM = re.compile(r"(?i)([?&;](?:password|passwd|pwd|pass|token|secret|auth|key|apikey|api_key)=)[^&\s'\"]+")
+_MIN_SECRET = 3  # shorter "secrets" (a, 12) would mask unrelated text; their URL form is still masked
+
+_secrets: set[str] = set()
+_secrets_lock = threading.Lock()
+_ordered: tuple[str, ...] = ()
 
 
-def _mask_userinfo(match: re.Match[str]) -> str:
-    user, sep, _ = match.group("userinfo").partition(":")
-    return f"{match.group('scheme')}{user}:***@" if sep else f"{match.group('scheme')}***@"
+def split_url(url: str) -> tuple[str, Optional[str], str]:
+    """(scheme with '://', userinfo or None, the rest) of `url`; userinfo ends at the LAST '@'.
+
+    A location without '://' has no scheme: ("", None, url)."""
+    match = _SCHEME.match(url)
+    if not match:
+        return "", None, url
+    scheme, rest = match.group(0), url[match.end():]
+    at = rest.rfind("@")
+    if at < 0:
+        return scheme, None, rest
+    return scheme, rest[:at], rest[at + 1:]
+
+
+def url_scheme(location: str) -> Optional[str]:
+    """The lower-case scheme of a location with '://' ('rtsp'), else None (a file path)."""
+    match = _SCHEME.match(location.strip())
+    return match.group(0)[:-3].lower() if match else None
+
+
+def url_host(url: str) -> Optional[str]:
+    """The host of a URL (credentials, port and path stripped), or None."""
+    scheme, _, rest = split_url(url)
+    if not scheme:
+        return None
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    if authority.startswith("["):  # [ipv6]:port
+        return authority[1:].split("]", 1)[0] or None
+    return authority.rsplit(":", 1)[0] if authority.count(":") == 1 else authority or None
+
+
+def _mask_userinfo(userinfo: str) -> str:
+    user, sep, _ = userinfo.partition(":")
+    return f"{user}:{MASK}" if sep else MASK
+
+
+def redact_url(url: str) -> str:
+    """`url` with its password (or whole userinfo when there is no ':') masked."""
+    scheme, userinfo, rest = split_url(url)
+    if userinfo is not None:
+        url = f"{scheme}{_mask_userinfo(userinfo)}@{rest}"
+    return _SECRET_PARAM.sub(rf"\1{MASK}", url)
+
+
+def register_secret(secret: Optional[str]) -> None:
+    """Mask `secret` (and its percent-encoded forms) wherever it appears from now on."""
+    if not secret or len(secret) < _MIN_SECRET:
+        return
+    global _ordered
+    forms = {secret, quote(secret, safe=""), quote(secret, safe="@:/"), unquote(secret)}
+    with _secrets_lock:
+        _secrets.update(f for f in forms if len(f) >= _MIN_SECRET)
+        _ordered = tuple(sorted(_secrets, key=len, reverse=True))  # longest first: no half masks
+
+
+def register_url(url: Optional[str]) -> None:
+    """Register the password (or token-like userinfo) of a configured URL."""
+    if not url:
+        return
+    _, userinfo, _ = split_url(url)
+    if userinfo:
+        user, sep, password = userinfo.partition(":")
+        register_secret(password if sep else user)
+
+
+def _mask_urls(text: str) -> str:
+    out: list[str] = []
+    pos = 0
+    for match in _SCHEME.finditer(text):
+        if match.start() < pos:
+            continue  # inside a URL already handled
+        end = match.end()
+        stop = end
+        while stop < len(text) and not text[stop].isspace():
+            stop += 1
+        token = text[end:stop]
+        at = token.rfind("@")
+        out.append(text[pos:end])
+        if at >= 0:
+            out.append(_mask_userinfo(token[:at]) + token[at:])
+        else:
+            out.append(token)
+        pos = stop
+    out.append(text[pos:])
+    return "".join(out)
 
 
 def redact(text: object) -> str:
-    """Return `text` with URL passwords and secret query parameters masked."""
-    masked = _USERINFO.sub(_mask_userinfo, str(text))
-    return _SECRET_PARAM.sub(r"\1***", masked)
+    """`text` with registered secrets, URL userinfo and secret query parameters masked."""
+    result = str(text)
+    for secret in _ordered:
+        if secret in result:
+            result = result.replace(secret, MASK)
+    if "://" in result:
+        result = _mask_urls(result)
+    if "=" in result:
+        result = _SECRET_PARAM.sub(rf"\1{MASK}", result)
+    return result
 
 
 class RedactingFilter(logging.Filter):
-    """A logging filter that masks credentials in every record's final message."""
+    """Masks credentials in every record's final message and traceback text.
+
+    Installed on the root handler (`streamproc.cli.common.setup_logging`): every record that is
+    written passes through it, whichever logger or library made it."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string: keep the raw parts, redacted
+            message = f"{record.msg} {record.args}"
         cleaned = redact(message)
-        if cleaned != message:
+        if cleaned != message or record.args:
             record.msg, record.args = cleaned, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
         return True

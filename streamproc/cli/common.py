@@ -1,6 +1,7 @@
 """Shared CLI plumbing: logging set-up and small argument helpers."""
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import sys
@@ -22,8 +23,8 @@ class JsonLineFormatter(logging.Formatter):
         for key in ("source", "segment", "rule"):
             if hasattr(record, key):
                 entry[key] = getattr(record, key)
-        if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
+        if record.exc_text or record.exc_info:  # exc_text: already redacted by RedactingFilter
+            entry["exc"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)
 
 
@@ -63,3 +64,21 @@ def quiet_simulator(runtime_dir) -> None:
     except native.NativeError:
         return  # starting the backend reports it properly
     silence_simulator_stdout()
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Examples kept as written, and every option's default shown after its help (unless the
+    help already says it, or there is none to show)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            "%(default)" in text
+            or "default" in text.lower()
+            or default in (None, False, argparse.SUPPRESS)
+            or (isinstance(default, list) and not default)
+            or not action.option_strings
+        ):
+            return text
+        return f"{text} (default: %(default)s)"

@@ -49,7 +49,7 @@ class CaptionResult(Protocol):
     timings: CaptionTimings
 
 SCHEMA_VERSION = 1
-EventType = Literal["caption", "alert", "status", "stats"]
+EventType = Literal["caption", "alert", "status", "stats", "summary", "unchanged"]
 SOURCE_STATES = ("online", "offline", "reconnecting")
 
 
@@ -64,6 +64,11 @@ class Event:
     data: dict[str, Any]
     snapshot: Optional["np.ndarray"] = field(default=None, repr=False, compare=False)
 
+    def __post_init__(self) -> None:
+        # The one redaction point of events: every builder makes an Event, so no field of any
+        # event (a status detail, a stats error, a prompt) can carry a password.
+        _redact_strings(self.data)
+
     def to_dict(self) -> dict[str, Any]:
         return json.loads(self.to_json())  # a deep copy that is exactly what goes on the wire
 
@@ -77,6 +82,18 @@ class Event:
     def from_json(cls, text: str | bytes) -> "Event":
         data = json.loads(text)
         return cls(type=data["type"], id=data["id"], source=data.get("source"), data=data)
+
+
+def _redact_strings(tree: Any) -> None:
+    """Redact every string inside `tree` (dicts and lists) in place."""
+    items = tree.items() if isinstance(tree, dict) else enumerate(tree) if isinstance(tree, list) else ()
+    for key, value in list(items):
+        if isinstance(value, str):
+            cleaned = redact(value)
+            if cleaned != value:
+                tree[key] = cleaned
+        elif isinstance(value, (dict, list)):
+            _redact_strings(value)
 
 
 def _num(value: float, digits: int = 3) -> float:
@@ -227,12 +244,48 @@ def status_event(source: str, state: str, detail: str = "", *, now: Optional[flo
     return Event("status", id_, source, data)
 
 
+def unchanged_event(
+    segment: "Segment", score: float, reason: str, live: bool = False, *, now: Optional[float] = None
+) -> Event:
+    """The scene-change gate skipped `segment`: nothing changed since the last described one, so
+    the model did not run. A span for the caption store; `score` is the largest change score seen
+    (1 or more would have been a change), `reason` the gate's word for it ("unchanged")."""
+    key = segment_key(segment, live=live)
+    id_ = f"{key}:unchanged"
+    data = _base("unchanged", id_, segment.source, now)
+    data.update(segment=segment_info(segment), score=_num(score), reason=str(reason), segment_id=key)
+    return Event("unchanged", id_, segment.source, data)
+
+
 def stats_event(stats: dict[str, Any], *, now: Optional[float] = None) -> Event:
     """Service-wide counters (queues, drops, throughput); `stats` must be JSON-serialisable."""
     id_ = f"stats:{uuid.uuid4().hex[:16]}"
     data = _base("stats", id_, None, now)
     data["stats"] = _clean(stats)
     return Event("stats", id_, None, data)
+
+
+def summary_event(
+    source: str,
+    *,
+    start: float,
+    end: float,
+    text: str,
+    ranges: list[dict[str, Any]],
+    entries: int,
+    model: str,
+    now: Optional[float] = None,
+) -> Event:
+    """A text summary of what `source` saw between `start` and `end` (wall, Unix s), made from
+    `entries` stored captions/alerts; `ranges` are the spans ({start, end, entries}) it is based on.
+    The id is stable per source and window, so a repeated schedule run deduplicates."""
+    id_ = f"{source}:summary:{int(round(start * 1000)):013d}-{int(round(end * 1000)):013d}"
+    data = _base("summary", id_, source, now)
+    data.update(
+        start=_num(start), end=_num(end), text=text.strip(), model=model, entries=int(entries),
+        ranges=[{"start": _num(r["start"]), "end": _num(r["end"]), "entries": int(r["entries"])} for r in ranges],
+    )
+    return Event("summary", id_, source, data)
 
 
 def schema() -> dict[str, Any]:

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import errno
+import socket
 
 import av
 
 from ..errors import MediaError, SourceAuthError, SourceError, SourceNotFound, SourceUnreachable
-from ..redact import redact
+from ..redact import redact, redact_url, url_host, url_scheme
 
 _UNREACHABLE_ERRNOS = {
     errno.ECONNREFUSED,
@@ -26,11 +27,34 @@ def _reason(exc: BaseException) -> str:
     return redact(reason)
 
 
+def unresolvable(location: str) -> str | None:
+    """The host of URL `location` if the resolver does not know it (FFmpeg says only EIO)."""
+    host = url_host(location)
+    if not host:
+        return None
+    try:
+        socket.getaddrinfo(host, None)
+    except (socket.gaierror, UnicodeError):
+        return host
+    except OSError:
+        return None
+    return None
+
+
 def classify(exc: BaseException, name: str, location: str, live: bool) -> SourceError:
     """A SourceError for `exc` raised while opening or reading source `name` at `location`."""
-    where = f"{name}: {redact(location)}"
+    where = f"{name}: {redact_url(location)}"
     if isinstance(exc, SourceError):
         return exc
+    if isinstance(exc, av.error.ProtocolNotFoundError):
+        scheme = url_scheme(location)
+        what = f"unknown URL scheme '{scheme}://'" if scheme else "unsupported URL scheme"
+        return SourceError(f"{where}: {what} (FFmpeg has no such protocol; rtsp://, http://, a file path?)")
+    if getattr(exc, "errno", None) == errno.EIO and url_scheme(location):
+        host = unresolvable(location)
+        if host is not None:
+            # DNS may come back (a camera's name not yet registered): retryable for live sources
+            return SourceUnreachable(f"{where}: cannot resolve the host name '{host}'", retryable=live)
     if isinstance(exc, av.error.HTTPUnauthorizedError) or isinstance(exc, av.error.HTTPForbiddenError):
         return SourceAuthError(f"{where}: the server refused the credentials ({_reason(exc)})")
     if isinstance(exc, (av.error.FileNotFoundError, FileNotFoundError)) and not live:
@@ -39,8 +63,6 @@ def classify(exc: BaseException, name: str, location: str, live: bool) -> Source
         return SourceError(f"{where}: permission denied")
     if isinstance(exc, (av.error.IsADirectoryError, IsADirectoryError)):
         return SourceError(f"{where}: is a directory, not a video file")
-    if isinstance(exc, (av.error.ProtocolNotFoundError,)):
-        return SourceError(f"{where}: unsupported URL scheme ({_reason(exc)})")
     if live:
         if isinstance(exc, av.error.HTTPNotFoundError):
             return SourceUnreachable(f"{where}: the stream does not exist on the server ({_reason(exc)})")

@@ -55,6 +55,19 @@ def plan_segments(
     pairs = budget // per_pair if budget > 0 else 0
     if max_duration_s is not None:
         pairs = min(pairs, int(max_duration_s * fps) // 2)
+    if pairs < 1 and budget < tokens_per_frame_pair(28, 28):
+        # Not even the smallest frames would fit: the text is what does not fit, not the frames.
+        raise InputTooLarge(
+            f"the prompt does not fit: a model with sequence length {seq_length} has {max(budget, 0)} tokens "
+            f"left for frames after {prompt_reserve} for the prompt (with the chat template and the longest "
+            f"rule question and its answer) and {answer_reserve} for the answer: shorten the prompt or the "
+            f"rule questions, lower segmenting.answer_reserve, or use a model with a longer context"
+        )
+    if pairs < 1 and max_duration_s is not None and budget >= per_pair:
+        raise InputTooLarge(
+            f"segmenting.max_duration_s {max_duration_s:g} at {fps:g} fps gives fewer than the 2 frames a "
+            f"segment needs: raise it to at least {2 / fps:g}"
+        )
     if pairs < 1:
         raise InputTooLarge(
             f"a model with sequence length {seq_length} has {max(budget, 0)} tokens left after reserving "

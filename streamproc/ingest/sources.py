@@ -20,9 +20,10 @@ from typing import Callable, Iterator, Optional
 import av
 
 from ..config.ingest import SamplingConfig, SourceConfig
-from ..errors import MediaError, SourceError, SourceNotFound, SourceUnreachable
+from ..errors import MediaError, SourceAuthError, SourceError, SourceNotFound, SourceUnreachable
 from ..frames import Frame, Gap
-from ..redact import redact
+from ..redact import redact, redact_url, register_url, url_scheme
+from ..supervise import Backoff, GiveUp, Supervisor
 from .errors import classify
 from .sampling import FrameSelector, model_frame_size
 
@@ -33,6 +34,9 @@ _FALLBACK_FRAME_DURATION = 1 / 30
 _UNTIMED_WARMUP_FRAMES = 30  # frames without timestamps before a stream counts as untimed
 # Live streams: FFmpeg otherwise probes ~30 frames (2-3 s) before the first one comes out.
 _LIVE_ANALYZE_US = "1000000"
+# FFmpeg's demuxers for single still images: a PNG or JPEG is not a clip of one frame, it is
+# refused (a camera snapshot URL belongs in a different tool).
+_STILL_IMAGE_FORMATS = ("image2",)
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,9 @@ class VideoSource:
         self._interpolation = _INTERPOLATION[sampling.interpolation]
         self._index = 0
         self.frame_size: tuple[int, int] | None = None
+        self._last_frame_at: float | None = None
+        self.display = redact_url(config.location)  # the location as every message names it
+        register_url(config.location)  # its password is masked wherever it shows up
 
     @property
     def live(self) -> bool:
@@ -84,6 +91,8 @@ class VideoSource:
     # -- opening ---------------------------------------------------------------------------
 
     def _check_file(self) -> None:
+        if url_scheme(self.config.location) is not None:
+            return  # a URL (even a mistyped one) is never a file path; FFmpeg names its scheme
         path = Path(self.config.location)
         where = f"{self.name}: {path}"
         if not path.exists():
@@ -116,7 +125,12 @@ class VideoSource:
             raise error
         if not container.streams.video:
             container.close()
-            raise MediaError(f"{self.name}: {redact(location)}: has no video track")
+            raise MediaError(f"{self.name}: {self.display}: has no video track")
+        format_name = container.format.name or ""
+        if format_name.endswith("_pipe") or format_name in _STILL_IMAGE_FORMATS:
+            container.close()
+            kind = format_name.replace("_pipe", "").upper() or "still"
+            raise MediaError(f"{self.name}: {self.display}: is a still image ({kind}), not a video")
         return container
 
     # -- decoding --------------------------------------------------------------------------
@@ -238,65 +252,85 @@ class VideoSource:
                 raise failure
             log.warning("%s: the file ends early after %d frames: %s", self.name, self.counters.sampled, failure)
         if self.counters.sampled == 0 and not stop.is_set():
-            error = MediaError(f"{self.name}: {self.config.location}: no decodable video frames")
+            error = MediaError(f"{self.name}: {self.display}: no decodable video frames")
             self._status("failed", str(error))
             raise error
         self._status("stopped" if stop.is_set() else "finished", "" if stop.is_set() else "end of file")
 
     def _read_live(self, stop: threading.Event) -> Iterator[Frame | Gap]:
+        """Frames across reconnects. This loop alone retries a live source: `max_attempts`
+        failures in a row (wrong credentials included: an operator may fix them) end it with
+        the last error; a session that delivered frames starts the count over."""
         policy = self.config.reconnect
-        delay = policy.initial_delay_s
-        failures = 0
+        supervisor = Supervisor(
+            self.name,
+            backoff=Backoff(policy.initial_delay_s, policy.max_delay_s, policy.multiplier),
+            max_attempts=policy.max_attempts,
+        )
         source_start = time.monotonic()
         last_frame_at: float | None = None  # monotonic time of the last frame, for gaps
         ever_connected = False
         while not stop.is_set():
+            failures = supervisor.failures
             self._status("reconnecting" if ever_connected or failures else "connecting", attempt=failures)
+            error: SourceError | None = None
             try:
                 container = self.open()
-            except SourceError as error:
-                if not error.retryable:
-                    self._status("failed", str(error))
-                    raise
-                failures += 1
-                if policy.max_attempts is not None and failures >= policy.max_attempts:
-                    self._status("failed", str(error), failures)
-                    raise SourceUnreachable(f"{error} (gave up after {failures} attempts)") from None
-                log.warning("%s; retrying in %.1f s", error, delay)
-                self._status("reconnecting", str(error), failures)
-                stop.wait(delay)
-                delay = min(delay * policy.multiplier, policy.max_delay_s)
-                continue
-            session_first: tuple[float, float] | None = None  # (pts, media time) of first frame
-            try:
-                for pts, frame in self._decode(container, stop):
-                    now = time.monotonic()
-                    if session_first is None:
-                        session_first = (pts, now - source_start)
-                        if ever_connected and last_frame_at is not None:
-                            gap = Gap(self.name, session_first[1], now - last_frame_at, "stream resumed")
-                            log.warning("%s: stream resumed after a %.1f s gap", self.name, gap.duration_s)
-                            yield gap
-                        ever_connected = True
-                        failures, delay = 0, policy.initial_delay_s
-                        self._status("online")
-                    last_frame_at = now
-                    media_time = session_first[1] + (pts - session_first[0])
-                    yield self._frame(media_time, pts, self._to_array(frame))
-                if stop.is_set():
+            except SourceError as exc:
+                error = exc
+            else:
+                error = yield from self._session(container, stop, source_start, last_frame_at, ever_connected, supervisor)
+                if self._last_frame_at is not None:
+                    last_frame_at = self._last_frame_at
+                    ever_connected = True
+                if error is None:  # stopped
                     break
-                error: SourceError = SourceUnreachable(f"{self.name}: {redact(self.config.location)}: stream ended")
-            except (av.error.FFmpegError, OSError) as exc:
-                error = classify(exc, self.name, self.config.location, live=True)
-            finally:
-                container.close()
-            if not error.retryable:
-                self._status("failed", str(error))
+                self.counters.reconnects += 1
+            if not error.retryable and not isinstance(error, SourceAuthError):
+                self._status("failed", str(error))  # e.g. an unknown scheme: retrying cannot help
                 raise error
-            self.counters.reconnects += 1
-            failures += 1
-            log.warning("%s; reconnecting in %.1f s", error, delay)
-            self._status("reconnecting", str(error), failures)
+            try:
+                delay = supervisor.failed(str(error))
+            except GiveUp as give_up:
+                self._status("failed", str(error), supervisor.failures)
+                raise SourceUnreachable(f"{error} ({give_up})", retryable=False) from None
+            log.warning("%s; retrying in %.1f s", error, delay)
+            self._status("reconnecting", str(error), supervisor.failures)
             stop.wait(delay)
-            delay = min(delay * policy.multiplier, policy.max_delay_s)
         self._status("stopped")
+
+    def _session(
+        self,
+        container: "av.container.InputContainer",
+        stop: threading.Event,
+        source_start: float,
+        last_frame_at: float | None,
+        ever_connected: bool,
+        supervisor: Supervisor,
+    ) -> Iterator[Frame | Gap]:
+        """One connection's frames; returns the error that ended it (None when stopped)."""
+        self._last_frame_at = None
+        session_first: tuple[float, float] | None = None  # (pts, media time) of first frame
+        error: SourceError | None
+        try:
+            for pts, frame in self._decode(container, stop):
+                now = time.monotonic()
+                if session_first is None:
+                    session_first = (pts, now - source_start)
+                    if ever_connected and last_frame_at is not None:
+                        gap = Gap(self.name, session_first[1], now - last_frame_at, "stream resumed")
+                        log.warning("%s: stream resumed after a %.1f s gap", self.name, gap.duration_s)
+                        yield gap
+                    supervisor.succeeded()
+                    self._status("online")
+                self._last_frame_at = now
+                media_time = session_first[1] + (pts - session_first[0])
+                yield self._frame(media_time, pts, self._to_array(frame))
+            if stop.is_set():
+                return None
+            error = SourceUnreachable(f"{self.name}: {self.display}: stream ended")
+        except (av.error.FFmpegError, OSError) as exc:
+            error = classify(exc, self.name, self.config.location, live=True)
+        finally:
+            container.close()
+        return error

@@ -1,8 +1,11 @@
 """Intake: one thread per source, from decoder to segments in the bounded queue.
 
-The thread supervises its source: a live source that fails (even with wrong credentials, which
-an operator may fix) is opened again after a capped backoff; an unexpected error restarts the
-stage the same way. A file source ends when the file does, or with its error.
+A live source retries its own connection (`VideoSource`, with the source's `reconnect` policy:
+`max_attempts` failures in a row and it gives up); this thread does not retry a source error a
+second time, or `max_attempts: 2` would mean "forever". It restarts the stage only after an
+unexpected error (a bug), with the shared supervision rule (`streamproc.supervise`): jittered,
+capped backoff and a restart budget per window. A file source ends when the file does, or with
+its error. One failed source never stops the others.
 """
 from __future__ import annotations
 
@@ -15,10 +18,16 @@ from ..errors import StreamprocError
 from ..frames import Frame
 from ..ingest.segmenter import Segmenter
 from ..ingest.sources import SourceStatus, VideoSource
+from ..supervise import Backoff, GiveUp, RestartBudget, Supervisor
 from .metrics import Metrics
 from .queues import SegmentLanes
 
 log = logging.getLogger(__name__)
+
+# Unexpected errors (bugs) restart the intake stage at most this often; past it the source fails
+# rather than spin.
+_RESTARTS_PER_WINDOW = 5
+_RESTART_WINDOW_S = 300.0
 
 # Source states as the sinks know them (events.SOURCE_STATES); a first connection attempt is
 # not news (the retained status already says offline), so it is not passed on.
@@ -52,6 +61,7 @@ class SourceRunner:
         self.stop = stop
         self.state = "idle"
         self.error: Optional[str] = None  # the last error, one line
+        self.failed = False  # ended with an error (a file that cannot be read, a source that gave up)
         self.done = threading.Event()
         self.source: Optional[VideoSource] = None
         self._been_online = False
@@ -73,32 +83,43 @@ class SourceRunner:
         self.on_status(status)
 
     def _run(self) -> None:
-        delay = self.config.reconnect.initial_delay_s
+        policy = self.config.reconnect
+        supervisor = Supervisor(
+            self.name,
+            backoff=Backoff(policy.initial_delay_s, policy.max_delay_s, policy.multiplier),
+            budget=RestartBudget(_RESTARTS_PER_WINDOW, _RESTART_WINDOW_S),
+        )
         try:
             while not self.stop.is_set():
                 try:
                     self._read_once()
-                    if not self.config.live:
-                        return
-                except StreamprocError as error:  # unreadable source, or frames the model cannot take
-                    self.error = str(error)
-                    self.metrics.errors.labels("source").inc()
-                    if not self.config.live:
-                        log.error("%s", error)
-                        return
-                    log.error("%s; opening it again in %.0f s", error, delay)
+                    return  # a file ended, or the service stops
+                except StreamprocError as error:  # unreadable source, a live one that gave up, or
+                    self._fail(str(error))  # frames the model cannot take: retried already, if at all
+                    log.error("%s", error)
+                    return
                 except Exception:  # a bug must not take the other sources down
-                    self.error = "internal error (see log)"
                     self.metrics.errors.labels("source").inc()
-                    log.exception("%s: the intake stage failed; restarting it in %.0f s", self.name, delay)
-                    if not self.config.live:
+                    try:
+                        delay = supervisor.failed()
+                    except GiveUp as give_up:
+                        self._fail(f"{self.name}: the intake stage keeps failing ({give_up}; see log)")
+                        log.exception("%s: the intake stage failed; %s", self.name, give_up)
                         return
-                self._status(SourceStatus(self.name, "reconnecting", self.error or "", 0))
+                    self.error = "internal error (see log)"
+                    log.exception("%s: the intake stage failed; restarting it in %.1f s", self.name, delay)
+                self._status(SourceStatus(self.name, "reconnecting", self.error or "", supervisor.failures))
                 self.stop.wait(delay)
-                delay = min(delay * self.config.reconnect.multiplier, self.config.reconnect.max_delay_s)
         finally:
             self.queue.close_source(self.name)
             self.done.set()
+
+    def _fail(self, message: str) -> None:
+        self.error = message
+        self.failed = True
+        self.metrics.errors.labels("source").inc()
+        if self.state != "failed":
+            self._status(SourceStatus(self.name, "failed", message))
 
     def _read_once(self) -> None:
         self.source = VideoSource(self.config, self.sampling, on_status=self._status)

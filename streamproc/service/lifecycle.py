@@ -1,8 +1,13 @@
 """Run a pipeline until its files are done or a signal arrives.
 
-SIGINT/SIGTERM: stop intake, let the segments in flight finish, flush the outbox, publish
-offline, exit 0. A second signal exits at once (status 130), leaving undelivered events in
-the outbox for the next run.
+SIGINT/SIGTERM: stop intake, let the segments in flight finish (calls still running near
+`service.shutdown_timeout_s` are aborted), flush the outbox, publish offline, exit 0. A second
+signal exits at once (status 130), leaving undelivered events in the outbox for the next run.
+
+The exit code tells the truth about the run (README): 3 when every source failed, 5 when no
+model worker is left, 6 when events were lost (a full outbox or disk; the log and
+`outbox.dropped` say how many); 0 otherwise. A run also ends by itself once every source has
+ended, live ones that gave up (`reconnect.max_attempts`) included.
 """
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ from .pipeline import Pipeline
 log = logging.getLogger(__name__)
 
 EXIT_NOW = 130
+EXIT_SOURCE, EXIT_BACKEND, EXIT_SINK = 3, 5, 6
 
 
 def run_until_done(pipeline: Pipeline, *, install_signals: bool = True, poll_s: float = 0.2) -> int:
@@ -39,15 +45,32 @@ def run_until_done(pipeline: Pipeline, *, install_signals: bool = True, poll_s: 
         except BaseException:
             pipeline.stop(timeout_s=5.0)  # free what did start (models, sinks, threads)
             raise
-        only_files = not pipeline.live_sources
+        workers_gone = False
         while not requested.wait(poll_s):
-            if only_files and pipeline.finished():
+            if pipeline.finished():
                 log.info("all sources done")
+                break
+            if not pipeline.workers_alive():
+                workers_gone = True
                 break
         delivered = pipeline.stop()
         if not delivered:
             log.warning("some events were not delivered before the stop timeout; they stay in the outbox")
-        return 0
+        return _exit_code(pipeline, workers_gone)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _exit_code(pipeline: Pipeline, workers_gone: bool) -> int:
+    lost = pipeline.events_lost()
+    if workers_gone:
+        log.error("no model worker is left (their backends kept failing): stopped")
+        return EXIT_BACKEND
+    if pipeline.sources_failed():
+        log.info("stopped: no source could be read (exit %d)", EXIT_SOURCE)
+        return EXIT_SOURCE
+    if lost:
+        log.error("%d event%s lost in this run (outbox bound or full disk; see outbox.dropped)", lost, "s" * (lost != 1))
+        return EXIT_SINK
+    return 0

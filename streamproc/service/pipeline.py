@@ -18,7 +18,7 @@ from typing import Callable, Optional, Sequence
 
 from ..backends.base import Backend, create_backend
 from ..config import Config
-from ..errors import ConfigError, ModelError, StreamprocError
+from ..errors import Aborted, ConfigError, ModelError, StreamprocError
 from ..ingest.segmenter import DEFAULT_SEQ_LENGTH, Segmenter, SegmentPlan, plan_segments
 from ..ingest.sources import SourceStatus
 from ..rules.alerts import RuleEngine
@@ -29,6 +29,8 @@ from .intake import SINK_STATE, SourceRunner
 from .metrics import HealthServer, Metrics
 from .planning import effective_seq_length, prompt_reserve
 from .queues import FairSegmentQueue
+from ..gate.hooks import GateHooks
+from ..supervise import Backoff, GiveUp, RestartBudget, StuckWatchdog, Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,25 @@ BackendFactory = Callable[[], Backend]
 
 _RETRIES = 1  # a segment whose request failed with a retryable error is tried once more
 _RESTART_AFTER = 3  # backend failures in a row before the worker makes its backend anew
+_RESTARTS_PER_WINDOW, _RESTART_WINDOW_S = 5, 600.0  # backend restarts a worker may make per window
+_ABORT_GRACE_S = 2.0  # on stop: how long an aborted call may take to return
+
+
+def require_a_sink(config: Config) -> None:
+    """Events that go nowhere are a mistake: refuse a config that enables no sink."""
+    sinks = config.sinks
+    store = getattr(config, "store", None)
+    if (
+        sinks.stdout.enabled
+        or sinks.files.dir is not None
+        or (sinks.mqtt is not None and sinks.mqtt.enabled)
+        or (store is not None and store.enabled)
+    ):
+        return
+    raise ConfigError(
+        "the config enables no sink, so events would go nowhere: add one of sinks.mqtt (host: ...), "
+        "sinks.files (dir: ...), sinks.stdout (enabled: true) or store (enabled: true)"
+    )
 
 
 class Pipeline:
@@ -46,7 +67,11 @@ class Pipeline:
         backend_factory: Optional[BackendFactory] = None,
         sinks: Optional[Sequence[Sink]] = None,
         serve_metrics: Optional[bool] = None,
+        owner=None,
     ):
+        # `owner` (cluster mode, streamproc/cluster/box.py) decides which sources run here: it
+        # calls start_source/stop_source, and its commit(segment, events) returns the events of
+        # a described segment that may go out (none once another box owns the source).
         if config.backend is None and backend_factory is None:
             raise ConfigError("the config has no backend section: say which model describes the segments")
         self.config = config
@@ -55,13 +80,19 @@ class Pipeline:
             raise ConfigError("no enabled sources in the config")
         self._backend_factory = backend_factory or (lambda: create_backend(config.backend))
         self._sinks = list(sinks) if sinks is not None else None
+        if sinks is None:
+            require_a_sink(config)
         self._serve_metrics = config.service.metrics.enabled if serve_metrics is None else serve_metrics
         self.metrics = Metrics()
         self.queue = FairSegmentQueue(on_drop=self._dropped)
         self.intake_stop = threading.Event()  # stop reading sources
         self.work_stop = threading.Event()  # stop taking segments
-        live = frozenset(s.name for s in self.sources if s.live)
+        self.owner = owner
+        # With an owner a source may be restarted on another box: ids use wall time, like a camera's.
+        live = frozenset(s.name for s in self.sources if s.live or owner is not None)
         self.rules = RuleEngine(config.rules, live_sources=live)
+        # the scene-change gate; intake puts into gate.lanes (the queue itself when the gate is off)
+        self.gate = GateHooks(config, self.sources, self.queue, self.metrics, self.rules, live)
         self.live_sources = live
         self.backends: list[Backend] = []
         self.sinks: list[Sink] = []
@@ -79,6 +110,7 @@ class Pipeline:
     # -- start ------------------------------------------------------------------------------
 
     def start(self) -> None:
+        self._fit_to_model()  # sizes from the model's files; a value that does not fit fails before weights load
         count = self._worker_count()
         log.info("loading %d model backend%s", count, "s" if count > 1 else "")
         self.backends = [self._backend_factory() for _ in range(count)]
@@ -86,16 +118,15 @@ class Pipeline:
         from ..qwen.budget import check_sampling
 
         check_sampling(builder.vision, self.config.sampling)
-        self.seq_length = effective_seq_length(getattr(self.backends[0], "seq_length", None), self.config)
-        self._reserves = {s.name: prompt_reserve(self.config, builder, self.rules, s.name) for s in self.sources}
-        for source in self.sources:  # a prompt that leaves no room fails now, not at the first segment
-            self._plan(source.name, 28, 28)
+        self._size_segments(builder, getattr(self.backends[0], "seq_length", None))
 
-        self.sinks = self._sinks if self._sinks is not None else create_sinks(
-            self.config.sinks, self.config.rules, [s.name for s in self.sources]
+        sinks = self._sinks if self._sinks is not None else create_sinks(
+            self.config.sinks, self.config.rules, [s.name for s in self.sources], store=self.config.store
         )
-        for sink in self.sinks:
+        self.sinks = []
+        for sink in sinks:  # only started sinks are told anything (statuses on stop included)
             sink.start()
+            self.sinks.append(sink)
         for source in self.sources:
             policy = self.config.service.live_drop_policy if source.live else "block"
             self.queue.add_source(source.name, self.config.service.queue_size, policy)
@@ -105,19 +136,36 @@ class Pipeline:
             thread = threading.Thread(target=self._work, args=(index, describer), name=f"model-{index}", daemon=True)
             self._workers.append(thread)
             thread.start()
-        for source in self.sources:
-            runner = SourceRunner(
-                source, self.config.sampling, self._segmenter, self.queue, self.metrics, self._source_status,
-                self.intake_stop,
-            )
-            self.runners.append(runner)
-            runner.start()
+        for source in self.sources if self.owner is None else ():  # an owner starts its own
+            self.start_source(source.name, self.intake_stop)
         self._stats_thread = threading.Thread(target=self._stats_loop, name="stats", daemon=True)
         self._stats_thread.start()
+        self._watchdog = StuckWatchdog(lambda: list(self._busy), self._abort_stuck, self.config.service.stuck_after_s, self.work_stop)
+        self._watchdog.start()
         if self._serve_metrics:
             cfg = self.config.service.metrics
             self.health_server = HealthServer(self.metrics, self.health, cfg.host, cfg.port)
+        from ..store.service import start_store_feature  # the caption store's HTTP API and summaries
+
+        self.store_feature = start_store_feature(self)
+        if self.health_server is not None:
             self.health_server.start()
+
+    def _fit_to_model(self) -> None:
+        if self.config.backend is None:
+            return
+        from ..backends.geometry import fit_to_model, input_builder
+
+        self.config, geometry = fit_to_model(self.config)
+        builder = input_builder(self.config.backend)
+        if geometry is not None and builder is not None:
+            self._size_segments(builder, geometry.seq_length)
+
+    def _size_segments(self, builder, model_seq_length) -> None:
+        self.seq_length = effective_seq_length(model_seq_length, self.config)
+        self._reserves = {s.name: prompt_reserve(self.config, builder, self.rules, s.name) for s in self.sources}
+        for source in self.sources:  # a prompt that leaves no room fails now, not at the first segment
+            self._plan(source.name, 28, 28)
 
     def _worker_count(self) -> int:
         backend = self.config.backend
@@ -138,10 +186,24 @@ class Pipeline:
     # -- work -------------------------------------------------------------------------------
 
     def _work(self, index: int, describer: SegmentDescriber) -> None:
+        # Back-off with jitter between failed requests; at most _RESTARTS_PER_WINDOW backend
+        # restarts per window, past which the worker gives up (the run exits 5 when none is left).
+        supervisor = Supervisor(
+            f"model-{index}", backoff=Backoff(1.0, 60.0, 2.0),
+            budget=RestartBudget(_RESTARTS_PER_WINDOW, _RESTART_WINDOW_S),
+        )
         failures = 0  # backend failures in a row, across segments
         while not self.work_stop.is_set():
             segment = self.queue.get(timeout=0.5)
             if segment is None:
+                continue
+            if self.gate.is_skipped(segment):  # unchanged: no model, its events in the source's order
+                try:
+                    events = self.gate.skipped(segment)
+                    for event in events if self.owner is None else self.owner.commit(segment, events):
+                        self.emit(event)
+                finally:
+                    self.queue.ack(segment)
                 continue
             self.metrics.queue_depth.labels(segment.source).set(self.queue.depth(segment.source))
             self._busy[index] = time.monotonic()
@@ -151,6 +213,11 @@ class Pipeline:
                     try:
                         described = describer.describe(segment)
                         break
+                    except Aborted as error:  # stop, or stuck past stuck_after_s (the watchdog said so)
+                        if not self.work_stop.is_set():
+                            self.metrics.errors.labels("model").inc()
+                            log.error("%s segment %d: %s", segment.source, segment.index, error)
+                        break
                     except Exception as error:  # typed or a bug: one request must not stop the worker
                         self.metrics.errors.labels("model").inc()
                         retry = isinstance(error, StreamprocError) and error.retryable and attempt < _RETRIES
@@ -159,16 +226,27 @@ class Pipeline:
                             break
                         failures += 1
                         if failures % _RESTART_AFTER == 0:
+                            if supervisor.budget is not None and not supervisor.budget.take():
+                                log.error(
+                                    "model worker %d: its backend failed %d times in a row after %d restarts "
+                                    "within %.0f s; the worker gives up", index, failures, _RESTARTS_PER_WINDOW,
+                                    _RESTART_WINDOW_S,
+                                )
+                                return
                             describer = self._restart_backend(index, describer, failures)
-                        if self.work_stop.wait(1.0 if retry else min(60.0, 2.0 ** min(failures, 6))) or not retry:
+                        delay = 1.0 if retry else supervisor.backoff.next()
+                        if self.work_stop.wait(delay) or not retry:
                             break
             finally:
                 self._busy[index] = None
-                self.queue.ack(segment)
+                if described is None:  # nothing to emit
+                    self.queue.ack(segment)
             if described is None:
                 self._failed += 1
+                self.gate.forget(segment.source)  # its reference frames were never described
                 continue
             failures = 0
+            supervisor.succeeded()
             self._described += 1
             result = described.result
             self.metrics.described.labels(segment.source).inc()
@@ -177,8 +255,12 @@ class Pipeline:
             self.metrics.generated.inc(result.generated_tokens)
             if result.tokens_per_s:
                 self.metrics.tokens_per_s.set(result.tokens_per_s)
-            for event in described.events:
-                self.emit(event)
+            try:
+                events = described.events if self.owner is None else self.owner.commit(segment, described.events)
+                for event in events:
+                    self.emit(event)
+            finally:  # only now may the source's next segment go: its events stay in segment order
+                self.queue.ack(segment)
 
     @staticmethod
     def _log_failure(segment, error: Exception, retry: bool) -> None:
@@ -187,6 +269,27 @@ class Pipeline:
             log.error("%s: %s%s", what, error, "; trying again" if retry else "")
         else:
             log.exception("%s: the model stage failed", what, exc_info=error)
+
+    def _abort_stuck(self, index: int, running_s: float) -> None:
+        log.error(
+            "model worker %d: a call has run %.0f s (service.stuck_after_s is %.0f); aborting it",
+            index, running_s, self.config.service.stuck_after_s,
+        )
+        self.metrics.errors.labels("model").inc()
+        self.backends[index].abort()
+
+    def workers_alive(self) -> int:
+        return sum(t.is_alive() for t in self._workers)
+
+    def sources_failed(self) -> bool:
+        """Every source ended with an error (none could be read, or every live one gave up)."""
+        return bool(self.runners) and all(r.failed for r in self.runners)
+
+    def events_lost(self) -> int:
+        """Events this run could not keep (the outbox's bound, a full disk); counted in stats."""
+        from ..sinks.mqtt import MqttSink
+
+        return sum(sink.outbox.lost_since_open() for sink in self.sinks if isinstance(sink, MqttSink) and sink.outbox)
 
     def _restart_backend(self, index: int, describer: SegmentDescriber, failures: int) -> SegmentDescriber:
         """A backend that keeps failing is closed and made anew (the stage restarts)."""
@@ -204,6 +307,28 @@ class Pipeline:
         self.backends[index] = backend
         return SegmentDescriber(backend, self.config, self.rules, self.live_sources)
 
+    def start_source(self, name: str, stop: Optional[threading.Event] = None) -> None:
+        """Start reading source `name` (at start, or later when cluster mode hands it to this box)."""
+        source = next(s for s in self.sources if s.name == name)
+        previous = next((r for r in self.runners if r.name == name), None)
+        if previous is not None:  # stopped before: its thread must be gone before a new one puts
+            previous.stop.set()
+            previous.join()
+        runner = SourceRunner(
+            source, self.config.sampling, self._segmenter, self.gate.lanes, self.metrics, self._source_status,
+            stop or threading.Event(),
+        )
+        self.runners = [r for r in self.runners if r.name != name] + [runner]  # a new list: readers iterate the old
+        runner.start()
+
+    def stop_source(self, name: str, timeout_s: float = 5.0) -> None:
+        """Stop reading source `name` (cluster mode: another box takes it). Its segments still
+        waiting are left to the owner's commit, which drops them."""
+        for runner in self.runners:
+            if runner.name == name:
+                runner.stop.set()
+                runner.join(timeout_s)
+
     def emit(self, event: Event) -> None:
         self.metrics.events.labels(event.type).inc()
         for sink in self.sinks:
@@ -215,6 +340,8 @@ class Pipeline:
 
     def _dropped(self, segment) -> None:
         self.metrics.dropped.labels(segment.source).inc()
+        if not self.gate.is_skipped(segment):  # the gate's reference frames were never described
+            self.gate.forget(segment.source)
         log.warning(
             "%s: the model cannot keep up; dropped segment %d (%.0f-%.0f s)",
             segment.source, segment.index, segment.start, segment.end,
@@ -248,6 +375,7 @@ class Pipeline:
                 "queued": self.queue.depth(runner.name),
                 "dropped": self.queue.dropped(runner.name),
                 "error": runner.error,
+                **self.gate.stats(runner.name),
             }
         sinks = {sink.name: sink.stats() for sink in self.sinks if hasattr(sink, "stats")}
         outbox = sum(int(((s.get("outbox") or {}).get("pending") or 0)) for s in sinks.values())
@@ -290,17 +418,31 @@ class Pipeline:
         timeout_s = self.config.service.shutdown_timeout_s if timeout_s is None else timeout_s
         deadline = time.monotonic() + timeout_s
         self.intake_stop.set()
+        for runner in self.runners:  # sources started by an owner have their own stop flag
+            runner.stop.set()
         waiting = self.queue.discard_waiting()
         if waiting:
             log.info("stopping: %d queued segment(s) not described", waiting)
         self.work_stop.set()
+        # The segments in flight may finish until shortly before the deadline; calls still running
+        # then are aborted, and a backend is closed only once its worker has left it (closing a
+        # native engine under a running call crashes the process).
+        reserve = min(_ABORT_GRACE_S, timeout_s / 2)
         for worker in self._workers:
-            worker.join(max(0.1, deadline - time.monotonic()))
+            worker.join(max(0.0, deadline - reserve - time.monotonic()))
+        running = [i for i, worker in enumerate(self._workers) if worker.is_alive()]
+        for index in running:
+            log.warning("stopping: aborting the model call of worker %d", index)
+            self.backends[index].abort()
+        for index in running:
+            self._workers[index].join(max(_ABORT_GRACE_S / 2, deadline - time.monotonic()))
         self.queue.shutdown()
         for runner in self.runners:
             runner.join(max(0.1, deadline - time.monotonic()))
         for source in self.sources:
             self._source_status(SourceStatus(source.name, "stopped", "service stopped"))
+        if getattr(self, "store_feature", None) is not None:
+            self.store_feature.stop()  # scheduled summaries end before the sinks close
         delivered = True
         for sink in self.sinks:
             remaining = max(0.5, deadline - time.monotonic())
@@ -310,8 +452,14 @@ class Pipeline:
             except Exception as error:
                 delivered = False
                 log.error("sink %s did not close cleanly: %s", sink.name, error)
-        for backend in self.backends:
-            backend.close()
+        for index, backend in enumerate(self.backends):
+            if index < len(self._workers) and self._workers[index].is_alive():
+                log.error("model worker %d did not stop; its backend is left open", index)
+                continue
+            try:
+                backend.close()
+            except Exception as error:
+                log.error("closing model backend %d failed: %s", index, error)
         if self.health_server is not None:
             self.health_server.stop()
         return delivered

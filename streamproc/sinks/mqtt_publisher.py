@@ -11,13 +11,13 @@ Why one thread and our own network loop instead of paho's loop_start() and its r
 from __future__ import annotations
 
 import logging
-import random
 import select
 import socket
 import ssl
 import threading
 import time
 from collections import OrderedDict, deque
+from pathlib import Path
 from typing import Callable, Optional, Union
 
 import paho.mqtt.client as mqtt
@@ -25,7 +25,8 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from ..config.sinks import MqttConfig
 from ..errors import SinkError
-from ..redact import redact
+from ..redact import redact, register_secret
+from ..supervise import Backoff, Supervisor
 from .outbox import Outbox
 from .topics import AVAILABLE_OFFLINE, AVAILABLE_ONLINE, Topics
 
@@ -45,6 +46,11 @@ def make_tls_context(config: MqttConfig) -> Optional[ssl.SSLContext]:
     tls = config.tls
     if not tls.enabled:
         return None
+    for key in ("ca_file", "cert_file", "key_file"):  # name the file; ssl would say only "[Errno 2]"
+        path = getattr(tls, key)
+        if path is not None and not Path(path).is_file():
+            what = "no such file" if not Path(path).exists() else "not a file"
+            raise SinkError(f"sinks.mqtt.tls.{key} {path}: {what}", retryable=False)
     try:
         context = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
         if tls.cert_file is not None:
@@ -69,6 +75,8 @@ class Publisher:
         self.config = config
         self.outbox = outbox
         self.topics = topics
+        if config.password is not None:
+            register_secret(config.password.get_secret_value())  # masked in every log line
         self.client_id = config.client_id or f"streamproc-{socket.gethostname()}"
         self._tls = make_tls_context(config)  # bad files fail now, not in the thread
         self._on_connect = on_connect or (lambda: [])
@@ -165,12 +173,18 @@ class Publisher:
     # -- the thread ------------------------------------------------------------------------------
 
     def _run(self) -> None:
-        delay = self.config.reconnect_min_delay_s
+        # The publisher never gives up (the outbox holds what it could not send); the supervision
+        # rule gives it a jittered, capped backoff that a working connection resets. Jitter keeps
+        # a fleet of publishers from reconnecting in lockstep after an outage.
+        supervisor = Supervisor(
+            "mqtt-publisher",
+            backoff=Backoff(self.config.reconnect_min_delay_s, self.config.reconnect_max_delay_s, 2.0, jitter=0.5),
+        )
         while not self._stop.is_set():
             try:
                 client = self._open()
                 if client is not None:
-                    delay = self.config.reconnect_min_delay_s
+                    supervisor.succeeded()
                     self._serve(client)
                     if self._stop.is_set():
                         self._goodbye(client)
@@ -180,9 +194,7 @@ class Publisher:
                 if self._stop.is_set():
                     return  # closing: the outbox may already be closed under a slow connect
                 log.exception("MQTT publisher failed; reconnecting")
-            # Jitter keeps a fleet of publishers from reconnecting in lockstep after an outage.
-            self._stop.wait(delay * random.uniform(0.5, 1.0))
-            delay = min(delay * 2, self.config.reconnect_max_delay_s)
+            self._stop.wait(supervisor.failed())
 
     def _make_client(self) -> mqtt.Client:
         v5 = self.config.protocol == "5"
@@ -238,6 +250,9 @@ class Publisher:
                 f"MQTT TLS handshake with {self._where} failed: {detail} (check sinks.mqtt.tls.ca_file and sinks.mqtt.host)",
                 fatal=True,
             )
+            return None
+        except socket.gaierror as exc:  # the name does not resolve (DNS may come back: not fatal)
+            self._fail(f"cannot resolve the MQTT broker host '{self.config.host}' ({exc.strerror or exc}; check sinks.mqtt.host)")
             return None
         except (OSError, ssl.SSLError) as exc:  # refused, unreachable, timeout, TLS alerts
             self._fail(f"cannot connect to the MQTT broker at {self._where}: {redact(exc) or type(exc).__name__}")
@@ -380,7 +395,7 @@ class Publisher:
     def _handle_messages(self, client: mqtt.Client) -> None:
         received, self._received = self._received, []
         for topic, payload in received:
-            handler = self._subscriptions.get(topic)
+            handler = self._subscriptions.get(topic) or self._wildcard_handler(topic)
             if handler is None:
                 continue
             try:
@@ -390,6 +405,13 @@ class Publisher:
                 continue
             for reply_topic, reply, qos, retain in replies:
                 self._send_other(client, reply_topic, reply, qos, retain)
+
+    def _wildcard_handler(self, topic: str) -> Optional[Callable[[bytes], list[OutMessage]]]:
+        """A subscription with + or # in its filter gets the topic too: handler(payload, topic)."""
+        for pattern, handler in self._subscriptions.items():
+            if ("+" in pattern or "#" in pattern) and mqtt.topic_matches_sub(pattern, topic):
+                return lambda payload, handler=handler: handler(payload, topic)  # type: ignore[call-arg]
+        return None
 
     def _publish_ephemeral(self, client: mqtt.Client) -> None:
         with self._ephemeral_lock:

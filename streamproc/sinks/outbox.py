@@ -9,6 +9,14 @@ Bounded: when `max_messages` are waiting, `drop_oldest` deletes the oldest rows 
 `drop_newest` refuses the new message; either way the loss is counted (and kept in the file, so
 a restart does not forget it) and logged.
 
+A full disk is back-pressure, not a silent loss: when SQLite cannot write (SQLITE_FULL, or an
+I/O error with the disk out of space) the outbox says so in one line (path and free space) and
+keeps the messages in a bounded memory overflow, in order, behind the stored rows; they are
+written as soon as space returns (each publisher poll and append tries again, at most twice a
+second). What the overflow cannot hold, or what is still in it at close, is lost: counted as
+`dropped["disk_full"]` and logged. `lost_since_open()` tells the service whether this run lost
+anything (its exit code says so).
+
 Thread-safe: one connection guarded by a lock, shared by the producers (pipeline threads) and the
 publisher thread. One process at a time: a second one opening the same outbox would send every
 row twice, so an exclusive lock on `<path>.lock` refuses it (the OS drops the lock when a process
@@ -19,9 +27,11 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import shutil
 import sqlite3
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Literal, Optional, Sequence
@@ -31,6 +41,31 @@ from ..errors import SinkError
 log = logging.getLogger(__name__)
 
 DropPolicy = Literal["drop_oldest", "drop_newest"]
+
+_RETRY_WRITE_S = 0.5  # while the disk is full, try to write the overflow at most this often
+_DROP_KINDS = {"dropped_oldest": "oldest", "dropped_newest": "newest", "dropped_disk_full": "disk_full"}
+
+
+class _DiskFull(Exception):
+    """SQLite could not write: the disk (or the file's quota) is full."""
+
+
+def _is_disk_full(exc: sqlite3.Error) -> bool:
+    text = str(exc).lower()
+    return "full" in text or "disk i/o error" in text
+
+
+def free_space(path: Path) -> str:
+    """Free space on the filesystem holding `path`, for messages ('12.0 MB free')."""
+    try:
+        free = shutil.disk_usage(path).free
+    except OSError:
+        return "free space unknown"
+    for unit in ("bytes", "kB", "MB", "GB", "TB"):
+        if free < 1024 or unit == "TB":
+            return f"{free:.0f} {unit} free" if unit == "bytes" else f"{free:.1f} {unit} free"
+        free /= 1024
+    return ""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -76,6 +111,7 @@ class Outbox:
         max_messages: int = 100_000,
         when_full: DropPolicy = "drop_oldest",
         synchronous: Literal["full", "normal"] = "full",
+        memory_overflow: int = 10_000,
     ):
         if max_messages < 1:
             raise ValueError("max_messages must be >= 1")
@@ -87,7 +123,18 @@ class Outbox:
         self._lock = threading.Lock()
         self._db: Optional[sqlite3.Connection] = None
         self._lock_file = None
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.memory_overflow = max(0, memory_overflow)
+        self._overflow: deque[list[Message]] = deque()  # groups held while the disk is full
+        self._overflow_count = 0
+        self._unsaved_drops: dict[str, int] = {}  # counted while the counters table could not be written
+        self._next_write_try = 0.0
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SinkError(
+                f"cannot create the outbox folder {self.path.parent}: {exc.strerror or exc} "
+                "(check sinks.outbox.path)", retryable=False,
+            ) from None
         self._lock_file = self._take_process_lock()
         try:
             self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
@@ -97,13 +144,21 @@ class Outbox:
             self._reload_counts()
         except sqlite3.Error as exc:
             self._release_process_lock()
-            raise SinkError(f"cannot open the outbox {self.path}: {exc}", retryable=False) from None
+            space = f" ({free_space(self.path.parent)})" if _is_disk_full(exc) else ""
+            raise SinkError(f"cannot open the outbox {self.path}: {exc}{space}", retryable=False) from None
+        self._dropped_at_open = dict(self._dropped)
         self._last_drop_log = 0.0
         if self._count:
             log.info("outbox %s: %d messages pending from before", self.path, self._count)
 
     def _take_process_lock(self):
-        handle = open(f"{self.path}.lock", "a+")
+        try:
+            handle = open(f"{self.path}.lock", "a+")
+        except OSError as exc:
+            raise SinkError(
+                f"cannot open the outbox {self.path}: {exc.strerror or exc} (check sinks.outbox.path)",
+                retryable=False,
+            ) from None
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -128,36 +183,127 @@ class Outbox:
         return seqs[0] if seqs else None
 
     def append_many(self, messages: Sequence[Message]) -> list[int]:
-        """Store messages atomically (an alert and its state topic go together, or not at all)."""
+        """Store messages atomically (an alert and its state topic go together, or not at all).
+
+        Their seqs; empty if the bound dropped them, or if the disk is full and they wait in
+        memory (they get seqs, in order, once written)."""
         if not messages:
             return []
-        now = time.time()
+        group = list(messages)
         with self._lock:
             self._check_open()
-            need = len(messages)
-            room = self.max_messages - self._count
-            seqs: list[int] = []
-            self._db.execute("BEGIN IMMEDIATE")  # drops, counters and inserts commit together
+            if self._overflow:
+                self._write_overflow()
+            if self._overflow:  # keep the order: behind what is already waiting
+                self._hold(group)
+                return []
             try:
-                if need > room and (self.when_full == "drop_newest" or need > self.max_messages):
-                    # drop_newest, or a group that cannot fit even into an empty outbox (tiny limit)
-                    self._count_drop("dropped_newest", need)
-                elif need > room:
-                    self._drop_oldest(need - room)
-                if need <= self.max_messages - self._count:
-                    for m in messages:
-                        cursor = self._db.execute(
-                            "INSERT INTO outbox (topic, payload, qos, retain, event_id, created) VALUES (?,?,?,?,?,?)",
-                            (m.topic, bytes(m.payload), int(m.qos), int(bool(m.retain)), m.event_id, now),
-                        )
-                        seqs.append(int(cursor.lastrowid))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                self._reload_counts()
-                raise
-            self._count += len(seqs)
-            return seqs
+                return self._insert(group)
+            except _DiskFull as exc:
+                self._disk_full(exc)
+                self._hold(group)
+                return []
+
+    def _insert(self, messages: list[Message]) -> list[int]:
+        """One transaction: drops for the bound, counters, inserts. Raises _DiskFull."""
+        now = time.time()
+        need = len(messages)
+        room = self.max_messages - self._count
+        seqs: list[int] = []
+        count, dropped = self._count, dict(self._dropped)
+        try:
+            self._db.execute("BEGIN IMMEDIATE")  # drops, counters and inserts commit together
+            self._save_unsaved_drops()
+            if need > room and (self.when_full == "drop_newest" or need > self.max_messages):
+                # drop_newest, or a group that cannot fit even into an empty outbox (tiny limit)
+                self._count_drop("dropped_newest", need)
+            elif need > room:
+                self._drop_oldest(need - room)
+            if need <= self.max_messages - self._count:
+                for m in messages:
+                    cursor = self._db.execute(
+                        "INSERT INTO outbox (topic, payload, qos, retain, event_id, created) VALUES (?,?,?,?,?,?)",
+                        (m.topic, bytes(m.payload), int(m.qos), int(bool(m.retain)), m.event_id, now),
+                    )
+                    seqs.append(int(cursor.lastrowid))
+            self._db.execute("COMMIT")
+        except BaseException as exc:
+            # SQLite rolls a transaction back by itself on some errors (SQLITE_FULL among them);
+            # a second ROLLBACK would fail with "no transaction is active" and hide the cause.
+            if self._db.in_transaction:
+                try:
+                    self._db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            self._count, self._dropped = count, dropped
+            if isinstance(exc, sqlite3.Error) and _is_disk_full(exc):
+                raise _DiskFull(str(exc)) from None
+            raise
+        self._unsaved_drops.clear()
+        self._count += len(seqs)
+        return seqs
+
+    # -- a full disk -----------------------------------------------------------------------------
+
+    def _disk_full(self, exc: Exception) -> None:
+        if self._overflow:
+            return  # said already
+        log.error(
+            "outbox %s: cannot write, the disk is full (%s; %s); keeping up to %d messages in memory "
+            "until space returns", self.path, exc, free_space(self.path.parent), self.memory_overflow,
+        )
+        self._next_write_try = time.monotonic() + _RETRY_WRITE_S
+
+    def _hold(self, group: list[Message]) -> None:
+        """Keep `group` in the memory overflow, within its bound (the drop policy decides)."""
+        if self.memory_overflow and len(group) <= self.memory_overflow:
+            while self._overflow_count + len(group) > self.memory_overflow and self.when_full == "drop_oldest":
+                lost = self._overflow.popleft()
+                self._overflow_count -= len(lost)
+                self._lose(len(lost))
+            if self._overflow_count + len(group) <= self.memory_overflow:
+                self._overflow.append(group)
+                self._overflow_count += len(group)
+                return
+        self._lose(len(group))
+
+    def _lose(self, n: int) -> None:
+        self._dropped["dropped_disk_full"] = self._dropped.get("dropped_disk_full", 0) + n
+        self._unsaved_drops["dropped_disk_full"] = self._unsaved_drops.get("dropped_disk_full", 0) + n
+        now = time.monotonic()
+        if now - self._last_drop_log > 10.0:
+            self._last_drop_log = now
+            log.error(
+                "outbox %s: the disk is still full (%s) and %d messages wait in memory: %d lost so far",
+                self.path, free_space(self.path.parent), self._overflow_count, self._dropped["dropped_disk_full"],
+            )
+
+    def _save_unsaved_drops(self) -> None:
+        for name, n in self._unsaved_drops.items():
+            self._db.execute(
+                "INSERT INTO counters (name, value) VALUES (?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+                (name, n),
+            )
+
+    def _write_overflow(self, force: bool = False) -> None:
+        """Write the held groups, oldest first, while the disk takes them (lock held)."""
+        now = time.monotonic()
+        if not force and now < self._next_write_try:
+            return
+        written = 0
+        while self._overflow:
+            group = self._overflow[0]
+            try:
+                self._insert(group)
+            except _DiskFull:
+                self._next_write_try = now + _RETRY_WRITE_S
+                return
+            self._overflow.popleft()
+            self._overflow_count -= len(group)
+            written += len(group)
+        log.warning("outbox %s: space is back (%s); wrote %d messages kept in memory",
+                    self.path, free_space(self.path.parent), written)
 
     def _reload_counts(self) -> None:
         self._count = int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
@@ -191,6 +337,8 @@ class Outbox:
         """Up to `limit` messages with seq > `after_seq`, oldest first (nothing is removed)."""
         with self._lock:
             self._check_open()
+            if self._overflow:
+                self._write_overflow()
             rows = self._db.execute(
                 "SELECT seq, topic, payload, qos, retain, event_id, created FROM outbox "
                 "WHERE seq > ? ORDER BY seq LIMIT ?",
@@ -205,30 +353,49 @@ class Outbox:
             return 0
         with self._lock:
             self._check_open()
-            cursor = self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in items])
+            try:
+                cursor = self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(s,) for s in items])
+            except sqlite3.Error as exc:  # the rows stay and go out again later (at least once)
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                log.warning("outbox %s: cannot delete %d delivered messages yet: %s", self.path, len(items), exc)
+                return 0
             removed = cursor.rowcount if cursor.rowcount >= 0 else 0
             self._count -= removed
+            if self._overflow:  # deleted rows free pages for what waits in memory
+                self._next_write_try = 0.0
+                self._write_overflow()
             return removed
 
     # -- reporting -------------------------------------------------------------------------------
 
     def count(self) -> int:
+        """Messages waiting: stored, and held in memory while the disk is full."""
         with self._lock:
-            return self._count
+            return self._count + self._overflow_count
+
+    def in_memory(self) -> int:
+        with self._lock:
+            return self._overflow_count
 
     def __len__(self) -> int:
         return self.count()
 
     @property
     def dropped(self) -> dict[str, int]:
-        """Messages lost to the size bound, since the outbox file was created."""
-        return {
-            "oldest": self._dropped.get("dropped_oldest", 0),
-            "newest": self._dropped.get("dropped_newest", 0),
-        }
+        """Messages lost since the outbox file was created: to the size bound (oldest, newest)
+        and to a full disk (disk_full)."""
+        return {short: self._dropped.get(name, 0) for name, short in _DROP_KINDS.items()}
+
+    def lost_since_open(self) -> int:
+        """Messages this process lost (bound or full disk): non-zero makes the run's exit code 6."""
+        return sum(self._dropped.get(n, 0) - self._dropped_at_open.get(n, 0) for n in _DROP_KINDS)
 
     def stats(self) -> dict[str, object]:
-        return {"pending": self.count(), "max": self.max_messages, "policy": self.when_full, "dropped": self.dropped}
+        return {
+            "pending": self.count(), "in_memory": self.in_memory(), "max": self.max_messages,
+            "policy": self.when_full, "dropped": self.dropped,
+        }
 
     def _check_open(self) -> None:
         if self._db is None:
@@ -236,6 +403,17 @@ class Outbox:
 
     def close(self) -> None:
         with self._lock:
+            if self._db is not None and self._overflow:
+                self._write_overflow(force=True)
+                if self._overflow:
+                    lost = self._overflow_count
+                    self._overflow.clear()
+                    self._overflow_count = 0
+                    self._lose(lost)
+                    log.error(
+                        "outbox %s: the disk is still full (%s): %d messages kept in memory are lost",
+                        self.path, free_space(self.path.parent), lost,
+                    )
             if self._db is not None:
                 self._db.close()
                 self._db = None  # type: ignore[assignment]

@@ -106,7 +106,7 @@ def test_broker_outage_loses_nothing_and_keeps_order(make_broker, start_sink, tm
         assert max(producer.durations) < 0.5  # never the outage's 30 s; generous for a loaded machine
         stats = sink.stats()
         assert stats["disconnects"] >= 1 and stats["connects"] >= 2
-        assert stats["outbox"]["pending"] == 0 and stats["outbox"]["dropped"] == {"oldest": 0, "newest": 0}
+        assert stats["outbox"]["pending"] == 0 and stats["outbox"]["dropped"] == {"oldest": 0, "newest": 0, "disk_full": 0}
     finally:
         sub.stop()
 
@@ -125,7 +125,7 @@ def test_full_outbox_drops_by_policy_counts_and_reports(tmp_path, start_sink, su
             ids.append(event.id)
         stats = sink.stats()
         assert stats["outbox"]["pending"] == 10
-        assert stats["outbox"]["dropped"] == ({"oldest": 15, "newest": 0} if policy == "drop_oldest" else {"oldest": 0, "newest": 15})
+        assert stats["outbox"]["dropped"] == ({"oldest": 15, "newest": 0, "disk_full": 0} if policy == "drop_oldest" else {"oldest": 0, "newest": 15, "disk_full": 0})
         import json
 
         assert [json.loads(m.payload)["id"] for m in sink.outbox.peek()] == [ids[i] for i in kept]

@@ -67,11 +67,11 @@ def test_drop_oldest_when_full_is_counted_and_remembered(tmp_path, caplog):
     with Outbox(path, max_messages=5, when_full="drop_oldest") as box:
         fill(box, 8)
         assert payloads(box) == ["m3", "m4", "m5", "m6", "m7"]
-        assert box.dropped == {"oldest": 3, "newest": 0}
+        assert box.dropped == {"oldest": 3, "newest": 0, "disk_full": 0}
         assert box.stats()["pending"] == 5
     assert "full" in caplog.text
     with Outbox(path, max_messages=5) as box:
-        assert box.dropped == {"oldest": 3, "newest": 0}
+        assert box.dropped == {"oldest": 3, "newest": 0, "disk_full": 0}
 
 
 def test_drop_newest_when_full_refuses_new_messages(tmp_path):
@@ -79,7 +79,7 @@ def test_drop_newest_when_full_refuses_new_messages(tmp_path):
         seqs = fill(box, 8)
         assert seqs[5:] == [None, None, None]
         assert payloads(box) == ["m0", "m1", "m2", "m3", "m4"]
-        assert box.dropped == {"oldest": 0, "newest": 3}
+        assert box.dropped == {"oldest": 0, "newest": 3, "disk_full": 0}
         # room again after an ack
         box.delete(seqs[0])
         assert box.append("t", b"late") is not None
