@@ -86,6 +86,11 @@ class Backend(Protocol):
     def describe(self, inputs: Any, params: GenerationParams) -> Result:
         """Run one request and return its text, token counts and timings."""
 
+    def abort(self) -> None:
+        """Stop the request in progress, if any, from any thread; returns at once. That request
+        raises streamproc.errors.Aborted soon after (between decode steps, prefill or ViT chunks);
+        with no request in progress it does nothing. The backend stays usable."""
+
     def close(self) -> None:
         """Free the model and device resources."""
 
@@ -93,6 +98,7 @@ class Backend(Protocol):
 _REGISTRY: dict[str, str] = {
     "hf": "streamproc.backends.hf:HfBackend",
     "tpu": "streamproc.backends.tpu:TpuBackend",
+    "openai": "streamproc.backends.openai:OpenAIBackend",
 }
 
 

@@ -19,10 +19,13 @@ COMMANDS = {
     "run": "run",
     "caption": "caption",
     "chat": "chat",
+    "serve": "serve",
     "demo": "demo",
     "bench": "bench",
     "doctor": "doctor",
     "make-tiny-model": "make_tiny_model",
+    "search": "search",
+    "summarize": "summarize",
 }
 
 EPILOG = """\

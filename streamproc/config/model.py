@@ -7,6 +7,7 @@ from typing import Annotated, Literal, Optional, Union
 from pydantic import Field
 
 from .base import Section
+from .openai import OpenAIBackendConfig
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
 DEFAULT_USER_PROMPT = "Describe what happens in this video in one or two sentences."
@@ -35,11 +36,17 @@ class TpuBackendConfig(Section):
     engines: int = Field(1, ge=1, le=64, description="engines over the one loaded bmodel (streams in flight)")
 
 
-BackendConfig = Annotated[Union[HfBackendConfig, TpuBackendConfig], Field(discriminator="type")]
+BackendConfig = Annotated[
+    Union[HfBackendConfig, TpuBackendConfig, OpenAIBackendConfig], Field(discriminator="type")
+]
 
 
 class PromptConfig(Section):
-    system: str = DEFAULT_SYSTEM_PROMPT
+    system: Union[Literal[False], str, None] = Field(
+        None,
+        description="the system turn; unset: what the model's chat template adds by itself (Qwen's: "
+        f"{DEFAULT_SYSTEM_PROMPT!r}); false: no system turn",
+    )
     user: str = Field(DEFAULT_USER_PROMPT, min_length=1, description="default question for every segment")
 
 

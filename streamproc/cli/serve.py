@@ -1,0 +1,122 @@
+"""`streamproc serve`: the model behind an OpenAI-compatible API (/v1/chat/completions)."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+
+from ..errors import UsageError
+
+EPILOG = """\
+examples:
+  streamproc serve --bmodel qwen2.5-vl-3b.bmodel --tokenizer qwen2.5-vl-3b/ --engines 2
+  streamproc serve configs/camera.yaml --port 8000          # the config's backend and generation
+  streamproc serve --model Qwen/Qwen2.5-VL-3B-Instruct --media-dir /srv/snapshots
+  STREAMPROC_API_KEY=secret streamproc serve --bmodel m.bmodel --tokenizer tok/ --host 0.0.0.0
+
+clients: any OpenAI SDK with base_url http://HOST:PORT/v1, model = the served name (GET /v1/models).
+Images as data: URLs (or local paths inside --media-dir); remote URLs are refused. See docs/openai.md.
+"""
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "serve",
+        help="serve the model over an OpenAI-compatible HTTP API",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Serve a Qwen2.5-VL bmodel (TPU or simulator) or transformers checkpoint over OpenAI's "
+        "chat-completions API, for Frigate, Home Assistant, Open WebUI and scripts.",
+        epilog=EPILOG,
+    )
+    parser.add_argument("config", nargs="?", type=Path, help="YAML config whose backend (and generation) to serve")
+    parser.add_argument("--bmodel", type=Path, help="Qwen2.5-VL bmodel instead of a config")
+    parser.add_argument("--tokenizer", type=Path, help="tokenizer folder of the bmodel (default: beside the bmodel)")
+    parser.add_argument("--runtime-dir", type=Path, help="folder with libbmrt.so (default: $STREAMPROC_BMRT_DIR, SDK)")
+    parser.add_argument("--device-id", type=int, default=0, help="TPU device (default 0)")
+    parser.add_argument("--model", help="transformers checkpoint folder or hub id instead of a bmodel")
+    parser.add_argument("--engines", type=int, help="TPU engines = requests run at once (default: the config's "
+                        "backend.engines, else 1)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    parser.add_argument("--served-model-name", help="the model id clients send (default: the bmodel's file name or "
+                        "the checkpoint's id)")
+    parser.add_argument("--queue-size", type=int, default=16, help="requests that may wait for an engine; more get "
+                        "429 with Retry-After (default 16)")
+    parser.add_argument("--api-key-env", default="STREAMPROC_API_KEY", help="environment variable holding the API "
+                        "key clients must send as a Bearer token; unset or empty: no key (default STREAMPROC_API_KEY)")
+    parser.add_argument("--media-dir", type=Path, action="append", default=[], help="a folder whose files requests "
+                        "may name by local path (repeat for several; default: none, data: URLs only)")
+    parser.add_argument("--max-tokens", type=int, default=512, help="answer limit when a request gives none "
+                        "(default 512, capped by the context)")
+    parser.add_argument("--greedy-fallback", action="store_true", help="on a bmodel without a sampling head, decode "
+                        "sampling requests greedily instead of answering 400")
+    parser.add_argument("--log-content", action="store_true", help="log the messages' text (default: counts only)")
+    parser.set_defaults(func=run, default_verbosity=1)
+
+
+def backend_config(args):
+    """The backend section to serve: from the config file or from the flags."""
+    from ..config.model import HfBackendConfig, TpuBackendConfig
+
+    given = [bool(args.config), bool(args.bmodel), bool(args.model)]
+    if sum(given) != 1:
+        raise UsageError("give a config file, or --bmodel FILE (TPU), or --model DIR_OR_HUB_ID (transformers)")
+    if args.config:
+        from ..config import load_config
+
+        config = load_config(args.config)
+        if config.backend is None:
+            raise UsageError(f"{args.config} has no backend section")
+        return config.backend, config.generation
+    if args.model:
+        return HfBackendConfig(model=args.model), None
+    tokenizer = args.tokenizer
+    if tokenizer is None:
+        beside = [args.bmodel.parent, args.bmodel.with_suffix("")]
+        tokenizer = next((d for d in beside if (d / "tokenizer.json").exists()), None)
+        if tokenizer is None:
+            raise UsageError("--tokenizer is needed: no tokenizer.json beside the bmodel")
+    return TpuBackendConfig(bmodel=args.bmodel, tokenizer=tokenizer, runtime_dir=args.runtime_dir,
+                            device_id=args.device_id), None
+
+
+def run(args) -> int:
+    from ..backends.base import GenerationParams
+    from ..redact import register_secret
+    from ..server.launch import load_backends, served_model, uvicorn_server
+    from ..server.media import MediaPolicy
+
+    if args.queue_size < 0 or (args.engines is not None and args.engines < 1) or args.max_tokens < 1:
+        raise UsageError("--queue-size must be >= 0, --engines and --max-tokens >= 1")
+    config, generation = backend_config(args)
+    try:
+        from ..server.app import ServeOptions, create_app
+        from ..server.pool import EnginePool
+    except ImportError as error:
+        raise UsageError(f"streamproc serve needs starlette and uvicorn ({error.name}): pip install 'streamproc[serve]'") from None
+    api_key = os.environ.get(args.api_key_env) or None
+    register_secret(api_key)
+    if config.type == "tpu":
+        from .common import quiet_simulator
+
+        quiet_simulator(config.runtime_dir)
+    engines = args.engines or getattr(config, "engines", 1)
+    backends = load_backends(config, engines)
+    pool = EnginePool(backends, args.queue_size)
+    try:
+        base = GenerationParams.from_config(generation) if generation else GenerationParams()
+        served = served_model(backends[0], args.served_model_name, args.max_tokens, args.greedy_fallback, base)
+        options = ServeOptions(api_key=api_key, log_content=args.log_content, media=MediaPolicy.of(args.media_dir))
+        app = create_app(pool, served, options)
+        log = logging.getLogger("streamproc.server")
+        log.info(
+            "serving %s on http://%s:%d/v1 (%d engine%s, queue %d, context %s, %s, API key %s)",
+            served.name, args.host, args.port, len(backends), "" if len(backends) == 1 else "s", args.queue_size,
+            served.context_length or "unlimited", "sampling" if served.can_sample else "greedy only",
+            f"from ${args.api_key_env}" if api_key else "off",
+        )
+        uvicorn_server(app, args.host, args.port).run()
+    finally:
+        pool.close()
+    return 0
