@@ -1,4 +1,5 @@
-"""Config of event sinks: MQTT, the disk outbox, Home Assistant discovery, caption files, stdout.
+"""Config of event sinks: MQTT, the disk outbox, Home Assistant discovery, caption files, stdout,
+a webhook, and the files attached to raised alerts.
 
 See docs/mqtt.md for the topic layout and delivery guarantees these settings control.
 """
@@ -95,8 +96,44 @@ class StdoutConfig(Section):
     format: Literal["text", "json"] = "text"
 
 
+class WebhookConfig(Section):
+    """HTTP POST of each event's JSON (ntfy, Node-RED, any receiver), through its own disk outbox:
+    retried with backoff until the receiver answers 2xx, in order, nothing lost across restarts."""
+
+    enabled: bool = True
+    url: str = Field(pattern=r"^https?://\S+$", description="where to POST (http:// or https://)")
+    events: list[Literal["caption", "alert", "status"]] = Field(
+        default_factory=lambda: ["alert"], min_length=1, description="event types to send"
+    )
+    # Values are secrets (tokens): write them as ${ENV} in the YAML; they are never logged.
+    headers: dict[str, SecretStr] = Field(default_factory=dict, description="extra request headers, e.g. Authorization")
+    timeout_s: float = Field(10.0, gt=0, description="connect + response time per request")
+    outbox: Path = Path("streamproc-webhook-outbox.sqlite")
+    max_events: int = Field(10_000, ge=1, description="events kept at most while the receiver is away")
+    when_full: Literal["drop_oldest", "drop_newest"] = "drop_oldest"
+    retry_min_delay_s: float = Field(1.0, gt=0)
+    retry_max_delay_s: float = Field(60.0, gt=0)
+
+
+class AttachmentsConfig(Section):
+    """A JPEG snapshot and a short MP4 clip of the segment that raised an alert, kept on disk,
+    named in the alert event and served on the service's HTTP port under /attachments/."""
+
+    enabled: bool = True
+    dir: Path = Field(Path("streamproc-attachments"), description="where the files are kept")
+    clip: bool = Field(True, description="also write a clip of the segment (else the snapshot only)")
+    max_age_h: float = Field(72.0, gt=0, description="files older than this are removed")
+    max_mb: float = Field(1024.0, gt=0, description="the oldest files are removed beyond this total")
+    base_url: Optional[str] = Field(
+        None, pattern=r"^https?://\S+$",
+        description="absolute URL of the service's HTTP port for links in events; default: /attachments/... (relative)",
+    )
+
+
 class SinksConfig(Section):
     mqtt: Optional[MqttConfig] = None
+    webhook: Optional[WebhookConfig] = None
+    attachments: AttachmentsConfig = AttachmentsConfig()
     outbox: OutboxConfig = OutboxConfig()
     homeassistant: HomeAssistantConfig = HomeAssistantConfig()
     files: FilesConfig = FilesConfig()

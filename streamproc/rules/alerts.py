@@ -10,8 +10,12 @@ answer to `question_prompt(rule.question)`, keyword/pattern rules from the capti
 - unknown (malformed or missing answer): counted and logged, changes nothing -- neither the state
   nor the runs of positives/negatives, so one garbled answer cannot raise, clear or reset an alert.
 
-Segments of one source must be evaluated in order; different sources may be evaluated from
-different threads.
+A segment the scene-change gate skipped (nothing changed) goes through `repeat()`: each rule gets
+its last known verdict again, so hysteresis and cooldown keep counting in segments and media time.
+
+Segments of one source must be evaluated in order, by one thread at a time: the lanes hand out at
+most one segment per source, and a worker emits its events before it acks the segment. Different
+sources may be evaluated from different threads; one lock guards the table of states.
 """
 from __future__ import annotations
 
@@ -53,10 +57,24 @@ class RuleEngine:
         self._prompts = {r.name: question_prompt(r.question) for r in self.rules if r.asks_model}
         self._states: dict[tuple[str, str], RuleState] = {}
         self._lock = threading.Lock()
+        self.disabled: set[str] = set()  # rules switched off at run time (service/control.py)
         self.counters = {"evaluated": 0, "yes": 0, "no": 0, "unknown": 0, "raised": 0, "cleared": 0, "suppressed": 0}
 
     def rules_for(self, source: str) -> list["RuleConfig"]:
-        return [r for r in self.rules if r.applies_to(source)]
+        return [r for r in self.rules if r.applies_to(source) and r.name not in self.disabled]
+
+    def set_enabled(self, rule: str, on: bool) -> list[str]:
+        """Enable or disable a rule at run time. Disabling forgets its state on every source (it
+        starts OFF when enabled again); returns the sources where it was ON."""
+        with self._lock:
+            if on:
+                self.disabled.discard(rule)
+                return []
+            self.disabled.add(rule)
+            was_on = [source for (name, source), state in self._states.items() if name == rule and state.on]
+            for key in [key for key in self._states if key[0] == rule]:
+                del self._states[key]
+        return was_on
 
     def questions_for(self, source: str) -> dict[str, str]:
         """{rule name: prompt} to ask the model for each segment of `source` (in config order)."""
@@ -65,6 +83,23 @@ class RuleEngine:
     def state(self, rule: str, source: str) -> RuleState:
         with self._lock:
             return self._states.setdefault((rule, source), RuleState())
+
+    # The states live here (in memory) by default; a state store (cluster/rulestate.py: JetStream
+    # KV) saves a source's snapshot after each segment and restores it when a box takes the source.
+    def snapshot(self, source: str) -> dict[str, dict]:
+        """{rule: state fields} of every rule of `source` (JSON-safe)."""
+        with self._lock:
+            return {rule: dict(vars(s)) for (rule, src), s in self._states.items() if src == source}
+
+    def restore(self, source: str, states: Mapping[str, Mapping]) -> None:
+        """Replace the states of `source` with a snapshot; unknown rules and fields are ignored."""
+        fields = set(vars(RuleState()))
+        with self._lock:
+            for key in [k for k in self._states if k[1] == source]:
+                del self._states[key]
+            for rule, values in states.items():
+                if any(r.name == rule for r in self.rules):
+                    self._states[(rule, source)] = RuleState(**{k: v for k, v in values.items() if k in fields})
 
     def evaluate(
         self,
@@ -86,6 +121,26 @@ class RuleEngine:
         for rule in self.rules_for(source):
             verdict = self._verdict(rule, caption_text, answers)
             event = self._step(rule, source, segment, verdict, clock)
+            if event is not None:
+                events.append(event)
+        return events
+
+    def repeat(self, source: str, segment: "Segment", now: Optional[float] = None) -> list[Event]:
+        """A segment the scene-change gate skipped: nothing changed, so each rule's verdict is the
+        one it last had on this source, given again. Runs of positives and negatives keep growing
+        and the rule clock moves on, so `raise_after`, `clear_after` and `cooldown_s` mean what
+        they mean when every segment is described. A rule with no known verdict yet stays as it
+        is (an unknown answer changes nothing either)."""
+        clock = segment.end if now is None else now
+        events: list[Event] = []
+        for rule in self.rules_for(source):
+            with self._lock:
+                state = self._states.get((rule.name, source))
+                last = (state.last_answer, state.last_reason) if state is not None else ("unknown", "")
+                self.counters["repeated"] = self.counters.get("repeated", 0) + 1
+            if last[0] not in ("yes", "no"):
+                continue
+            event = self._step(rule, source, segment, Verdict(last[0], last[1]), clock)
             if event is not None:
                 events.append(event)
         return events

@@ -6,7 +6,7 @@ takes a `Request` and returns a `Response`; a body that is an iterator of bytes 
 (server-sent events), each chunk flushed as it comes.
 
 Thread safety: requests run on their own threads (ThreadingHTTPServer); handlers must be safe to
-call concurrently. Routes are registered before `start()`.
+call concurrently. Routes may be added before or after `start()`.
 """
 from __future__ import annotations
 
@@ -117,9 +117,9 @@ class HttpServer:
         self._thread: Optional[threading.Thread] = None
 
     def route(self, method: str, path: str, handler: Handler, *, prefix: bool = False) -> None:
+        # A new list, swapped in whole: routes added after start() never show a half-sorted one.
         if prefix:
-            self._prefixes.append((method.upper(), path, handler))
-            self._prefixes.sort(key=lambda r: -len(r[1]))
+            self._prefixes = sorted([*self._prefixes, (method.upper(), path, handler)], key=lambda r: -len(r[1]))
         else:
             self._routes[(method.upper(), path)] = handler
 

@@ -26,6 +26,8 @@ from ..sinks.base import Sink, create_sinks
 from ..events import Event, stats_event, status_event
 from .describer import SegmentDescriber
 from .intake import SINK_STATE, SourceRunner
+from ..attachments import store_for
+from .control import control_for, count_alert
 from .metrics import HealthServer, Metrics
 from .planning import effective_seq_length, prompt_reserve
 from .queues import FairSegmentQueue
@@ -50,6 +52,7 @@ def require_a_sink(config: Config) -> None:
         sinks.stdout.enabled
         or sinks.files.dir is not None
         or (sinks.mqtt is not None and sinks.mqtt.enabled)
+        or (sinks.webhook is not None and sinks.webhook.enabled)
         or (store is not None and store.enabled)
     ):
         return
@@ -106,10 +109,18 @@ class Pipeline:
         self._stats_thread: Optional[threading.Thread] = None
         self.health_server: Optional[HealthServer] = None
         self.seq_length = DEFAULT_SEQ_LENGTH
+        # run-time switches (pause a source, enable a rule), every metric series at zero, and the
+        # files attached to raised alerts (service/control.py, attachments/)
+        self.control = control_for(self)
+        self.attachments = store_for(config, self.sources)
 
     # -- start ------------------------------------------------------------------------------
 
     def start(self) -> None:
+        if self._serve_metrics:  # the port answers from the start: /healthz says "loading" until ready
+            cfg = self.config.service.metrics
+            self.health_server = HealthServer(self.metrics, self.health, cfg.host, cfg.port)
+            self.health_server.start()
         self._fit_to_model()  # sizes from the model's files; a value that does not fit fails before weights load
         count = self._worker_count()
         log.info("loading %d model backend%s", count, "s" if count > 1 else "")
@@ -125,6 +136,8 @@ class Pipeline:
         )
         self.sinks = []
         for sink in sinks:  # only started sinks are told anything (statuses on stop included)
+            if hasattr(sink, "bind_control"):  # MQTT: Home Assistant's switches
+                sink.bind_control(self.control)
             sink.start()
             self.sinks.append(sink)
         for source in self.sources:
@@ -142,14 +155,14 @@ class Pipeline:
         self._stats_thread.start()
         self._watchdog = StuckWatchdog(lambda: list(self._busy), self._abort_stuck, self.config.service.stuck_after_s, self.work_stop)
         self._watchdog.start()
-        if self._serve_metrics:
-            cfg = self.config.service.metrics
-            self.health_server = HealthServer(self.metrics, self.health, cfg.host, cfg.port)
         from ..store.service import start_store_feature  # the caption store's HTTP API and summaries
 
         self.store_feature = start_store_feature(self)
-        if self.health_server is not None:
-            self.health_server.start()
+        if self.attachments is not None:
+            self.attachments.start()
+            if self.health_server is not None:
+                self.health_server.serve_attachments(self.attachments)
+        self.metrics.set_state("ready")
 
     def _fit_to_model(self) -> None:
         if self.config.backend is None:
@@ -196,6 +209,10 @@ class Pipeline:
         while not self.work_stop.is_set():
             segment = self.queue.get(timeout=0.5)
             if segment is None:
+                continue
+            if self.control.is_paused(segment.source):  # switched off at run time: not described
+                self.metrics.paused_segments.labels(segment.source).inc()
+                self.queue.ack(segment)
                 continue
             if self.gate.is_skipped(segment):  # unchanged: no model, its events in the source's order
                 try:
@@ -257,6 +274,8 @@ class Pipeline:
                 self.metrics.tokens_per_s.set(result.tokens_per_s)
             try:
                 events = described.events if self.owner is None else self.owner.commit(segment, described.events)
+                if self.attachments is not None:  # a raised alert's snapshot and clip exist before it goes out
+                    events = self.attachments.attach_all(events, segment, self.metrics)
                 for event in events:
                     self.emit(event)
             finally:  # only now may the source's next segment go: its events stay in segment order
@@ -331,6 +350,8 @@ class Pipeline:
 
     def emit(self, event: Event) -> None:
         self.metrics.events.labels(event.type).inc()
+        if event.type == "alert":
+            count_alert(self.metrics, event)
         for sink in self.sinks:
             try:
                 sink.handle(event)
@@ -394,9 +415,10 @@ class Pipeline:
         busy = [None if started is None else round(now - started, 1) for started in self._busy]
         workers_alive = sum(t.is_alive() for t in self._workers)
         stuck = [b for b in busy if b is not None and b > stuck_after]
-        healthy = workers_alive > 0 and not stuck
+        healthy = workers_alive > 0 and not stuck and self.metrics.state_name == "ready"
         return {
             "healthy": healthy,
+            "state": self.metrics.state_name,  # loading (model not ready yet) | ready | stopping
             "workers": {"alive": workers_alive, "busy_s": busy},
             "sources": {r.name: r.state for r in self.runners},
             "described": self._described,
@@ -417,6 +439,7 @@ class Pipeline:
         offline). True if everything was delivered in time."""
         timeout_s = self.config.service.shutdown_timeout_s if timeout_s is None else timeout_s
         deadline = time.monotonic() + timeout_s
+        self.metrics.set_state("stopping")
         self.intake_stop.set()
         for runner in self.runners:  # sources started by an owner have their own stop flag
             runner.stop.set()

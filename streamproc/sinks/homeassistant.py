@@ -1,15 +1,28 @@
-"""Home Assistant MQTT discovery: a binary_sensor per (rule, source) and a last-caption sensor per source.
+"""Home Assistant MQTT discovery, current conventions (checked against HA's MQTT docs, 2025.10+).
 
-Discovery configs are retained under <discovery_prefix>/<component>/<node_id>/<object_id>/config and
-are republished on every connect and whenever Home Assistant announces itself online on
-<discovery_prefix>/status (its birth message), so entities survive restarts of either side.
-Every entity's availability is <prefix>/available, i.e. the publisher's last will.
+Entities per source (one HA device per camera):
+- sensor `Caption`: state from the retained `<prefix>/<source>/captions/last`, so HA shows the
+  last caption again after it restarts (the full text and times go into attributes);
+- binary_sensor per rule that applies to the source (`<prefix>/<source>/rules/<rule>/state`);
+- binary_sensor `Connected` (device_class connectivity) from the retained source status: a camera
+  that is down shows disconnected, and its caption, rule and image entities show unavailable;
+- image `Alert snapshot` (the retained JPEG of the last raised alert), and `Snapshot` (the JPEG
+  of every segment) when `sinks.mqtt.snapshots` is on;
+- switch `Describe` (OFF pauses describing the camera) when the pipeline offers its controls.
+Entities of the service (one device for the node): a switch per rule to enable or disable it.
+
+Every config carries `unique_id`, `default_entity_id` (`<domain>.<node>_<...>`; HA 2025.10
+deprecated `object_id` for it), `origin` (name, sw_version, support_url) and a `device` with its
+`sw_version`. Configs are retained under <discovery_prefix>/<component>/<node_id>/<object>/config,
+republished on every connect and whenever HA announces itself online on <discovery_prefix>/status.
+A config found retained under this node that the current config no longer produces (a camera or
+rule taken out) is removed with an empty retained payload, which makes HA delete the entity.
 """
 from __future__ import annotations
 
 import json
 import re
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Optional, Sequence
 
 from .topics import AVAILABLE_OFFLINE, AVAILABLE_ONLINE, STATE_OFF, STATE_ON, Topics
 
@@ -17,12 +30,16 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..config.rules import RuleConfig
     from ..config.sinks import HomeAssistantConfig
 
+SUPPORT_URL = "https://github.com/streamproc/streamproc"
+
 # Home Assistant keeps a sensor's state to 255 characters; the full text goes into attributes.
 _CAPTION_STATE_TEMPLATE = "{{ value_json.text[:255] }}"
 _CAPTION_ATTRIBUTES_TEMPLATE = (
     "{{ {'text': value_json.text, 'model': value_json.model, 'start': value_json.segment.start,"
     " 'end': value_json.segment.end, 'id': value_json.id} | tojson }}"
 )
+_CONNECTED_TEMPLATE = "{{ 'ON' if value_json.state == 'online' else 'OFF' }}"
+_SOURCE_AVAILABLE_TEMPLATE = "{{ 'online' if value_json.state == 'online' else 'offline' }}"
 
 
 def object_id(*parts: str) -> str:
@@ -30,7 +47,18 @@ def object_id(*parts: str) -> str:
     return "_".join(re.sub(r"[^A-Za-z0-9_-]", "_", p) for p in parts)
 
 
-def _availability(topics: Topics) -> dict[str, str]:
+def _entity_slug(*parts: str) -> str:
+    """Entity ids are lower-case [a-z0-9_]."""
+    return re.sub(r"_+", "_", re.sub(r"[^a-z0-9_]", "_", "_".join(parts).lower())).strip("_")
+
+
+def origin() -> dict[str, str]:
+    from .. import __version__
+
+    return {"name": "streamproc", "sw_version": __version__, "support_url": SUPPORT_URL}
+
+
+def _service_availability(topics: Topics) -> dict[str, str]:
     return {
         "availability_topic": topics.available,
         "payload_available": AVAILABLE_ONLINE,
@@ -38,13 +66,51 @@ def _availability(topics: Topics) -> dict[str, str]:
     }
 
 
-def _device(node_id: str, source: str) -> dict[str, object]:
+def _camera_availability(topics: Topics, source: str) -> dict[str, object]:
+    """Available while the service is online AND the camera delivers (its retained status)."""
     return {
-        "identifiers": [object_id(node_id, source)],
-        "name": f"{source}",
-        "manufacturer": "streamproc",
-        "model": "video stream processor",
+        "availability": [
+            {"topic": topics.available, "payload_available": AVAILABLE_ONLINE, "payload_not_available": AVAILABLE_OFFLINE},
+            {
+                "topic": topics.status(source),
+                "value_template": _SOURCE_AVAILABLE_TEMPLATE,
+                "payload_available": AVAILABLE_ONLINE,
+                "payload_not_available": AVAILABLE_OFFLINE,
+            },
+        ],
+        "availability_mode": "all",
     }
+
+
+def _device(node_id: str, source: Optional[str]) -> dict[str, object]:
+    from .. import __version__
+
+    return {
+        "identifiers": [object_id(node_id, source) if source is not None else node_id],
+        "name": source if source is not None else f"streamproc {node_id}",
+        "manufacturer": "streamproc",
+        "model": "video stream processor" if source is None else "camera described by streamproc",
+        "sw_version": __version__,
+    }
+
+
+class _Builder:
+    def __init__(self, config: "HomeAssistantConfig", topics: Topics):
+        self.config, self.topics, self.node = config, topics, config.node_id
+        self.messages: list[tuple[str, bytes]] = []
+
+    def add(self, component: str, source: Optional[str], key: str, payload: dict[str, object]) -> None:
+        parts = (source, key) if source is not None else ("service", key)
+        uid = object_id(self.node, *parts)
+        payload = {
+            "unique_id": uid,
+            "default_entity_id": f"{component}.{_entity_slug(self.node, *parts)}",
+            **payload,
+            "device": _device(self.node, source),
+            "origin": origin(),
+        }
+        topic = f"{self.config.discovery_prefix}/{component}/{self.node}/{object_id(*parts)}/config"
+        self.messages.append((topic, _json(payload)))
 
 
 def discovery_messages(
@@ -52,50 +118,109 @@ def discovery_messages(
     topics: Topics,
     rules: Sequence["RuleConfig"],
     source_names: Iterable[str],
+    *,
+    switches: bool = False,
+    snapshots: bool = False,
 ) -> list[tuple[str, bytes]]:
-    """(topic, payload) of every discovery config, to be published retained."""
-    messages: list[tuple[str, bytes]] = []
-    node = config.node_id
+    """(topic, payload) of every discovery config, to be published retained. `switches`: the
+    pipeline's controls are bound (pause a camera, enable a rule); `snapshots`: per-segment JPEGs."""
+    b = _Builder(config, topics)
     for source in source_names:
-        device = _device(node, source)
-        uid = object_id(node, source, "caption")
-        caption = {
+        camera = _camera_availability(topics, source)
+        b.add("sensor", source, "caption", {
             "name": "Caption",
-            "unique_id": uid,
-            "object_id": uid,
-            "state_topic": topics.captions(source),
+            "state_topic": topics.last_caption(source),
             "value_template": _CAPTION_STATE_TEMPLATE,
-            "json_attributes_topic": topics.captions(source),
+            "json_attributes_topic": topics.last_caption(source),
             "json_attributes_template": _CAPTION_ATTRIBUTES_TEMPLATE,
             "icon": "mdi:text-box-outline",
-            "device": device,
-            **_availability(topics),
-        }
-        messages.append((f"{config.discovery_prefix}/sensor/{node}/{object_id(source, 'caption')}/config", _json(caption)))
+            **camera,
+        })
+        b.add("binary_sensor", source, "connected", {
+            "name": "Connected",
+            "state_topic": topics.status(source),
+            "value_template": _CONNECTED_TEMPLATE,
+            "payload_on": STATE_ON,
+            "payload_off": STATE_OFF,
+            "device_class": "connectivity",
+            "entity_category": "diagnostic",
+            **_service_availability(topics),
+        })
+        b.add("image", source, "alert_snapshot", {
+            "name": "Alert snapshot",
+            "image_topic": topics.alert_snapshot(source),
+            "content_type": "image/jpeg",
+            **camera,
+        })
+        if snapshots:
+            b.add("image", source, "snapshot", {
+                "name": "Snapshot",
+                "image_topic": topics.snapshot(source),
+                "content_type": "image/jpeg",
+                **camera,
+            })
+        if switches:
+            b.add("switch", source, "describe", {
+                "name": "Describe",
+                "command_topic": topics.describe_set(source),
+                "state_topic": topics.describe(source),
+                "payload_on": STATE_ON,
+                "payload_off": STATE_OFF,
+                "state_on": STATE_ON,
+                "state_off": STATE_OFF,
+                "optimistic": False,
+                "retain": False,
+                "icon": "mdi:cctv",
+                "entity_category": "config",
+                **_service_availability(topics),
+            })
         for rule in rules:
             if not rule.applies_to(source):
                 continue
-            uid = object_id(node, source, rule.name)
-            sensor = {
+            sensor: dict[str, object] = {
                 "name": rule.name.replace("_", " "),
-                "unique_id": uid,
-                "object_id": uid,
                 "state_topic": topics.rule_state(source, rule.name),
                 "payload_on": STATE_ON,
                 "payload_off": STATE_OFF,
-                "device": device,
-                **_availability(topics),
+                **camera,
             }
             if rule.device_class:
                 sensor["device_class"] = rule.device_class
-            topic = f"{config.discovery_prefix}/binary_sensor/{node}/{object_id(source, rule.name)}/config"
-            messages.append((topic, _json(sensor)))
-    return messages
+            b.add("binary_sensor", source, rule.name, sensor)
+    if switches:
+        for rule in rules:
+            b.add("switch", None, f"rule_{rule.name}", {
+                "name": f"Rule {rule.name.replace('_', ' ')}",
+                "command_topic": topics.rule_enabled_set(rule.name),
+                "state_topic": topics.rule_enabled(rule.name),
+                "payload_on": STATE_ON,
+                "payload_off": STATE_OFF,
+                "state_on": STATE_ON,
+                "state_off": STATE_OFF,
+                "optimistic": False,
+                "retain": False,
+                "icon": "mdi:bell-cog-outline",
+                "entity_category": "config",
+                **_service_availability(topics),
+            })
+    return b.messages
 
 
 def birth_topic(config: "HomeAssistantConfig") -> str:
     """Home Assistant publishes 'online' here when it starts: time to republish discovery."""
     return f"{config.discovery_prefix}/status"
+
+
+def node_configs(config: "HomeAssistantConfig") -> str:
+    """Subscription filter for every discovery config of this node (to find stale ones)."""
+    return f"{config.discovery_prefix}/+/{config.node_id}/+/config"
+
+
+def removals(current: Iterable[str], retained_topic: str, payload: bytes) -> list[tuple[str, bytes]]:
+    """An empty retained payload for a config found under this node that is no longer produced."""
+    if not payload or retained_topic in set(current):
+        return []
+    return [(retained_topic, b"")]
 
 
 def _json(value: object) -> bytes:

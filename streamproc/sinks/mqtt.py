@@ -48,6 +48,13 @@ class MqttSink(StatusEventsMixin, BaseSink):
         self._lock = threading.Lock()
         self._closed = False
         self._handled = 0
+        self.control: Any = None  # service.control.PipelineControl once bound (HA switches)
+
+    def bind_control(self, control: Any) -> None:
+        """Offer the pipeline's run-time switches on MQTT (`<prefix>/<source>/describe/set`,
+        `<prefix>/rules/<rule>/enabled/set`) and publish their retained state. Before start()."""
+        self.control = control
+        control.add_listener(self._control_changed)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -64,10 +71,13 @@ class MqttSink(StatusEventsMixin, BaseSink):
             subscriptions = {}
             on_connect = None
             if self.homeassistant is not None:
-                from .homeassistant import birth_topic
+                from .homeassistant import birth_topic, node_configs
 
                 on_connect = self._discovery
                 subscriptions[birth_topic(self.homeassistant)] = self._ha_birth
+                subscriptions[node_configs(self.homeassistant)] = self._ha_stale
+            if self.control is not None:
+                subscriptions.update(self._command_subscriptions())
             try:
                 self.publisher = Publisher(
                     self.config, self.outbox, self.topics, on_connect=on_connect, subscriptions=subscriptions
@@ -84,6 +94,7 @@ class MqttSink(StatusEventsMixin, BaseSink):
                     for rule in self.rules
                     if rule.applies_to(source)
                 ]
+                + self._switch_states()
             )
             self.publisher.start()
 
@@ -135,11 +146,22 @@ class MqttSink(StatusEventsMixin, BaseSink):
         if messages:
             self.outbox.append_many(messages)
             self.publisher.notify()
+        if event.type == "caption":
+            # The current caption, retained: Home Assistant's sensor shows it again after a restart.
+            self.publisher.publish_ephemeral(
+                self.topics.last_caption(event.source), event.to_bytes(), self.config.qos.state, True
+            )
         if event.type == "caption" and self.config.snapshots and event.snapshot is not None:
             image = event.snapshot
             self.publisher.publish_ephemeral(
                 self.topics.snapshot(event.source), lambda: _jpeg(image), self.config.qos.snapshots, True
             )
+        if event.type == "alert" and event.data.get("transition") == "raised":
+            snapshot = (event.data.get("attachments") or {}).get("snapshot")
+            if snapshot is not None:
+                self.publisher.publish_ephemeral(
+                    self.topics.alert_snapshot(event.source), lambda: _read(snapshot["path"]), self.config.qos.snapshots, True
+                )
 
     def messages_for(self, event: Event) -> list[Message]:
         """The outbox rows for one event (stats and snapshots excepted: they are not stored)."""
@@ -155,6 +177,11 @@ class MqttSink(StatusEventsMixin, BaseSink):
             ]
         if event.type == "status":
             return [Message(topics.status(event.source), payload, qos.status, True, event.id)]
+        if event.type == "unchanged":  # gate skipped a segment: on the status topic, not retained,
+            # so the retained online/offline status stays what a late subscriber sees
+            return [Message(topics.status(event.source), payload, qos.status, False, event.id)]
+        if event.type == "summary":  # retained: a dashboard that connects later sees the latest one
+            return [Message(topics.summary(event.source), payload, qos.alerts, True, event.id)]
         log.debug("MQTT sink ignores %s events", event.type)
         return []
 
@@ -185,16 +212,81 @@ class MqttSink(StatusEventsMixin, BaseSink):
         from .homeassistant import discovery_messages
 
         assert self.homeassistant is not None
-        return [
-            (topic, payload, 1, True)
-            for topic, payload in discovery_messages(self.homeassistant, self.topics, self.rules, self.source_names)
-        ]
+        messages = discovery_messages(
+            self.homeassistant, self.topics, self.rules, self.source_names,
+            switches=self.control is not None, snapshots=self.config.snapshots,
+        )
+        return [(topic, payload, 1, True) for topic, payload in messages]
 
     def _ha_birth(self, payload: bytes) -> list[tuple[str, bytes, int, bool]]:
         if payload.strip().lower() == b"online":
             log.info("Home Assistant came online: republishing discovery")
             return self._discovery()
         return []
+
+    def _ha_stale(self, payload: bytes, topic: str) -> list[tuple[str, bytes, int, bool]]:
+        """A retained config under our node: removed (empty payload) if no longer configured."""
+        from .homeassistant import removals
+
+        current = [t for t, _, _, _ in self._discovery()]
+        found = removals(current, topic, payload)
+        for stale, _ in found:
+            log.info("Home Assistant: removing the entity of %s (no longer configured)", stale)
+        return [(t, p, 1, True) for t, p in found]
+
+    # -- run-time switches (service/control.py) --------------------------------------------------
+
+    def _command_subscriptions(self) -> dict[str, Any]:
+        subscriptions: dict[str, Any] = {}
+        for source in self.control.sources:
+            subscriptions[self.topics.describe_set(source)] = (
+                lambda payload, source=source: self._command(payload, lambda on: self.control.set_paused(source, not on))
+            )
+        for rule in self.control.rules:
+            subscriptions[self.topics.rule_enabled_set(rule)] = (
+                lambda payload, rule=rule: self._command(payload, lambda on: self.control.enable_rule(rule, on))
+            )
+        return subscriptions
+
+    @staticmethod
+    def _command(payload: bytes, apply: Any) -> list[tuple[str, bytes, int, bool]]:
+        value = payload.strip().upper()
+        if value not in (STATE_ON.encode(), STATE_OFF.encode()):
+            log.warning("MQTT: a switch command must be ON or OFF, got %r", payload[:20])
+            return []
+        apply(value == STATE_ON.encode())  # the state goes out through _control_changed
+        return []
+
+    def _switch_states(self) -> list[Message]:
+        if self.control is None:
+            return []
+        state = self.control.snapshot()
+        qos = self.config.qos.state
+        return [
+            Message(self.topics.describe(s), (STATE_ON if on else STATE_OFF).encode(), qos, True)
+            for s, on in state["describing"].items()
+        ] + [
+            Message(self.topics.rule_enabled(r), (STATE_ON if on else STATE_OFF).encode(), qos, True)
+            for r, on in state["rules"].items()
+        ]
+
+    def _control_changed(self, kind: str, name: str, on: bool) -> None:
+        if self.outbox is None or self._closed:
+            return
+        qos, value = self.config.qos.state, (STATE_ON if on else STATE_OFF).encode()
+        if kind == "source":
+            messages = [Message(self.topics.describe(name), value, qos, True)]
+        else:
+            messages = [Message(self.topics.rule_enabled(name), value, qos, True)]
+            if not on:  # a disabled rule forgets its state: it is OFF everywhere
+                messages += [
+                    Message(self.topics.rule_state(source, name), STATE_OFF.encode(), qos, True)
+                    for source in self.source_names
+                    for rule in self.rules
+                    if rule.name == name and rule.applies_to(source)
+                ]
+        self.outbox.append_many(messages)
+        self.publisher.notify()
 
     def _require_started(self) -> None:
         if self.publisher is None:
@@ -207,6 +299,15 @@ class MqttSink(StatusEventsMixin, BaseSink):
     @property
     def last_error(self) -> Optional[str]:
         return None if self.publisher is None else self.publisher.last_error
+
+
+def _read(path: str) -> Optional[bytes]:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as error:  # removed by retention before it went out: nothing to send
+        log.warning("alert snapshot %s is gone: %s", path, error.strerror)
+        return None
 
 
 def _jpeg(image: Any) -> bytes:

@@ -7,6 +7,13 @@
     <prefix>/<source>/alerts             alert events (JSON)
     <prefix>/<source>/rules/<rule>/state ON | OFF                    retained
     <prefix>/<source>/snapshot           JPEG                        retained
+    <prefix>/<source>/captions/last      the last caption event      retained (Home Assistant's sensor)
+    <prefix>/<source>/alerts/snapshot    JPEG of the last raised alert   retained
+    <prefix>/<source>/describe           ON | OFF (OFF = paused)     retained
+    <prefix>/<source>/describe/set       ON | OFF                    command (Home Assistant switch)
+    <prefix>/rules/<rule>/enabled        ON | OFF                    retained
+    <prefix>/rules/<rule>/enabled/set    ON | OFF                    command (Home Assistant switch)
+    <prefix>/<source>/summary            summary events (JSON)       retained (the latest)
 """
 from __future__ import annotations
 
@@ -52,3 +59,24 @@ class Topics:
 
     def snapshot(self, source: str) -> str:
         return f"{self.prefix}/{check_level(source, 'source')}/snapshot"
+
+    def summary(self, source: str) -> str:
+        return f"{self.prefix}/{check_level(source, 'source')}/summary"
+
+    def last_caption(self, source: str) -> str:
+        return f"{self.prefix}/{check_level(source, 'source')}/captions/last"
+
+    def alert_snapshot(self, source: str) -> str:
+        return f"{self.prefix}/{check_level(source, 'source')}/alerts/snapshot"
+
+    def describe(self, source: str) -> str:
+        return f"{self.prefix}/{check_level(source, 'source')}/describe"
+
+    def describe_set(self, source: str) -> str:
+        return f"{self.describe(source)}/set"
+
+    def rule_enabled(self, rule: str) -> str:
+        return f"{self.prefix}/rules/{check_level(rule, 'rule')}/enabled"
+
+    def rule_enabled_set(self, rule: str) -> str:
+        return f"{self.rule_enabled(rule)}/set"

@@ -1,0 +1,128 @@
+"""Run-time switches of a running pipeline: pause describing a source, enable or disable a rule.
+
+Home Assistant's switch entities (the MQTT sink's command topics) and anything else that holds a
+pipeline call these; changes apply to the next segment, without a restart. A paused source keeps
+reading (a live camera stays connected and its status stays true), but its segments are
+acknowledged without being described, and counted (`streamproc_segments_paused_total`).
+
+The switches start from the config at every start: a pause is not remembered across restarts.
+Listeners hear every change (the MQTT sink publishes the retained switch state, metrics follow it).
+Thread-safe: commands come from the MQTT thread, reads from the model workers.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Callable, Iterable, Literal
+
+from ..errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["source", "rule"]
+Listener = Callable[[Kind, str, bool], None]  # (kind, name, on): on = describing / rule enabled
+
+
+class PipelineControl:
+    def __init__(self, sources: Iterable[str], rules: Iterable[str]):
+        self._sources = {name: False for name in sources}  # name -> paused
+        self._rules = {name: True for name in rules}  # name -> enabled
+        self._lock = threading.Lock()
+        self._listeners: list[Listener] = []
+
+    @property
+    def sources(self) -> list[str]:
+        return list(self._sources)
+
+    @property
+    def rules(self) -> list[str]:
+        return list(self._rules)
+
+    def add_listener(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def pause(self, source: str) -> bool:
+        return self.set_paused(source, True)
+
+    def resume(self, source: str) -> bool:
+        return self.set_paused(source, False)
+
+    def set_paused(self, source: str, paused: bool) -> bool:
+        """True if this changed anything. Unknown sources raise ConfigError (not retryable)."""
+        with self._lock:
+            if source not in self._sources:
+                raise ConfigError(f"no source named {source!r} to pause or resume")
+            changed = self._sources[source] != paused
+            self._sources[source] = paused
+        if changed:
+            log.info("%s: describing %s", source, "paused" if paused else "resumed")
+        self._tell("source", source, not paused)
+        return changed
+
+    def is_paused(self, source: str) -> bool:
+        with self._lock:
+            return self._sources.get(source, False)
+
+    def enable_rule(self, rule: str, on: bool = True) -> bool:
+        """True if this changed anything. Unknown rules raise ConfigError (not retryable)."""
+        with self._lock:
+            if rule not in self._rules:
+                raise ConfigError(f"no rule named {rule!r} to enable or disable")
+            changed = self._rules[rule] != on
+            self._rules[rule] = on
+        if changed:
+            log.info("rule %s %s", rule, "enabled" if on else "disabled")
+        self._tell("rule", rule, on)
+        return changed
+
+    def rule_enabled(self, rule: str) -> bool:
+        with self._lock:
+            return self._rules.get(rule, True)
+
+    def snapshot(self) -> dict[str, dict[str, bool]]:
+        with self._lock:
+            return {
+                "describing": {s: not paused for s, paused in self._sources.items()},
+                "rules": dict(self._rules),
+            }
+
+    def _tell(self, kind: Kind, name: str, on: bool) -> None:
+        # Every command is echoed (changed or not), so a switch whose state message was lost
+        # settles on the next command.
+        for listener in list(self._listeners):
+            try:
+                listener(kind, name, on)
+            except Exception:  # one listener's trouble must not stop the switch
+                log.exception("control listener failed for %s %s", kind, name)
+
+
+def control_for(pipeline: Any) -> PipelineControl:
+    """The pipeline's switches, wired to its rule engine and metrics (every series made at zero)."""
+    sources = [s.name for s in pipeline.sources]
+    rules = list(pipeline.config.rules)
+    metrics, engine = pipeline.metrics, pipeline.rules
+    metrics.prepare(sources, [(r.name, [s for s in sources if r.applies_to(s)]) for r in rules])
+    control = PipelineControl(sources, [r.name for r in rules])
+
+    def changed(kind: Kind, name: str, on: bool) -> None:
+        if kind == "source":
+            metrics.source_paused.labels(name).set(0 if on else 1)
+            return
+        engine.set_enabled(name, on)
+        metrics.rule_enabled.labels(name).set(1 if on else 0)
+        if not on:
+            for rule in rules:
+                if rule.name == name:
+                    for source in sources:
+                        if rule.applies_to(source):
+                            metrics.rule_on.labels(source, name).set(0)
+
+    control.add_listener(changed)  # first: the engine knows before any sink says so
+    return control
+
+
+def count_alert(metrics: Any, event: Any) -> None:
+    """An alert event in the metrics: its transition counted, the rule's state gauge set."""
+    rule, transition = event.data["rule"], event.data["transition"]
+    metrics.alerts.labels(event.source, rule, transition).inc()
+    metrics.rule_on.labels(event.source, rule).set(1 if transition == "raised" else 0)
