@@ -13,12 +13,13 @@ import json
 import logging
 import os
 import re
+import threading
 import time
 from pathlib import Path
 from typing import Any, Optional
 
 from ..config.model import HfBackendConfig
-from ..errors import BackendError, ModelError
+from ..errors import Aborted, BackendError, ModelError
 from ..qwen import InputBuilder, ModelInputs
 from .base import GenerationParams, Result, Timings
 
@@ -32,6 +33,18 @@ WEIGHT_FILES = (
     "pytorch_model.bin.index.json",
 )
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def require_hf_extra() -> None:
+    """torch and transformers, or one line saying which extra installs them (exit 4)."""
+    for module in ("torch", "transformers"):
+        try:
+            __import__(module)
+        except ImportError:
+            raise ModelError(
+                f"the transformers backend needs {module}, which is not installed: "
+                f"pip install 'streamproc[hf]' (or use a bmodel with --bmodel)"
+            ) from None
 
 
 def resolve_model_dir(model: str) -> Path:
@@ -79,7 +92,15 @@ class HfBackend:
 
     name = "hf"
 
+    @staticmethod
+    def geometry(config: HfBackendConfig):
+        """What the checkpoint takes, from its config files (no weights, no torch)."""
+        from .geometry import checkpoint_geometry
+
+        return checkpoint_geometry(resolve_model_dir(config.model))
+
     def __init__(self, config: HfBackendConfig, inputs: Optional[InputBuilder] = None):
+        require_hf_extra()
         import torch
         from transformers import Qwen2_5_VLForConditionalGeneration
 
@@ -102,6 +123,8 @@ class HfBackend:
         self.load_s = time.perf_counter() - started
         self._embed = self.model.get_input_embeddings()
         self._vit_dtype = self.model.model.visual.dtype
+        self._abort = threading.Event()  # abort(): checked between the request's model steps
+        self._running = threading.Lock()  # held while a request runs (abort() is a no-op otherwise)
         log.info("loaded %s on %s as %s in %.2f s", self.model_id, self.device, self.dtype, self.load_s)
 
     @staticmethod
@@ -136,12 +159,25 @@ class HfBackend:
     def inputs(self) -> InputBuilder:
         return self._inputs
 
+    def abort(self) -> None:
+        """Stop the request in progress (it raises Aborted at its next step); no-op when idle."""
+        if self._running.locked():
+            self._abort.set()
+
+    def _check_abort(self) -> None:
+        if self._abort.is_set():
+            self._abort.clear()
+            raise Aborted(f"{self.model_id}: the request was aborted")
+
     def describe(self, inputs: ModelInputs, params: GenerationParams) -> Result:
         import torch
 
         try:
-            with torch.inference_mode():
-                return self._describe(inputs, params)
+            with self._running, torch.inference_mode():
+                try:
+                    return self._describe(inputs, params)
+                finally:
+                    self._abort.clear()  # an abort that came too late for this request expires with it
         except torch.cuda.OutOfMemoryError as exc:
             raise BackendError(f"the GPU ran out of memory: {exc}") from None
         except RuntimeError as exc:
@@ -173,6 +209,7 @@ class HfBackend:
         ids = torch.from_numpy(inputs.input_ids).to(self.device).view(1, -1)
         embeds = self._embed(ids)
         for block in inputs.blocks:
+            self._check_abort()
             rows = torch.from_numpy(block.pixel_values).to(self.device, self._vit_dtype)
             grid = torch.tensor([block.grid_thw], device=self.device)
             merged = self.model.model.visual(rows, grid_thw=grid)
@@ -182,6 +219,7 @@ class HfBackend:
         self._sync()
         timings.vision_s = time.perf_counter() - started
 
+        self._check_abort()
         mark = time.perf_counter()
         text_model = self.model.model.language_model
         cache = DynamicCache(config=self.model.config)
@@ -206,6 +244,7 @@ class HfBackend:
                 break
             if len(generated) >= params.max_new_tokens:
                 break
+            self._check_abort()
             step = len(generated) - 1
             token_tensor = torch.tensor([[token]], device=self.device)
             history = torch.cat([history, token_tensor], dim=1)

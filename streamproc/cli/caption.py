@@ -20,24 +20,29 @@ Finished files are recorded in OUT/streamproc-captions.json and skipped by the n
 
 
 def add_parser(subparsers) -> None:
+    from .common import HelpFormatter
+
     parser = subparsers.add_parser(
         "caption",
         help="caption video files (batch) into JSONL, SRT and WebVTT",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Caption video files into JSONL, SRT and WebVTT. Frame size and segment length come "
+        "from the model (its config files, or the bmodel's nets) unless given.",
+        formatter_class=HelpFormatter,
         epilog=EPILOG,
     )
     parser.add_argument("inputs", nargs="+", metavar="FILE|DIR|GLOB", help="videos, folders of videos, or glob patterns")
     parser.add_argument("--config", type=Path, help="take backend, prompt, sampling, segmenting and rules from this config")
-    parser.add_argument("--model", help="transformers checkpoint folder or hub id (hf backend)")
+    parser.add_argument("--model", help="transformers checkpoint folder or hub id (hf backend; needs streamproc[hf])")
     parser.add_argument("--bmodel", type=Path, help="Qwen2.5-VL bmodel (tpu backend)")
-    parser.add_argument("--tokenizer", type=Path, help="folder with tokenizer.json for --bmodel")
-    parser.add_argument("--runtime-dir", type=Path, help="folder with libbmrt.so (default: $STREAMPROC_BMRT_DIR, SDK)")
-    parser.add_argument("--device", default=None, help="hf backend device: auto, cpu or cuda")
-    parser.add_argument("--prompt", help="the question asked for every segment")
-    parser.add_argument("--max-new-tokens", type=int, help="longest caption in tokens")
+    parser.add_argument("--tokenizer", type=Path, help="folder with tokenizer.json for --bmodel (default: beside the bmodel)")
+    parser.add_argument("--runtime-dir", type=Path, help="folder with libbmrt.so (default: $STREAMPROC_BMRT_DIR, the SDK)")
+    parser.add_argument("--device", default=None, help="hf backend device: auto, cpu or cuda (default: auto)")
+    parser.add_argument("--prompt", help="the question asked for every segment (default: config prompt.user)")
+    parser.add_argument("--max-new-tokens", type=int, help="longest caption in tokens (default: 64)")
     parser.add_argument("--seq-length", type=int, help="context to size segments for (default: the model's, else 2048)")
-    parser.add_argument("--max-pixels", help="the model's max_pixels, e.g. 672x896 (frames use a quarter)")
-    parser.add_argument("--out", type=Path, default=Path("captions"), help="output folder (default ./captions)")
+    parser.add_argument("--max-pixels", help="the model's max_pixels, e.g. 672x896; frames use a quarter "
+                        "(default: the model's, 672x896 at most)")
+    parser.add_argument("--out", type=Path, default=Path("captions"), help="output folder")
     parser.add_argument("--format", default="jsonl,srt,vtt", help="comma-separated: jsonl, srt, vtt")
     parser.add_argument("--force", action="store_true", help="caption files again even if done")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -47,16 +52,18 @@ def add_parser(subparsers) -> None:
 def build_config(args):
     from ..config import config_from_data, load_config
 
-    base = load_config(args.config).model_dump(mode="json", exclude_none=True) if args.config else {}
+    # exclude_unset: what the file leaves out stays unset, so the model's geometry fills it in.
+    base = load_config(args.config).model_dump(mode="json", exclude_unset=True) if args.config else {}
     base["sources"] = []
     if args.model and args.bmodel:
         raise UsageError("give --model (transformers) or --bmodel (TPU), not both")
     if args.model:
         base["backend"] = {"type": "hf", "model": args.model, **({"device": args.device} if args.device else {})}
     elif args.bmodel:
-        if not args.tokenizer:
-            raise UsageError("--bmodel needs --tokenizer (the folder with the model's tokenizer.json)")
-        backend = {"type": "tpu", "bmodel": str(args.bmodel), "tokenizer": str(args.tokenizer)}
+        from .chat import tokenizer_beside
+
+        tokenizer = args.tokenizer or tokenizer_beside(args.bmodel)
+        backend = {"type": "tpu", "bmodel": str(args.bmodel), "tokenizer": str(tokenizer)}
         if args.runtime_dir:
             backend["runtime_dir"] = str(args.runtime_dir)
         base["backend"] = backend
@@ -86,10 +93,13 @@ def run(args) -> int:
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
         raise UsageError(f"unknown caption format(s) {', '.join(unknown) or '(none)'}: choose from {', '.join(FORMATS)}")
+    from ..backends.geometry import fit_to_model
+
     config = build_config(args)
     paths = expand_inputs(args.inputs)
     if not paths:
         raise UsageError("no video files found in " + " ".join(args.inputs))
+    config, _ = fit_to_model(config)  # sizes from the model; a value that does not fit fails now, before weights load
     quiet_simulator_if_used(config)
     backend = create_backend(config.backend)
     try:
@@ -111,6 +121,8 @@ def run(args) -> int:
 
 
 def _run_with_progress(config, backend, paths, formats, args):
+    """One bar over files, and one per file counting described segments out of those planned
+    (known up front from the file's duration and frame size)."""
     from tqdm import tqdm
 
     from ..service.batch import BatchCaptioner
@@ -120,12 +132,9 @@ def _run_with_progress(config, backend, paths, formats, args):
     bars = {}
 
     def progress(path: Path, done_s: float, total_s: float) -> None:
-        bar = bars.get(path)
-        if bar is None:
-            total = round(total_s) or None
-            bar = bars[path] = tqdm(total=total, desc=path.name[:30], unit="s", position=1, leave=False, disable=quiet)
-        bar.n = min(round(done_s), bar.total or round(done_s))
-        bar.refresh()
+        if path not in bars:
+            total = planned_segments(captioner, path)
+            bars[path] = tqdm(total=total, desc=path.name[:30], unit="segment", position=1, leave=False, disable=quiet)
 
     def file_done(outcome) -> None:
         bar = bars.pop(outcome.path, None)
@@ -134,7 +143,50 @@ def _run_with_progress(config, backend, paths, formats, args):
         overall.update(1)
 
     captioner = BatchCaptioner(config, backend, args.out, formats, force=args.force, on_progress=progress)
+    describe = captioner.describer.describe
+
+    def counted(segment):
+        described = describe(segment)
+        bar = next(iter(bars.values()), None)
+        if bar is not None:
+            if bar.total is not None and bar.n + 1 > bar.total:
+                bar.total = bar.n + 1  # the estimate was short (e.g. a duration the container misstates)
+            bar.update(1)
+        return described
+
+    captioner.describer.describe = counted
     try:
         return captioner.run(paths, on_file=file_done)
     finally:
         overall.close()
+
+
+def planned_segments(captioner, path: Path):
+    """How many segments the file will be cut into (None when its duration is unknown)."""
+    import math
+
+    from ..ingest.sampling import model_frame_size
+    from ..ingest.segmenter import plan_segments
+    from ..service.batch import _duration
+    from ..service.planning import prompt_reserve
+
+    config = captioner.config
+    try:
+        import av
+
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            height, width = stream.codec_context.height, stream.codec_context.width
+    except Exception:  # the run reports an unreadable file in one line
+        return None
+    duration = _duration(path)
+    if not duration or not height:
+        return None
+    frame_h, frame_w = model_frame_size(height, width, config.sampling)
+    seg = config.segmenting
+    reserve = prompt_reserve(config, captioner.backend.inputs, captioner.rules, path.stem)
+    plan = plan_segments(captioner.seq_length, frame_h, frame_w, config.sampling.fps, reserve, seg.answer_reserve,
+                         seg.overlap_s, seg.max_duration_s)
+    frames = max(1, math.floor(duration * config.sampling.fps + 1e-6))
+    step = plan.frames - plan.overlap_frames
+    return max(1, math.ceil(max(frames - plan.overlap_frames, 1) / step))

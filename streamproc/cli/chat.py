@@ -11,61 +11,100 @@ from ..errors import UsageError
 EPILOG = """\
 examples:
   streamproc chat --bmodel qwen2.5-vl-3b.bmodel --tokenizer qwen2.5-vl-3b/ --image photo.jpg
+  streamproc chat -m qwen2.5-vl-3b.bmodel -c config --image photo.jpg     # the seed demo's form
   streamproc chat --bmodel qwen2.5-vl-3b.bmodel --tokenizer qwen2.5-vl-3b/ --video clip.mp4 -p "What happens?"
-  streamproc chat --model Qwen/Qwen2.5-VL-3B-Instruct --image a.jpg --image b.jpg
+  streamproc chat --model Qwen/Qwen2.5-VL-3B-Instruct --image a.jpg --image b.jpg --no-system
 
-In the interactive mode: `clear` forgets the conversation (the media stays), `exit` or Ctrl-D ends.
+Images are resized to what the model takes: a bmodel's own max_pixels (its ViT size), a
+checkpoint's preprocessor_config.json. The system turn is what the model's chat template adds
+by itself unless --system or --no-system says otherwise.
+In the interactive mode: `clear` (or `new`) forgets the conversation (the media stays), `exit`,
+`quit`, `q` or Ctrl-D ends.
 """
 
 
 def add_parser(subparsers) -> None:
+    from .common import HelpFormatter
+
     parser = subparsers.add_parser(
         "chat",
         help="ask a model about an image or a video, interactively or once (-p)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Ask Qwen2.5-VL about images or a video: a bmodel on a Sophgo TPU (or the CPU simulator), "
+        "or a transformers checkpoint. Accepts the seed demo's -m BMODEL -c CONFIG_DIR form.",
+        formatter_class=HelpFormatter,
         epilog=EPILOG,
     )
-    parser.add_argument("--bmodel", type=Path, help="Qwen2.5-VL bmodel (TPU or simulator)")
-    parser.add_argument("--tokenizer", type=Path, help="folder with the model's tokenizer.json (default: beside the bmodel)")
-    parser.add_argument("--runtime-dir", type=Path, help="folder with libbmrt.so (default: $STREAMPROC_BMRT_DIR, SDK)")
-    parser.add_argument("--device-id", type=int, default=0, help="TPU device (default 0)")
-    parser.add_argument("--model", help="transformers checkpoint folder or hub id instead of a bmodel")
+    parser.add_argument("--bmodel", "-m", "--model_path", dest="bmodel", type=Path,
+                        help="Qwen2.5-VL bmodel (TPU or simulator)")
+    parser.add_argument("--tokenizer", "-c", "--config_path", dest="tokenizer", type=Path,
+                        help="folder with the model's tokenizer.json and processor configs "
+                        "(default: beside the bmodel, or ./config)")
+    parser.add_argument("--runtime-dir", type=Path, help="folder with libbmrt.so (default: $STREAMPROC_BMRT_DIR, the SDK)")
+    parser.add_argument("--device-id", "-d", "--devid", dest="device_id", type=int, default=0, help="TPU device")
+    parser.add_argument("--model", help="transformers checkpoint folder or hub id instead of a bmodel (needs streamproc[hf])")
     parser.add_argument("--image", type=Path, action="append", default=[], help="an image (repeat for several)")
     parser.add_argument("--video", type=Path, help="a video, sampled at --fps")
-    parser.add_argument("--fps", type=float, default=1.0, help="video sampling rate (default 1)")
+    parser.add_argument("--fps", type=float, default=1.0, help="video sampling rate in frames per second")
     parser.add_argument("-p", "--prompt", help="ask this once, print the answer and exit")
-    parser.add_argument("--max-new-tokens", type=int, default=256)
+    system = parser.add_mutually_exclusive_group()
+    system.add_argument("--system", metavar="TEXT", help="the system turn (default: what the chat template adds)")
+    system.add_argument("--no-system", action="store_true", help="no system turn, even if the template would add one")
+    parser.add_argument("--max-new-tokens", type=int, default=256, help="longest answer in tokens")
     parser.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
-    parser.add_argument("--temperature", type=float, default=0.7)
-    parser.add_argument("--top-p", type=float, default=0.8)
-    parser.add_argument("--top-k", type=int, default=50)
-    parser.add_argument("--seed", type=int)
+    parser.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (with --sample)")
+    parser.add_argument("--top-p", type=float, default=0.8, help="nucleus sampling mass (with --sample)")
+    parser.add_argument("--top-k", type=int, default=50, help="sample among this many tokens (with --sample)")
+    parser.add_argument("--seed", type=int, help="random seed for --sample (default: random)")
     parser.set_defaults(func=run)
 
 
-def _backend(args):
-    from ..config.model import HfBackendConfig, TpuBackendConfig
+def tokenizer_beside(bmodel: Path) -> Path:
+    """The tokenizer folder of a bmodel given without one: beside it, in a folder named like it,
+    or ./config (where the seed demo keeps it)."""
+    bmodel = Path(bmodel).expanduser()
+    candidates = [bmodel.parent, bmodel.with_suffix(""), bmodel.parent / "config", Path("config")]
+    found = next((d for d in candidates if (d / "tokenizer.json").is_file()), None)
+    if found is None:
+        raise UsageError(
+            f"no tokenizer.json beside {bmodel} or in ./config: give the model's tokenizer folder "
+            f"with --tokenizer DIR (or -c DIR)"
+        )
+    return found
+
+
+def chat_config(args):
+    """The chat's settings as a config, fitted to the model before any weight loads."""
+    from ..backends.geometry import fit_to_model
+    from ..config import config_from_data
 
     if bool(args.bmodel) == bool(args.model):
-        raise UsageError("give --bmodel FILE (TPU) or --model DIR_OR_HUB_ID (transformers)")
+        raise UsageError("give --bmodel FILE (TPU; -m FILE) or --model DIR_OR_HUB_ID (transformers)")
     if args.model:
-        from ..backends.hf import HfBackend
+        backend = {"type": "hf", "model": args.model}
+        area = 0.25  # video frames at a quarter of max_pixels, as the service samples them
+    else:
+        tokenizer = args.tokenizer or tokenizer_beside(args.bmodel)
+        backend = {"type": "tpu", "bmodel": str(args.bmodel), "tokenizer": str(tokenizer), "device_id": args.device_id}
+        if args.runtime_dir:
+            backend["runtime_dir"] = str(args.runtime_dir)
+        area = 1.0  # one ViT call's worth a frame pair: the bmodel's max_pixels
+    system = False if args.no_system else args.system
+    data = {
+        "backend": backend,
+        "sampling": {"fps": args.fps, "video_area_factor": area},
+        "generation": {"max_new_tokens": args.max_new_tokens},
+        "prompt": {} if system is None else {"system": system},
+    }
+    config, _ = fit_to_model(config_from_data(data))
+    return config
 
-        return HfBackend(HfBackendConfig(model=args.model))
-    tokenizer = args.tokenizer
-    if tokenizer is None:
-        beside = [args.bmodel.parent, args.bmodel.with_suffix("")]
-        tokenizer = next((d for d in beside if (d / "tokenizer.json").exists()), None)
-        if tokenizer is None:
-            raise UsageError("--tokenizer is needed: no tokenizer.json beside the bmodel")
-    from ..backends.tpu import TpuBackend
-    from .common import quiet_simulator
 
-    config = TpuBackendConfig(
-        bmodel=args.bmodel, tokenizer=tokenizer, runtime_dir=args.runtime_dir, device_id=args.device_id
-    )
-    quiet_simulator(config.runtime_dir)
-    return TpuBackend(config)
+def _backend(config):
+    from ..backends.base import create_backend
+    from .common import quiet_simulator_if_used
+
+    quiet_simulator_if_used(config)
+    return create_backend(config.backend)
 
 
 def load_image(path: Path):
@@ -81,17 +120,12 @@ def load_image(path: Path):
         raise MediaError(f"{path}: not a readable image ({getattr(error, 'strerror', None) or error})") from None
 
 
-def load_video(path: Path, fps: float, builder, seq_length, max_patches):
-    """Frames at 1/4 of the model's max pixels (the product's video size), as many as fit."""
-    from ..config.ingest import SamplingConfig, SourceConfig
+def load_video(path: Path, sampling, builder, seq_length):
+    """Frames sized by the fitted `sampling` (the model's own limits), as many as fit."""
+    from ..config.ingest import SourceConfig
     from ..ingest.sampling import tokens_per_frame_pair
     from ..ingest.sources import VideoSource
 
-    max_pixels = builder.vision.video_max_pixels
-    if max_patches:
-        max_pixels = min(max_pixels, max_patches * 196)
-    sampling = SamplingConfig(fps=fps, max_pixels=max_pixels, video_area_factor=1.0 if max_patches else 0.25,
-                              min_pixels=min(max_pixels, 4 * 28 * 28))
     frames = [f.image for f in VideoSource(SourceConfig(name="chat", path=path), sampling).frames()]
     if seq_length and frames:
         per_pair = tokens_per_frame_pair(*frames[0].shape[:2])
@@ -105,19 +139,19 @@ def load_video(path: Path, fps: float, builder, seq_length, max_patches):
 def run(args) -> int:
     from ..backends.base import GenerationParams
 
-    backend = _backend(args)
+    config = chat_config(args)  # before any weight loads: a value that does not fit fails now
+    images = [load_image(p) for p in args.image]
+    backend = _backend(config)
     try:
         builder = backend.inputs
-        images = [load_image(p) for p in args.image]
         video = None
         if args.video:
-            video = load_video(args.video, args.fps, builder, getattr(backend, "seq_length", None),
-                               getattr(backend, "max_patches", None))
+            video = load_video(args.video, config.sampling, builder, getattr(backend, "seq_length", None))
         params = GenerationParams(
             max_new_tokens=args.max_new_tokens, do_sample=args.sample, temperature=args.temperature,
             top_p=args.top_p, top_k=args.top_k, seed=args.seed,
         )
-        session = ChatSession(backend, builder, images, video, args.fps, params)
+        session = ChatSession(backend, builder, images, video, args.fps, params, system=config.prompt.system)
         if args.prompt:
             session.ask(args.prompt)
             return 0
@@ -129,9 +163,9 @@ def run(args) -> int:
             except EOFError:
                 print()
                 return 0
-            if line in ("exit", "quit"):
+            if line in ("exit", "quit", "q"):
                 return 0
-            if line == "clear":
+            if line in ("clear", "new"):
                 session.clear()
                 print("(history cleared)")
             elif line:
@@ -141,9 +175,10 @@ def run(args) -> int:
 
 
 class ChatSession:
-    def __init__(self, backend, builder, images, video, fps, params):
+    def __init__(self, backend, builder, images, video, fps, params, system=None):
         self.backend, self.builder = backend, builder
         self.images, self.video, self.fps, self.params = images, video, fps, params
+        self.system = system  # None: the template's default; False: none; a string: that
         self.clear()
 
     def clear(self) -> None:
@@ -158,7 +193,7 @@ class ChatSession:
             print("\nmodel> ", end="", flush=True)
         if self.previous is None:
             inputs = self.builder.build(question, video=self.video, images=self.images or None, fps=self.fps,
-                                        answer_reserve=8)
+                                        system=self.system, answer_reserve=8)
             result = self.backend.describe(inputs, self.params, **extra)
         else:
             inputs = self.builder.follow_up(self.previous, self.answer_ids, question, answer_reserve=8)
@@ -172,7 +207,8 @@ class ChatSession:
             print(f"\nmodel> {result.text}")
         print(
             f"[first token {t.first_token_s:.2f} s (ViT {t.vision_s:.2f} s), {result.generated_tokens} tokens "
-            f"at {result.tokens_per_s:.1f} tokens/s, {result.prompt_tokens} prompt tokens]",
+            f"at {result.tokens_per_s:.1f} tokens/s, {result.prompt_tokens} prompt tokens, "
+            f"{result.visual_tokens} visual tokens]",
             file=sys.stderr,
         )
 

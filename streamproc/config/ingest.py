@@ -7,6 +7,7 @@ from typing import Literal, Optional
 from pydantic import Field, field_validator, model_validator
 
 from .base import Section, parse_pixels
+from .gate import SourceGateConfig
 
 LIVE_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
 
@@ -35,6 +36,12 @@ class SourceConfig(Section):
     reconnect: ReconnectConfig = ReconnectConfig()
     decoder_threads: int = Field(0, ge=0, description="0 = let FFmpeg choose")
     realtime: bool = Field(False, description="read a file at its own pace, like a camera (demos, soak tests)")
+    gate: SourceGateConfig = SourceGateConfig()  # `always` and ignore regions for the scene-change gate
+
+    @field_validator("path", mode="after")
+    @classmethod
+    def _expand_home(cls, value: Optional[Path]) -> Optional[Path]:
+        return value.expanduser() if value is not None else None
 
     @model_validator(mode="after")
     def _one_location(self) -> "SourceConfig":
@@ -51,8 +58,11 @@ class SourceConfig(Section):
 
 class SamplingConfig(Section):
     fps: float = Field(1.0, gt=0, le=30)
-    max_pixels: int = Field(672 * 896, description="the model's max_pixels, e.g. 672x896")
-    min_pixels: int = Field(4 * 28 * 28)
+    max_pixels: int = Field(
+        672 * 896,
+        description="the model's max_pixels, e.g. 672x896; unset: the model's own (a bmodel's ViT size), 672x896 at most",
+    )
+    min_pixels: int = Field(4 * 28 * 28, description="smallest frame; unset: the model's, at least 4 tokens")
     video_area_factor: float = Field(0.25, gt=0, le=1, description="frames use this share of max_pixels")
     # area: antialiased downscaling at 1.1 ms per 1080p frame; bicubic (what Qwen's processor uses)
     # costs 5.5 ms, enough to miss the ingest budget, for no visible gain at 1/4-1/16 scale.

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..errors import ModelError
+from .prompt import DEFAULT_SYSTEM_PROMPT, template_default_system
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,8 @@ class QwenSpec:
     vocab_size: Optional[int] = None
     max_position_embeddings: Optional[int] = None
     mrope_section: Optional[tuple[int, ...]] = None
+    # The system turn the folder's chat template adds when a conversation has none (None: none).
+    default_system: Optional[str] = DEFAULT_SYSTEM_PROMPT
 
     @classmethod
     def from_dir(cls, path: str | Path, vocab: Optional[dict[str, int]] = None) -> "QwenSpec":
@@ -137,6 +140,7 @@ class QwenSpec:
             vocab_size=text_value("vocab_size"),
             max_position_embeddings=text_value("max_position_embeddings"),
             mrope_section=tuple(section) if section else None,
+            default_system=template_default_system(path),
         )
 
 

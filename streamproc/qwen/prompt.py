@@ -3,7 +3,9 @@
 The published template (chat_template.json of Qwen/Qwen2.5-VL-*-Instruct) renders:
 
     <|im_start|>system\\n{system}<|im_end|>\\n            (a default system turn when the first
-    <|im_start|>user\\n{parts}<|im_end|>\\n                 message is not a system one)
+    <|im_start|>user\\n{parts}<|im_end|>\\n                 message is not a system one; other
+                                                        templates may add none: see
+                                                        template_default_system)
     <|im_start|>assistant\\n                                (the generation prompt)
 
 where an image part is <|vision_start|><|image_pad|><|vision_end|> and a video part the same
@@ -15,8 +17,11 @@ the text): special tokens split the text either way, so the text between them to
 from __future__ import annotations
 
 import enum
+import json
+import re
 from dataclasses import dataclass
-from typing import Sequence, Union
+from pathlib import Path
+from typing import Optional, Sequence, Union
 
 import numpy as np
 
@@ -58,25 +63,74 @@ class Message:
 
 
 def render_chat(
-    messages: Sequence[Message], add_generation_prompt: bool = True, default_system: bool = True
+    messages: Sequence[Message], add_generation_prompt: bool = True, default_system: Union[bool, str, None] = True
 ) -> str:
-    """The template's text. `default_system=False` renders a continuation (no system turn added)."""
+    """The template's text. `default_system` is the system turn the template adds when the first
+    message is not a system one: True for Qwen's published default, a string for a template's
+    own, False or None for a template that adds none (and for continuations)."""
+    if default_system is True:
+        default_system = DEFAULT_SYSTEM_PROMPT
     parts = []
     if default_system and messages and messages[0].role != "system":
-        parts.append(Message("system", DEFAULT_SYSTEM_PROMPT).render())
+        parts.append(Message("system", default_system).render())
     parts.extend(message.render() for message in messages)
     if add_generation_prompt:
         parts.append(f"{IM_START}assistant\n")
     return "".join(parts)
 
 
-def conversation(
-    text: str, visuals: Sequence[Vision] = (), system: str | None = DEFAULT_SYSTEM_PROMPT
-) -> list[Message]:
-    """System turn (None: the template's default) and one user turn: visuals first, then text."""
-    messages = [] if system is None else [Message("system", system)]
+# How a system prompt is chosen (config prompt.system, `chat --system/--no-system`):
+TEMPLATE_DEFAULT = None  # what the tokenizer folder's chat template adds by itself, if anything
+NO_SYSTEM = False  # no system turn at all
+SystemPrompt = Union[str, None, bool]
+
+
+def conversation(text: str, visuals: Sequence[Vision] = (), system: SystemPrompt = TEMPLATE_DEFAULT) -> list[Message]:
+    """A system turn when `system` is a string (else none here: the renderer adds the
+    template's default for TEMPLATE_DEFAULT), and one user turn: visuals first, then text."""
+    messages = [Message("system", system)] if isinstance(system, str) else []
     messages.append(Message("user", [*visuals, text]))
     return messages
+
+
+_TEMPLATE_FILES = ("chat_template.json", "chat_template.jinja", "tokenizer_config.json")
+# A literal system turn in a template: what it adds when the conversation has none.
+_LITERAL_SYSTEM = re.compile(re.escape(IM_START) + r"system\n([^{}]*?)" + re.escape(IM_END))
+_JOINED = re.compile(r"['\"]\s*[+~]")  # a string literal joined to an expression
+
+
+def chat_template(folder: Union[str, Path]) -> Optional[str]:
+    """The chat template of a tokenizer or checkpoint folder, as transformers finds it."""
+    folder = Path(folder)
+    for name in _TEMPLATE_FILES:
+        path = folder / name
+        if not path.is_file():
+            continue
+        text = path.read_text(encoding="utf-8", errors="replace")
+        if name.endswith(".jinja"):
+            return text
+        try:
+            template = json.loads(text).get("chat_template")
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(template, list):  # named templates: the default one
+            template = next((t.get("template") for t in template if t.get("name") == "default"), None)
+        if isinstance(template, str):
+            return template
+    return None
+
+
+def template_default_system(folder: Union[str, Path]) -> Optional[str]:
+    """The system prompt the folder's chat template adds when a conversation has none: the
+    literal system turn written in the template, None when it writes none. A folder without a
+    template gets Qwen2.5-VL's published one (which adds "You are a helpful assistant.")."""
+    template = chat_template(folder)
+    if template is None:
+        return DEFAULT_SYSTEM_PROMPT
+    for found in _LITERAL_SYSTEM.finditer(template):
+        if not _JOINED.search(found.group(1)):  # '...system\n' + content + '...': the user's own
+            return found.group(1)
+    return None
 
 
 def continuation(text: str) -> str:
