@@ -9,6 +9,7 @@ same bmodel share its weights inside libbmrt, so a service runs one per stream i
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import sys
@@ -22,7 +23,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from ..config.model import TpuBackendConfig
-from ..errors import DeviceError, InputTooLarge, ModelError
+from ..errors import Aborted, DeviceError, InputTooLarge, ModelError
 from ..qwen import InputBuilder, ModelInputs
 from .base import GenerationParams, Result, Timings
 
@@ -51,6 +52,8 @@ def translate_native_error(exc: BaseException, context: str) -> Exception:
     """streamproc's typed error for an exception from streamproc._native."""
     native = native_module()
     message = f"{context}: {exc}"
+    if isinstance(exc, native.AbortedError):
+        return Aborted(message)
     if isinstance(exc, native.RuntimeNotFoundError):
         return DeviceError(message)
     if isinstance(exc, native.BmodelError):
@@ -68,10 +71,12 @@ def fit_to_vit(builder: InputBuilder, max_patches: int, seq_length: int) -> Inpu
     checked against the bmodel's sequence length."""
     vision = builder.vision
     limit = max_patches * vision.patch_size**2
+    # The bmodel's own max_pixels (its ViT size), not the tokenizer folder's preprocessor_config,
+    # which describes the checkpoint before conversion: as the seed demo sizes images.
     fitted = replace(
         vision,
-        image_max_pixels=min(vision.image_max_pixels, limit),
-        video_max_pixels=min(vision.video_max_pixels, limit),
+        image_max_pixels=limit,
+        video_max_pixels=limit,
         image_min_pixels=min(vision.image_min_pixels, limit),
         video_min_pixels=min(vision.video_min_pixels, limit),
     )
@@ -120,12 +125,22 @@ def vision_chunks(inputs: ModelInputs, max_patches: int, start: int = 0) -> list
 class TpuBackend:
     name = "tpu"
 
+    @staticmethod
+    def geometry(config: TpuBackendConfig):
+        """What the bmodel takes, from its nets (read from the file; no weights, no runtime)."""
+        from .geometry import bmodel_geometry
+
+        return bmodel_geometry(config.bmodel, config.tokenizer)
+
     def __init__(self, config: TpuBackendConfig, builder: Optional[InputBuilder] = None):
         self.config = config
         bmodel = Path(config.bmodel).expanduser()
         self.model_id = bmodel.name
         native = native_module()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one request at a time
+        # abort() against the request in progress: _busy says whether there is one.
+        self._abort_lock = threading.Lock()
+        self._busy = False
         self._engine = None
         try:
             self._engine = native.Engine(str(bmodel), config.device_id, str(config.runtime_dir or ""))
@@ -178,7 +193,7 @@ class TpuBackend:
     def describe(self, inputs: ModelInputs, params: GenerationParams, on_token: Optional[OnToken] = None) -> Result:
         """A new conversation: the history is cleared first. `on_token` sees each token as it
         is generated (for streaming output)."""
-        with self._lock:
+        with self._lock, self._request():
             self._engine_or_fail().clear_history()
             return self._run(inputs, params, start=0, on_token=on_token)
 
@@ -186,7 +201,7 @@ class TpuBackend:
         """A further turn built with InputBuilder.follow_up: only its new tokens are prefilled
         when the bmodel keeps history (rolling back any later turn, so several questions can
         follow the same answer); otherwise the whole conversation runs again."""
-        with self._lock:
+        with self._lock, self._request():
             engine = self._engine_or_fail()
             if self.supports_history and engine.history_length >= inputs.cached_tokens > 0:
                 engine.truncate_history(inputs.cached_tokens)
@@ -194,13 +209,35 @@ class TpuBackend:
             engine.clear_history()
             return self._run(inputs, params, start=0, on_token=on_token)
 
+    def abort(self) -> None:
+        """Stop the request in progress, from any thread, without waiting: the engine stops before
+        its next net launch (between ViT chunks, prefill chunks and layers, decode steps) and the
+        request raises Aborted with the engine's history as before the request. No-op when idle."""
+        with self._abort_lock:
+            if self._busy and self._engine is not None:
+                self._engine.abort()
+
     def close(self) -> None:
+        """Free the engine. A request still running in another thread is aborted first, and the
+        engine waits for it to leave the native call before it frees the device."""
         engine, self._engine = self._engine, None
         if engine is not None:
             engine.close()
         _open_backends.discard(self)
 
     # -- internals --------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _request(self):
+        with self._abort_lock:
+            if self._engine is not None:
+                self._engine.clear_abort()  # an abort that came after the last request ended
+            self._busy = True
+        try:
+            yield
+        finally:
+            with self._abort_lock:
+                self._busy = False
 
     def _engine_or_fail(self):
         if self._engine is None:
@@ -245,6 +282,7 @@ class TpuBackend:
         prepared = time.perf_counter()
         engine.reset_times()
         native = native_module()
+        history_before = engine.history_length
         try:
             first = engine.prefill(ids, positions, chunks, next_position=inputs.next_position, **sampling)
             if on_token is None:  # the whole loop in C++, without the GIL
@@ -252,6 +290,9 @@ class TpuBackend:
             else:
                 tokens = self._stream(engine, first, params, sampling, on_token)
         except native.NativeError as exc:
+            # Each native call restores the history it found; generate's starts after prefill.
+            if engine.history_length > history_before:
+                engine.truncate_history(history_before)
             raise translate_native_error(exc, self.model_id) from None
         native_s = time.perf_counter() - prepared
         device = engine.times()

@@ -21,7 +21,9 @@ from ..errors import InputTooLarge, ModelError
 from .budget import check_seq_length
 from .config import QwenSpec, VisionSpec
 from .patches import as_frames, check_frame_size, image_size, normalisation_table, pixel_rows, resize_rgb
-from .prompt import DEFAULT_SYSTEM_PROMPT, Message, Vision, continuation, conversation, expand_pads, render_chat
+from .prompt import (
+    TEMPLATE_DEFAULT, Message, SystemPrompt, Vision, continuation, conversation, expand_pads, render_chat,
+)
 from .rope import BlockPlacement, mrope_positions
 from .tokenizer import QwenTokenizer
 from .vit_layout import VitLayout, block_mask, grid_chunks
@@ -184,20 +186,21 @@ class InputBuilder:
         video: Any = None,
         images: Optional[Sequence[np.ndarray]] = None,
         fps: float = 1.0,
-        system: Optional[str] = DEFAULT_SYSTEM_PROMPT,
+        system: SystemPrompt = TEMPLATE_DEFAULT,
         answer_reserve: int = 0,
     ) -> ModelInputs:
         """One user turn: each image its own block, then the video (frames at the model size,
         (T, H, W, 3) uint8 or a list of frames), then the prompt text.
 
-        `system` None uses the template's default system prompt. With `seq_length` set, a request
+        `system`: a string is the system turn; None (TEMPLATE_DEFAULT) gives what the folder's chat
+        template adds by itself (Qwen's: "You are a helpful assistant."); False (NO_SYSTEM) none. With `seq_length` set, a request
         that leaves fewer than `answer_reserve` (at least 1) tokens for the answer is refused.
         """
         media = [self._image(image) for image in images or ()]
         if video is not None:
             media.append(self._video(video, fps))
         messages = conversation(prompt, [item.kind for item in media], system)
-        text = render_chat(messages)
+        text = render_chat(messages, default_system=self._default_system(system))
         pads = (self.tokens.image_pad, self.tokens.video_pad)
         counts = [item.tokens for item in media]
         ids = expand_pads(self.tokenizer.encode(text), pads, counts)
@@ -211,7 +214,7 @@ class InputBuilder:
         return inputs
 
     def build_segment(
-        self, segment: Any, prompt: str, system: Optional[str] = DEFAULT_SYSTEM_PROMPT, answer_reserve: int = 0
+        self, segment: Any, prompt: str, system: SystemPrompt = TEMPLATE_DEFAULT, answer_reserve: int = 0
     ) -> ModelInputs:
         """A streamproc Segment (frames already at the model size) as one video."""
         frames = np.stack([frame.image for frame in segment.frames])
@@ -244,10 +247,11 @@ class InputBuilder:
     # -- budget -------------------------------------------------------------------------------
 
     def prompt_tokens(
-        self, prompt: str, system: Optional[str] = DEFAULT_SYSTEM_PROMPT, visuals: Sequence[Vision] = (Vision.VIDEO,)
+        self, prompt: str, system: SystemPrompt = TEMPLATE_DEFAULT, visuals: Sequence[Vision] = (Vision.VIDEO,)
     ) -> int:
         """Tokens of the templated prompt without visual tokens (vision start/end included)."""
-        ids = self.tokenizer.encode(render_chat(conversation(prompt, visuals, system)))
+        text = render_chat(conversation(prompt, visuals, system), default_system=self._default_system(system))
+        ids = self.tokenizer.encode(text)
         return len(ids) - len(visuals)  # each block's single pad is replaced by its visual tokens
 
     def visual_budget(
@@ -255,7 +259,7 @@ class InputBuilder:
         seq_length: int,
         prompt: str,
         answer_reserve: int,
-        system: Optional[str] = DEFAULT_SYSTEM_PROMPT,
+        system: SystemPrompt = TEMPLATE_DEFAULT,
         visuals: Sequence[Vision] = (Vision.VIDEO,),
     ) -> int:
         """How many visual tokens fit beside this prompt and the answer reserve (InputTooLarge
@@ -274,6 +278,10 @@ class InputBuilder:
             )
 
     # -- helpers ------------------------------------------------------------------------------
+
+    def _default_system(self, system: SystemPrompt) -> Optional[str]:
+        """The system turn the template adds: its own default when `system` is TEMPLATE_DEFAULT."""
+        return self.spec.default_system if system is TEMPLATE_DEFAULT else None
 
     def _image(self, image: np.ndarray) -> "_Media":
         frames = as_frames(image)
