@@ -11,6 +11,7 @@ from .model import BackendConfig, GenerationConfig, PromptConfig
 from .rules import RuleConfig
 from .service import ServiceConfig
 from .sinks import SinksConfig
+from .store import StoreConfig, SummaryConfig
 
 
 class Config(Section):
@@ -23,6 +24,8 @@ class Config(Section):
     rules: list[RuleConfig] = Field(default_factory=list)
     sinks: SinksConfig = SinksConfig()
     service: ServiceConfig = ServiceConfig()
+    store: StoreConfig = StoreConfig()
+    summaries: list[SummaryConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "Config":

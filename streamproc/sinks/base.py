@@ -15,6 +15,7 @@ from ..events import Event, status_event
 if TYPE_CHECKING:  # pragma: no cover
     from ..config.rules import RuleConfig
     from ..config.sinks import SinksConfig
+    from ..config.store import StoreConfig
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,7 @@ def create_sinks(
     *,
     file_stems: Optional[Mapping[str, str]] = None,
     files_dir: Optional[Path] = None,
+    store: Optional["StoreConfig"] = None,
 ) -> list[Sink]:
     """The sinks `config` enables, not yet started.
 
@@ -103,5 +105,9 @@ def create_sinks(
                 source_names=source_names,
             )
         )
+    if store is not None and store.enabled:  # the caption store (streamproc/store, docs/store.md)
+        from .store import StoreSink
+
+        sinks.append(StoreSink(store))
     log.debug("sinks: %s", ", ".join(s.name for s in sinks) or "none")
     return sinks

@@ -7,6 +7,7 @@
     <prefix>/<source>/alerts             alert events (JSON)
     <prefix>/<source>/rules/<rule>/state ON | OFF                    retained
     <prefix>/<source>/snapshot           JPEG                        retained
+    <prefix>/<source>/summary            summary events (JSON)       retained (the latest)
     <prefix>/<source>/captions/last      the last caption event      retained (Home Assistant's sensor)
     <prefix>/<source>/alerts/snapshot    JPEG of the last raised alert   retained
     <prefix>/<source>/describe           ON | OFF (OFF = paused)     retained
