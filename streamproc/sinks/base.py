@@ -109,5 +109,9 @@ def create_sinks(
         from .store import StoreSink
 
         sinks.append(StoreSink(store))
+    if config.webhook is not None and config.webhook.enabled:
+        from .webhook import WebhookSink
+
+        sinks.append(WebhookSink(config.webhook))
     log.debug("sinks: %s", ", ".join(s.name for s in sinks) or "none")
     return sinks
