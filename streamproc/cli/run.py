@@ -27,6 +27,11 @@ def run(args) -> int:
     from .common import quiet_simulator_if_used
 
     config = load_config(args.config)
+    if config.cluster is not None:  # several boxes share the cameras (docs/scale-out.md)
+        from ..cluster.box import run_box
+
+        quiet_simulator_if_used(config)
+        return run_box(config)
     pipeline = Pipeline(config)
     quiet_simulator_if_used(config)
     logging.getLogger("streamproc").info("starting %d source(s) from %s", len(pipeline.sources), args.config)

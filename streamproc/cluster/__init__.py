@@ -1,0 +1,13 @@
+"""Cluster mode: several boxes share cameras and batch jobs over NATS JetStream.
+
+Modules (docs/scale-out.md has the design and the failure cases):
+- `connection`: the asyncio loop thread and the NATS connection (nats-py, imported lazily);
+- `layout`: the streams and KV buckets of one site, created idempotently;
+- `leases`: camera tokens pulled while the box has room, kept alive, fenced, shared fairly;
+- `ownership`: per camera epoch, rule state in KV and the fenced commit of each segment's events;
+- `bridge`: the events stream to MQTT, in order;
+- `box`: `streamproc run` in cluster mode (the glue);
+- `jobs`: batch captioning on a work queue (`streamproc caption --queue`, `streamproc worker`).
+
+Nothing here is imported in single-box mode.
+"""

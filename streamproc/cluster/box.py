@@ -1,0 +1,95 @@
+"""`streamproc run` in cluster mode: this box's pipeline runs the cameras its leases hand it.
+
+Every box runs the same site config. The pipeline loads its models and starts no source; the
+lease manager starts and stops sources through `Pipeline.start_source/stop_source`, and each
+described segment goes through `Ownership.commit` (KV rule state, then the events stream). MQTT
+gets the events from the stream through the bridge, not from this box's own outbox; other local
+sinks (stdout, caption files) still get what this box committed.
+
+SIGINT/SIGTERM: stop taking cameras, finish the segments already read, give every camera back
+(they move at once, not after the lease), leave. A second signal exits at once.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from typing import Any
+
+from .connection import ClusterError, LoopThread, connect
+
+log = logging.getLogger(__name__)
+
+EXIT_NOW = 130
+
+
+def run_box(config: Any, *, install_signals: bool = True, poll_s: float = 0.5) -> int:
+    """Run this box until a signal; the process exit code."""
+    from ..service.pipeline import Pipeline
+    from ..sinks.base import create_sinks
+    from .bridge import MqttBridge
+    from .layout import ensure_layout
+    from .leases import LeaseManager
+    from .ownership import Ownership
+
+    cluster = config.cluster
+    cameras = [s.name for s in config.sources if s.enabled]
+    requested = threading.Event()
+    previous = {}
+
+    def handle(signum, frame) -> None:
+        if requested.is_set():
+            log.warning("second %s: exiting now", signal.Signals(signum).name)
+            os._exit(EXIT_NOW)
+        log.warning("%s: giving the cameras back and stopping", signal.Signals(signum).name)
+        requested.set()
+
+    if install_signals and threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, handle)
+
+    loop = LoopThread()
+    nc = None
+    pipeline = None
+    bridge = None
+    try:
+        nc = loop.call(connect(cluster, f"streamproc-{cluster.box}"), timeout=cluster.connect_timeout_s * 3)
+        js = nc.jetstream()
+        names = loop.call(ensure_layout(js, cluster, cameras), timeout=30)
+        leases: Any = None
+        ownership = Ownership(loop, js, names, cluster.box, lambda: leases is not None and leases.valid())
+        loop.call(ownership.open(), timeout=10)
+        leases = LeaseManager(nc, js, cluster, cameras, ownership)
+        local = config.sinks.model_copy(update={"mqtt": None})  # MQTT is fed by the bridge
+        sinks = create_sinks(local, config.rules, cameras)
+        pipeline = Pipeline(config, sinks=sinks, owner=ownership)
+        ownership.pipeline = pipeline
+        pipeline.start()
+        if cluster.bridge and config.sinks.mqtt is not None and config.sinks.mqtt.enabled:
+            bridge = MqttBridge(loop, js, names, config.sinks.mqtt, cluster.box)
+            bridge.start()
+        loop.call(leases.start(), timeout=30)
+        log.info(
+            "cluster: box %s joined %s (%d camera(s), capacity %d, ack_wait %.1f s, fence after %.1f s)",
+            cluster.box, cluster.name, len(cameras), cluster.capacity, cluster.lease.ack_wait_s, cluster.lease.fence,
+        )
+        requested.wait()
+        loop.call(leases.shutdown(drain_s=cluster.lease.fence), timeout=cluster.lease.ack_wait_s * 2)
+        log.info("cluster: box %s left; counters %s %s", cluster.box, ownership.counters, leases.counters)
+        return 0
+    except TimeoutError:
+        raise ClusterError("the NATS cluster did not answer in time") from None
+    finally:
+        if bridge is not None:
+            bridge.stop()
+        if pipeline is not None:
+            pipeline.stop(timeout_s=10.0)
+        if nc is not None:
+            try:
+                loop.call(nc.close(), timeout=5)
+            except Exception:
+                pass
+        loop.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

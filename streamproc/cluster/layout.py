@@ -1,0 +1,115 @@
+"""The JetStream objects of one site (`cluster.name` = N), created idempotently by every box.
+
+    stream  N_LEASES   work queue   N.token.<camera>     one token per camera; its delivery
+                                                          count is the ownership epoch
+    stream  N_EVENTS   limits       N.events.<camera>    captions and alerts, de-duplicated by
+                                                          event id (Nats-Msg-Id); an `acquire`
+                                                          marker opens every epoch
+    KV      N_cameras                <camera>            owner, epoch, rule states and the
+                                                          events of the last segment
+    KV      N_boxes      TTL         <box>               liveness heartbeats (fair share)
+
+Every box runs the same site config, so every box adds the tokens: a token is published only
+if its subject holds none (Nats-Expected-Last-Subject-Sequence: 0), so one camera never has two.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+log = logging.getLogger(__name__)
+
+WRONG_LAST_SEQUENCE = 10071  # JetStream's error code for a failed Expected-Last-* check
+H_BOX, H_EPOCH, H_KIND = "Sp-Box", "Sp-Epoch", "Sp-Kind"
+
+
+@dataclass(frozen=True)
+class Names:
+    site: str
+
+    @property
+    def leases(self) -> str:
+        return f"{self.site}_LEASES"
+
+    @property
+    def events(self) -> str:
+        return f"{self.site}_EVENTS"
+
+    @property
+    def cameras_kv(self) -> str:
+        return f"{self.site}_cameras"
+
+    @property
+    def boxes_kv(self) -> str:
+        return f"{self.site}_boxes"
+
+    def token(self, camera: str) -> str:
+        return f"{self.site}.token.{camera}"
+
+    def event_subject(self, camera: str) -> str:
+        return f"{self.site}.events.{camera}"
+
+    @property
+    def lease_consumer(self) -> str:
+        return "boxes"
+
+    @property
+    def bridge_consumer(self) -> str:
+        return "mqtt-bridge"
+
+    def camera_of(self, subject: str) -> str:
+        return subject.split(".", 2)[2]
+
+
+def is_wrong_last_sequence(error: BaseException) -> bool:
+    return getattr(error, "err_code", None) == WRONG_LAST_SEQUENCE
+
+
+async def ensure_layout(js: Any, config: Any, cameras: Iterable[str]) -> Names:
+    """Create (or keep) the streams, buckets and consumers, and one token per camera."""
+    from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StreamConfig
+
+    names = Names(config.name)
+    lease = config.lease
+    replicas = config.replicas
+    await _stream(js, StreamConfig(
+        name=names.leases, subjects=[f"{config.name}.token.*"], retention=RetentionPolicy.WORK_QUEUE,
+        num_replicas=replicas,
+    ))
+    await _stream(js, StreamConfig(
+        name=names.events, subjects=[f"{config.name}.events.*"], num_replicas=replicas,
+        max_age=config.events_max_age_s, duplicate_window=config.duplicate_window_s,
+    ))
+    await js.create_key_value(bucket=names.cameras_kv, history=1, replicas=replicas)
+    # A box is alive while its key is: it expires well before a dead box's leases do, so the
+    # survivors' fair share has already grown when its cameras come back to the queue.
+    await js.create_key_value(bucket=names.boxes_kv, history=1, replicas=replicas, ttl=lease.fence)
+    await js.add_consumer(names.leases, ConsumerConfig(
+        durable_name=names.lease_consumer, ack_policy=AckPolicy.EXPLICIT, ack_wait=lease.ack_wait_s,
+        max_deliver=-1, max_ack_pending=-1,
+    ))
+    await js.add_consumer(names.events, ConsumerConfig(
+        durable_name=names.bridge_consumer, ack_policy=AckPolicy.EXPLICIT, ack_wait=lease.ack_wait_s,
+        max_deliver=-1, max_ack_pending=1,  # one in flight: MQTT gets each camera's events in order
+    ))
+    added = 0
+    for camera in cameras:
+        try:
+            await js.publish(names.token(camera), camera.encode(), headers={"Nats-Expected-Last-Subject-Sequence": "0"})
+            added += 1
+        except Exception as error:
+            if not is_wrong_last_sequence(error):  # a token exists: another box added it
+                raise
+    if added:
+        log.info("cluster %s: added %d camera token(s)", config.name, added)
+    return names
+
+
+async def _stream(js: Any, config: Any) -> None:
+    try:
+        await js.add_stream(config)
+    except Exception as error:
+        if getattr(error, "err_code", None) != 10058:  # exists with another config: update it
+            raise
+        await js.update_stream(config)

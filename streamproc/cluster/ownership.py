@@ -1,0 +1,262 @@
+"""What a box does with the cameras it holds: take one over, commit each segment, give it back.
+
+Two fences make sure a camera's events come from one owner at a time, even when a box was
+frozen (SIGSTOP, a long GC, a VM pause) past its lease and does not know it yet:
+
+1. The camera's KV record (owner, epoch, rule states, last segment's events) is written with
+   compare-and-set on the revision this box last wrote. A new owner's first act is such a write,
+   so the old owner's next write fails.
+2. Events go to `<site>.events.<camera>` with Nats-Expected-Last-Subject-Sequence = the last
+   sequence this box stored there, and a new owner first publishes an `acquire` marker there, so
+   the old owner's next publish fails ("wrong last sequence").
+
+A segment is committed KV first, then events. If the old owner lost the camera between the two,
+its events are in the KV record's `pending`; the new owner publishes them again on acquire, and
+the stream keeps each event id once (Nats-Msg-Id), whoever got it there first. So a camera that
+moves mid-segment loses nothing and duplicates nothing. Everything a box publishes is stamped
+with its name and epoch (`cluster` in the event).
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from ..events import Event
+from . import rulestate
+from .layout import H_BOX, H_EPOCH, H_KIND, Names, is_wrong_last_sequence
+
+log = logging.getLogger(__name__)
+
+_RETRY_S = 0.2  # between attempts while the cluster elects a leader (1-3 s)
+
+
+class LostCamera(Exception):
+    """Another box owns the camera now (a fence fired)."""
+
+
+@dataclass
+class Holding:
+    camera: str
+    epoch: int
+    token: Any  # the token message: in_progress keeps the lease, nak gives it back
+    revision: int = 0  # KV revision of this box's last write
+    last_seq: int = 0  # last sequence on the camera's events subject
+    acquired_wall: float = field(default_factory=time.time)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class Ownership:
+    """The cameras a box holds. Coroutines run on the cluster loop; `commit` is called from the
+    pipeline's worker threads (one segment per camera at a time)."""
+
+    def __init__(self, loop: Any, js: Any, names: Names, box: str, lease_valid: Callable[[], bool]):
+        self.loop = loop
+        self.js = js
+        self.names = names
+        self.box = box
+        self.lease_valid = lease_valid
+        self.holdings: dict[str, Holding] = {}
+        self.kv: Any = None
+        self.pipeline: Any = None  # set by the box: start_source/stop_source, rules, queue
+        self.counters = {"acquired": 0, "released": 0, "lost": 0, "stale_dropped": 0, "republished": 0}
+
+    async def open(self) -> None:
+        self.kv = await self.js.key_value(self.names.cameras_kv)
+
+    # -- acquire -----------------------------------------------------------------------------
+
+    async def acquire(self, camera: str, token: Any) -> None:
+        """Take `camera` over with the lease `token` (its delivery count is the epoch)."""
+        holding = Holding(camera, int(token.metadata.num_delivered), token)
+        self.holdings[camera] = holding  # heartbeats cover it from now on
+        async with holding.lock:
+            record = await self._claim(holding)
+            marker = await self._retry(lambda: self.js.publish(
+                self.names.event_subject(camera), b"",
+                headers={H_KIND: "acquire", H_BOX: self.box, H_EPOCH: str(holding.epoch)},
+            ))
+            holding.last_seq = marker.seq
+            for text in record.get("pending") or []:  # the last owner's last segment, once more
+                await self._publish(holding, Event.from_json(text))
+                self.counters["republished"] += 1
+            restored = rulestate.restore(self.pipeline.rules, camera, record) if record else 0
+        self.counters["acquired"] += 1
+        log.info(
+            "cluster: %s owns %s (epoch %d, from %s, %d rule state(s))",
+            self.box, camera, holding.epoch, record.get("box", "nobody"), restored,
+            extra={"camera": camera, "epoch": holding.epoch},
+        )
+        await asyncio.to_thread(self.pipeline.start_source, camera)
+
+    async def _claim(self, holding: Holding) -> dict:
+        """Write this box and epoch into the camera's record (the KV fence); the record before."""
+        from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+
+        while True:
+            try:
+                entry = await self._retry(lambda: self.kv.get(holding.camera))
+                record, revision = json.loads(entry.value or b"{}"), entry.revision
+            except KeyNotFoundError:
+                record, revision = {}, 0
+            claimed = {**record, "box": self.box, "epoch": holding.epoch}
+            try:
+                payload = json.dumps(claimed).encode()
+                if revision:
+                    holding.revision = await self._retry(lambda: self.kv.update(holding.camera, payload, last=revision))
+                else:
+                    holding.revision = await self._retry(lambda: self.kv.create(holding.camera, payload))
+                return record
+            except KeyWrongLastSequenceError:
+                continue  # the old owner committed a segment just now: read it again
+            except Exception as error:
+                if not is_wrong_last_sequence(error):
+                    raise
+
+    # -- commit ------------------------------------------------------------------------------
+
+    def commit(self, segment: Any, events: list[Event]) -> list[Event]:
+        """Pipeline hook (a worker thread): store the segment's rule state and events; the events
+        stamped with box and epoch, or none if this box no longer owns the camera."""
+        try:
+            return self.loop.call(self._commit(segment, events))
+        except Exception as error:  # the lease ran out while the cluster was away
+            log.warning("cluster: %s segment %d not committed: %s", segment.source, segment.index, error)
+            return []
+
+    async def _commit(self, segment: Any, events: list[Event]) -> list[Event]:
+        camera = segment.source
+        holding = self.holdings.get(camera)
+        if holding is None or not self.lease_valid() or segment.start_wall < holding.acquired_wall - 1.0:
+            self.counters["stale_dropped"] += 1
+            log.info("cluster: %s segment %d dropped: not owned by this epoch", camera, segment.index)
+            return []
+        async with holding.lock:
+            if self.holdings.get(camera) is not holding:
+                self.counters["stale_dropped"] += 1
+                return []
+            stamped = [self._stamp(event, holding) for event in events]
+            record = {
+                "box": self.box, "epoch": holding.epoch,
+                **rulestate.save(self.pipeline.rules, camera, segment.end),
+                "pending": [event.to_json() for event in stamped],
+            }
+            try:
+                await self._write_record(holding, record)
+                for event in stamped:
+                    await self._publish(holding, event)
+            except LostCamera as lost:
+                self.counters["stale_dropped"] += 1
+                await self.lose(camera, str(lost))
+                return []
+        return stamped
+
+    def _stamp(self, event: Event, holding: Holding) -> Event:
+        data = {**event.data, "cluster": {"box": self.box, "epoch": holding.epoch}}
+        return dataclasses.replace(event, data=data)
+
+    async def _write_record(self, holding: Holding, record: dict) -> None:
+        from nats.js.errors import KeyWrongLastSequenceError
+
+        payload = json.dumps(record).encode()
+        try:
+            holding.revision = await self._retry(lambda: self.kv.update(holding.camera, payload, last=holding.revision))
+        except KeyWrongLastSequenceError:
+            # Our own earlier attempt may have landed with its answer lost (a leader change).
+            entry = await self._retry(lambda: self.kv.get(holding.camera))
+            current = json.loads(entry.value or b"{}")
+            if current.get("box") != self.box or current.get("epoch") != holding.epoch:
+                raise LostCamera(f"{current.get('box')} owns it (epoch {current.get('epoch')})") from None
+            holding.revision = entry.revision
+            if entry.value != payload:
+                holding.revision = await self._retry(lambda: self.kv.update(holding.camera, payload, last=entry.revision))
+
+    async def _publish(self, holding: Holding, event: Event) -> None:
+        event = self._stamp(event, holding)  # a republished event is this epoch's now
+
+        def send():
+            return self.js.publish(
+                self.names.event_subject(holding.camera), event.to_bytes(),
+                headers={
+                    "Nats-Msg-Id": event.id, "Nats-Expected-Last-Subject-Sequence": str(holding.last_seq),
+                    H_KIND: "event", H_BOX: self.box, H_EPOCH: str(holding.epoch),
+                },
+            )
+
+        try:
+            ack = await self._retry(send)
+        except Exception as error:
+            if is_wrong_last_sequence(error):
+                raise LostCamera("another box published on its events subject") from None
+            raise
+        holding.last_seq = max(holding.last_seq, ack.seq)  # a duplicate answers with the first copy's
+
+    async def _retry(self, attempt: Callable[[], Any]) -> Any:
+        """`attempt()` again while the cluster has no leader (timeouts, no responders), as long
+        as the lease holds."""
+        import nats.errors
+        import nats.js.errors
+
+        transient = (nats.errors.TimeoutError, nats.errors.NoRespondersError, asyncio.TimeoutError,
+                     nats.errors.ConnectionReconnectingError, nats.errors.FlushTimeoutError,
+                     nats.js.errors.ServiceUnavailableError, nats.js.errors.NoStreamResponseError)
+        while True:
+            try:
+                return await attempt()
+            except transient as error:
+                if not self.lease_valid():
+                    raise LostCamera("the lease ran out while the cluster did not answer") from error
+                await asyncio.sleep(_RETRY_S)
+            except Exception as error:
+                if getattr(error, "code", None) == 503:  # JetStream without a leader for a moment
+                    if not self.lease_valid():
+                        raise LostCamera("the lease ran out while the cluster did not answer") from error
+                    await asyncio.sleep(_RETRY_S)
+                    continue
+                raise
+
+    # -- give back ---------------------------------------------------------------------------
+
+    async def release(self, camera: str, drain_s: float) -> None:
+        """Give `camera` back (fair share, shutdown): stop reading it, let the segments already
+        read be committed while the lease still holds, then nak the token."""
+        holding = self.holdings.get(camera)
+        if holding is None:
+            return
+        await asyncio.to_thread(self.pipeline.stop_source, camera)
+        deadline = time.monotonic() + drain_s
+        while time.monotonic() < deadline and self._busy(camera) and self.lease_valid():
+            await asyncio.sleep(0.1)
+        async with holding.lock:
+            if self.holdings.get(camera) is not holding:
+                return
+            del self.holdings[camera]
+        if self.lease_valid():
+            try:
+                await holding.token.nak()
+            except Exception as error:  # it comes back after ack_wait anyway
+                log.warning("cluster: giving %s back failed (%s); it moves after the lease", camera, error)
+        self.counters["released"] += 1
+        log.info("cluster: %s gave %s back (epoch %d)", self.box, camera, holding.epoch)
+
+    def _busy(self, camera: str) -> bool:
+        queue = self.pipeline.queue
+        in_flight = getattr(queue, "in_flight", lambda _: False)
+        return queue.depth(camera) > 0 or in_flight(camera)
+
+    async def lose(self, camera: str, why: str) -> None:
+        """Another box has (or may have) the camera: stop it here at once, give nothing back."""
+        holding = self.holdings.pop(camera, None)
+        if holding is None:
+            return
+        self.counters["lost"] += 1
+        log.warning("cluster: %s stops %s (epoch %d): %s", self.box, camera, holding.epoch, why)
+        asyncio.get_running_loop().run_in_executor(None, self.pipeline.stop_source, camera)
+
+    async def lose_all(self, why: str) -> None:
+        for camera in list(self.holdings):
+            await self.lose(camera, why)

