@@ -169,13 +169,15 @@ class HfBackend:
             self._abort.clear()
             raise Aborted(f"{self.model_id}: the request was aborted")
 
-    def describe(self, inputs: ModelInputs, params: GenerationParams) -> Result:
+    def describe(self, inputs: ModelInputs, params: GenerationParams, on_token=None) -> Result:
+        """`on_token` sees each generated token id as it comes (streaming output); an exception
+        it raises ends the request and propagates."""
         import torch
 
         try:
             with self._running, torch.inference_mode():
                 try:
-                    return self._describe(inputs, params)
+                    return self._describe(inputs, params, on_token)
                 finally:
                     self._abort.clear()  # an abort that came too late for this request expires with it
         except torch.cuda.OutOfMemoryError as exc:
@@ -198,7 +200,7 @@ class HfBackend:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    def _describe(self, inputs: ModelInputs, params: GenerationParams) -> Result:
+    def _describe(self, inputs: ModelInputs, params: GenerationParams, on_token=None) -> Result:
         import torch
         from transformers import DynamicCache
 
@@ -239,6 +241,8 @@ class HfBackend:
         finish = "length"
         while True:
             generated.append(token)
+            if on_token is not None:
+                on_token(token)
             if token in stop_ids:
                 finish = "stop"
                 break

@@ -177,9 +177,12 @@ class ChatApi:
                 yield _sse({**self._chunk(job, None), "usage": _usage(outcome)})
             yield b"data: [DONE]\n\n"
         finally:
-            if not future.done():  # the client went away mid-answer: stop at the next token
-                gone = True
+            if not future.done():  # the client went away mid-answer: stop the model call
+                gone = True  # (at its next token)
                 info["error"] = "client_gone"
+                abort = getattr(backend, "abort", None)
+                if abort is not None:  # (or sooner: between prefill chunks and ViT calls)
+                    abort()
             self._log(status, info, started)
 
     def _observe(self, outcome: Outcome, started: float, run_started: float, stream: bool) -> None:

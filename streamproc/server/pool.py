@@ -145,10 +145,15 @@ class EnginePool:
     def release_when_done(self, backend: Backend, future: "asyncio.Future[Any]", started: float) -> None:
         """Give the backend back once its call has ended (a native call cannot be interrupted,
         so a request whose client left keeps its engine until the call returns)."""
-        if future.done():
+        def done(finished: "asyncio.Future[Any]") -> None:
+            if not finished.cancelled():
+                finished.exception()  # retrieved here, so a client that left logs no "never retrieved"
             self.release(backend, time.perf_counter() - started)
+
+        if future.done():
+            done(future)
         else:
-            future.add_done_callback(lambda _: self.release(backend, time.perf_counter() - started))
+            future.add_done_callback(done)
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
