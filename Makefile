@@ -33,7 +33,7 @@ system-deps:
 
 # The Sophgo runtime (CPU simulator build of libbmrt) from the tpu_mlir wheel on PyPI.
 runtime: $(STAMP)
-	PYTHON=$(PY) bash tools/bmodel/fetch_runtime.sh $(RUNTIME_DIR)
+	$(VENV)/bin/streamproc runtime --dest $(RUNTIME_DIR)
 
 demo: $(STAMP) system-deps runtime
 	STREAMPROC_BMRT_DIR=$(RUNTIME_DIR)/bm1684x $(VENV)/bin/streamproc demo

@@ -1,4 +1,5 @@
-"""`streamproc bench ingest`: seconds of 1080p30 H.264 ingested per CPU second, side by side.
+"""`streamproc bench ingest`: seconds of video ingested per CPU second, side by side (by default on
+a generated 1080p30 H.264 clip; --clip measures any clip, by its own duration).
 
 Methods, each in its own process over the same clip:
   full    PyAV decodes every frame, nothing else (the classic bound)
@@ -28,6 +29,47 @@ def make_clip(path: Path, duration_s: float) -> Path:
         write_video(tmp, duration_s=duration_s, fps=30, width=1920, height=1080, gop=60, bitrate=4_000_000)
         tmp.rename(path)
     return path
+
+
+def clip_info(path: Path) -> dict:
+    """What the clip is, read from its container: duration, size, rate, codec, bit rate."""
+    import av
+
+    from ..errors import MediaError
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise MediaError(f"{path}: no video track")
+            stream = container.streams.video[0]
+            duration = container.duration / 1_000_000 if container.duration else 0.0
+            if not duration and stream.duration and stream.time_base:
+                duration = float(stream.duration * stream.time_base)
+            if not duration:  # no duration in the container: count the packets' time
+                last = 0.0
+                for packet in container.demux(stream):
+                    if packet.pts is not None and packet.time_base:
+                        last = max(last, float((packet.pts + (packet.duration or 0)) * packet.time_base))
+                duration = last
+            rate = stream.average_rate or stream.guessed_rate
+            return {
+                "duration_s": float(duration),
+                "width": stream.codec_context.width,
+                "height": stream.codec_context.height,
+                "fps": float(rate) if rate else 0.0,
+                "codec": stream.codec_context.name,
+                "bit_rate": container.bit_rate or stream.bit_rate or 0,
+                "b_frames": bool(stream.codec_context.has_b_frames),
+            }
+    except av.error.FFmpegError as error:
+        raise MediaError(f"{path}: not a readable video ({error})") from None
+
+
+def describe_clip(info: dict) -> str:
+    rate = f"{info['fps']:.3g} fps " if info["fps"] else ""
+    bits = f", ~{info['bit_rate'] / 1e6:.1f} Mbit/s" if info["bit_rate"] else ""
+    return (f"{info['duration_s']:.1f} s of {info['width']}x{info['height']} {rate}{info['codec'].upper()}{bits}"
+            f"{', B-frames' if info['b_frames'] else ''}")
 
 
 def _work(method: str, path: str) -> dict:
@@ -67,8 +109,13 @@ def _work(method: str, path: str) -> dict:
     return {"cpu_s": cpu_seconds() - start_cpu, "wall_s": time.perf_counter() - start_wall, "frames": frames}
 
 
-def run(clip: Path, duration_s: float, repeats: int, methods=METHODS, progress=print) -> dict:
-    make_clip(clip, duration_s)
+def run(clip: Path, duration_s: float, repeats: int, methods=METHODS, progress=print, generate: bool = True) -> dict:
+    """Measure each method on `clip`. With generate=True a missing clip is made, `duration_s`
+    long; the rates are always computed from the clip's own duration."""
+    if generate:
+        make_clip(clip, duration_s)
+    info = clip_info(clip)
+    duration_s = info["duration_s"]
     results = {}
     for method in methods:
         measurement = Measurement(method)
@@ -80,7 +127,7 @@ def run(clip: Path, duration_s: float, repeats: int, methods=METHODS, progress=p
                 break
             progress(f"  {method} run {attempt + 1}/{repeats}: {measurement.runs[-1]['cpu_s']:.2f} CPU s")
         results[method] = measurement
-    return {"clip": str(clip), "duration_s": duration_s, "measurements": results}
+    return {"clip": str(clip), "duration_s": duration_s, "info": info, "measurements": results}
 
 
 def table(report: dict) -> str:

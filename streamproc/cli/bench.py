@@ -19,7 +19,8 @@ def add_parser(subparsers) -> None:
     )
     sub = parser.add_subparsers(dest="bench", metavar="BENCH")
     ingest = sub.add_parser("ingest", help="1080p30 H.264 ingest: ours vs bare PyAV decode vs the seed path")
-    ingest.add_argument("--duration", type=float, default=30.0, help="clip length in seconds (default 30)")
+    ingest.add_argument("--duration", type=float, default=30.0,
+                        help="length of the generated clip in seconds (default 30; --clip is measured by its own length)")
     ingest.add_argument("--repeats", type=int, default=3, help="runs per method; the median is reported")
     ingest.add_argument("--methods", default="full,nonref,ours,seed", help="comma-separated subset")
     ingest.add_argument("--clip", type=Path, default=None, help="use this clip instead of the generated one")
@@ -72,8 +73,13 @@ def run_ingest(args) -> int:
     if unknown:
         raise UsageError(f"unknown bench methods: {', '.join(unknown)} (choose from {', '.join(ingest.METHODS)})")
     clip = args.clip or _clip_path(args.duration)
-    print(f"clip: {clip} ({args.duration:.0f} s of 1920x1080 30 fps H.264, ~4 Mbit/s, B-frames, GOP 60)")
-    report = ingest.run(clip, args.duration, args.repeats, methods, progress=lambda m: print(m, file=sys.stderr))
+    if args.clip is None:
+        ingest.make_clip(clip, args.duration)
+    elif not clip.is_file():
+        raise UsageError(f"--clip {clip}: no such file")
+    print(f"clip: {clip} ({ingest.describe_clip(ingest.clip_info(clip))})")  # what was measured, from the clip itself
+    report = ingest.run(clip, args.duration, args.repeats, methods, progress=lambda m: print(m, file=sys.stderr),
+                        generate=args.clip is None)
     return _publish(ingest.table(report), args.out)
 
 

@@ -1,9 +1,15 @@
-"""`streamproc doctor [CONFIG]`: check everything the service needs, one line each."""
+"""`streamproc doctor [CONFIG]`: check what the service needs, one line each.
+
+Fast by design (well under 3 s when nothing has to be loaded): packages are looked up, not
+imported; a bmodel is checked from its file header (its nets), not loaded; a checkpoint from its
+config files. With a config, only what it uses is checked: the Sophgo runtime only for a tpu
+backend, torch only for an hf one, the broker only when the MQTT sink is on (with a real MQTT
+CONNECT, so wrong credentials fail here). Every hint names a command an installed streamproc has.
+"""
 from __future__ import annotations
 
-import argparse
-import importlib
-import socket
+import importlib.metadata
+import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -11,19 +17,29 @@ from typing import Callable, Optional
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "FAIL", "skip"
 
+# module -> distribution name (for its version without importing it)
+CORE_PACKAGES = {"av": "av", "numpy": "numpy", "pydantic": "pydantic", "yaml": "PyYAML", "paho.mqtt": "paho-mqtt",
+                 "tokenizers": "tokenizers", "tqdm": "tqdm", "prometheus_client": "prometheus-client"}
+HF_PACKAGES = {"torch": "torch", "transformers": "transformers"}
+RUNTIME_HINT = "fetch the CPU simulator with `streamproc runtime`, or install libsophon on a TPU machine"
+
 
 def add_parser(subparsers) -> None:
+    from .common import HelpFormatter
+
     parser = subparsers.add_parser(
         "doctor",
-        help="check packages, the native engine, the runtime, the model, the broker and the sources",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Prints one line per check with its verdict (ok, warn, FAIL, skip). Exit status 1 when "
-        "any check failed.",
-        epilog="examples:\n  streamproc doctor\n  streamproc doctor configs/camera.yaml --runtime-dir /opt/sophon/libsophon-current/lib",
+        help="check packages, the runtime, the model, the broker and the sources a config uses",
+        formatter_class=HelpFormatter,
+        description="Prints one line per check with its verdict (ok, warn, FAIL, skip). Without a config it "
+        "checks the installation; with one, only what that config uses, including whether its sampling and "
+        "segmenting fit the model. Exit status 1 when any check failed.",
+        epilog="examples:\n  streamproc doctor\n  streamproc doctor configs/camera.yaml\n"
+        "  streamproc doctor configs/camera.yaml --runtime-dir /opt/sophon/libsophon-current/lib",
     )
-    parser.add_argument("config", type=Path, nargs="?", help="also check this config's model, broker and sources")
-    parser.add_argument("--runtime-dir", type=Path, help="look for libbmrt here first")
-    parser.add_argument("--timeout", type=float, default=5.0, help="seconds per network check (default 5)")
+    parser.add_argument("config", type=Path, nargs="?", help="also check this config's model, broker, sinks and sources")
+    parser.add_argument("--runtime-dir", type=Path, help="look for libbmrt here first (default: $STREAMPROC_BMRT_DIR, the SDK)")
+    parser.add_argument("--timeout", type=float, default=5.0, help="seconds per network check")
     parser.set_defaults(func=run)
 
 
@@ -36,7 +52,7 @@ class Report:
 
         if verdict == FAIL:
             self.failed += 1
-        print(f"{verdict:<5} {what}{': ' + redact(detail) if detail else ''}")
+        print(f"{verdict:<5} {what}{': ' + redact(detail) if detail else ''}", flush=True)
 
     def check(self, what: str, probe: Callable[[], tuple[str, str]]) -> None:
         try:
@@ -49,11 +65,8 @@ class Report:
 def run(args) -> int:
     report = Report()
     report.line(OK if sys.version_info >= (3, 10) else FAIL, "python", sys.version.split()[0])
-    for module, needed in [("av", True), ("numpy", True), ("pydantic", True), ("yaml", True), ("paho.mqtt", True),
-                           ("tokenizers", True), ("tqdm", True), ("prometheus_client", True),
-                           ("torch", False), ("transformers", False)]:
-        report.check(f"package {module}", lambda m=module, n=needed: _package(m, n))
-    report.check("native engine", _native)
+    for module, dist in CORE_PACKAGES.items():
+        report.check(f"package {module}", lambda m=module, d=dist: _package(m, d, True))
     config = None
     if args.config:
         from ..config import load_config
@@ -63,25 +76,36 @@ def run(args) -> int:
             report.line(OK, "config", f"{args.config}: {len(config.sources)} source(s)")
         except Exception as error:
             report.line(FAIL, "config", str(error))
-    runtime_dir = args.runtime_dir or (
-        config.backend.runtime_dir if config and config.backend and config.backend.type == "tpu" else None
-    )
-    report.check("Sophgo runtime", lambda: _runtime(runtime_dir))
-    from .common import quiet_simulator
-
-    quiet_simulator(runtime_dir)
+    backend = config.backend if config is not None else None
+    kind = getattr(backend, "type", None)
+    if config is None or kind == "hf":
+        needed = kind == "hf"
+        for module, dist in HF_PACKAGES.items():
+            report.check(f"package {module}", lambda m=module, d=dist: _package(m, d, needed))
+    if config is None or kind == "tpu":
+        runtime_dir = args.runtime_dir or (backend.runtime_dir if kind == "tpu" else None)
+        report.check("native engine", _native)
+        report.check("Sophgo runtime", lambda: _runtime(runtime_dir, needed=kind == "tpu"))
     if config is not None:
         _check_config(report, config, args.timeout)
     print(f"{'all checks passed' if not report.failed else f'{report.failed} check(s) failed'}")
     return 1 if report.failed else 0
 
 
-def _package(module: str, needed: bool) -> tuple[str, str]:
+def _package(module: str, dist: str, needed: bool) -> tuple[str, str]:
     try:
-        loaded = importlib.import_module(module)
-    except ImportError:
-        return (FAIL, "not installed") if needed else (SKIP, "not installed (only the hf backend needs it)")
-    return OK, str(getattr(loaded, "__version__", "installed"))
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        if needed:
+            extra = " (pip install 'streamproc[hf]')" if dist in HF_PACKAGES.values() else " (pip install streamproc)"
+            return FAIL, f"not installed{extra}"
+        return SKIP, "not installed (only the hf backend needs it: pip install 'streamproc[hf]')"
+    try:
+        return OK, importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return OK, "installed"
 
 
 def _native() -> tuple[str, str]:
@@ -94,14 +118,20 @@ def _native() -> tuple[str, str]:
     return OK, f"streamproc._native {_native.version()}"
 
 
-def _runtime(runtime_dir: Optional[Path]) -> tuple[str, str]:
+def _runtime(runtime_dir: Optional[Path], needed: bool) -> tuple[str, str]:
     from .. import _native
 
     try:
         path = _native.load_runtime(str(runtime_dir or ""))
     except _native.NativeError as error:
-        return WARN, f"not found ({error}); only the tpu backend needs it"
+        verdict = FAIL if needed else SKIP
+        why = "the config's tpu backend needs it" if needed else "only the tpu backend needs it"
+        return verdict, f"not found ({error}); {why}: {RUNTIME_HINT}"
     simulator = (Path(path).parent / "libcmodel.so").exists()
+    if simulator:
+        from ..backends.tpu import silence_simulator_stdout
+
+        silence_simulator_stdout()  # its debug lines would mix with the report
     return OK, f"{path}{' (CPU simulator)' if simulator else ''}"
 
 
@@ -109,36 +139,52 @@ def _check_config(report: Report, config, timeout: float) -> None:
     backend = config.backend
     if backend is None:
         report.line(FAIL, "backend", "the config has no backend section")
-    elif backend.type == "tpu":
-        report.check("bmodel", lambda: _bmodel(backend))
-        report.check("tokenizer", lambda: _tokenizer(backend.tokenizer))
     else:
-        report.check("model", lambda: _hf_model(backend.model))
+        if backend.type == "tpu":
+            report.check("tokenizer", lambda: _tokenizer(backend.tokenizer))
+        elif backend.type == "hf":
+            report.check("model", lambda: _hf_model(backend.model))
+        report.check("model geometry", lambda: _geometry(config))
+    report.check("sinks", lambda: _sinks(config))
     mqtt = config.sinks.mqtt
     if mqtt is not None and mqtt.enabled:
-        report.check(f"broker {mqtt.host}:{mqtt.port}", lambda: _broker(mqtt, timeout))
+        report.check(f"broker {mqtt.host}:{mqtt.port}", lambda: broker_check(mqtt, timeout))
     for source in config.sources:
         if source.enabled:
             report.check(f"source {source.name}", lambda s=source: _source(s, timeout))
 
 
-def _bmodel(backend) -> tuple[str, str]:
-    from .. import _native
+def _geometry(config) -> tuple[str, str]:
+    """The model's geometry from its files, and the config fitted to it (the rule `run` applies)."""
+    from ..backends.geometry import fit_to_model
 
-    with _native.Engine(str(Path(backend.bmodel).expanduser()), backend.device_id, str(backend.runtime_dir or "")) as engine:
-        info = engine.info()
+    fitted, geometry = fit_to_model(config)
+    if geometry is None:
+        return SKIP, f"backend {config.backend.type} does not state its geometry"
+    s = fitted.sampling
+    where = f"{geometry.layout} layout, " if geometry.layout else ""
     return OK, (
-        f"{Path(backend.bmodel).name}: {info['chip']} {info['layout']} layout, {info['layers']} layers, seq "
-        f"{info['seq_length']}, hidden {info['hidden']}, ViT {info['max_patches']} patches, "
-        f"{'sampling heads' if info['has_sample_head'] else 'greedy only'}, {len(info['nets'])} nets"
+        f"{geometry.model}: {where}{geometry.describe()}; the config samples frames of up to {s.video_pixels} "
+        f"pixels into segments for {fitted.segmenting.seq_length} tokens"
     )
 
 
-def _tokenizer(path: Path) -> tuple[str, str]:
-    from ..qwen import InputBuilder
+def _sinks(config) -> tuple[str, str]:
+    from ..service.pipeline import require_a_sink
 
-    builder = InputBuilder.from_pretrained(Path(path).expanduser())
-    return OK, f"{path}: vocabulary of {len(builder.tokenizer.vocab)}"
+    require_a_sink(config)
+    s = config.sinks
+    names = [name for name, on in (("mqtt", s.mqtt is not None and s.mqtt.enabled), ("files", s.files.dir is not None),
+                                   ("stdout", s.stdout.enabled), ("store", getattr(config, "store", None) is not None
+                                                                  and config.store.enabled)) if on]
+    return OK, ", ".join(names)
+
+
+def _tokenizer(path: Path) -> tuple[str, str]:
+    from ..qwen.tokenizer import QwenTokenizer
+
+    tokenizer = QwenTokenizer.from_dir(Path(path).expanduser())
+    return OK, f"{path}: vocabulary of {tokenizer.vocab_size}"
 
 
 def _hf_model(model: str) -> tuple[str, str]:
@@ -152,11 +198,57 @@ def _hf_model(model: str) -> tuple[str, str]:
     return OK, f"{path}: {len(weights)} weight file(s)"
 
 
-def _broker(mqtt, timeout: float) -> tuple[str, str]:
+def broker_check(mqtt, timeout: float) -> tuple[str, str]:
+    """A real MQTT CONNECT with the config's credentials and TLS: the broker's CONNACK decides."""
+    import socket
+    import ssl
+
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from ..sinks.mqtt_publisher import make_tls_context
+
+    v5 = mqtt.protocol == "5"
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"streamproc-doctor-{int(time.time() * 1000) % 10**9}",
+                         protocol=paho.MQTTv5 if v5 else paho.MQTTv311)
+    client.connect_timeout = timeout
+    if mqtt.username is not None:
+        client.username_pw_set(mqtt.username, mqtt.password.get_secret_value() if mqtt.password else None)
+    tls = make_tls_context(mqtt)
+    if tls is not None:
+        client.tls_set_context(tls)
+    answer: list = []
+    client.on_connect = lambda c, userdata, flags, reason, props: answer.append(reason)
     started = time.perf_counter()
-    with socket.create_connection((mqtt.host, mqtt.port), timeout=timeout):
-        pass
-    return OK, f"reachable in {1000 * (time.perf_counter() - started):.0f} ms (TCP; credentials are checked on start)"
+    try:
+        client.connect(mqtt.host, mqtt.port, keepalive=max(5, int(timeout) + 1))
+    except ssl.SSLCertVerificationError as error:
+        return FAIL, f"TLS: {error.verify_message or error} (check sinks.mqtt.tls.ca_file and sinks.mqtt.host)"
+    except socket.gaierror as error:
+        return FAIL, f"cannot resolve {mqtt.host} ({error.strerror or error}; check sinks.mqtt.host)"
+    except (OSError, ssl.SSLError) as error:
+        return FAIL, f"cannot connect: {error.strerror or error} (is the broker running? check sinks.mqtt.host/port)"
+    try:
+        deadline = time.monotonic() + timeout
+        while not answer and time.monotonic() < deadline:
+            if client.loop(0.05) != 0:
+                break
+    finally:
+        if answer and not answer[0].is_failure:
+            client.disconnect()
+        with_socket = client.socket()
+        if with_socket is not None:
+            with_socket.close()
+    if not answer:
+        hint = "" if tls is not None else " (a TLS-only listener? check sinks.mqtt.tls)"
+        return FAIL, f"no CONNACK within {timeout:g} s{hint}"
+    reason = answer[0]
+    if reason.is_failure:
+        lowered = str(reason).lower()
+        hint = " (check sinks.mqtt.username / password)" if "password" in lowered or "authori" in lowered else ""
+        return FAIL, f"the broker refused the connection: {reason}{hint}"
+    who = f" as {mqtt.username}" if mqtt.username else " (anonymous)"
+    return OK, f"MQTT {mqtt.protocol} connected{who}{' over TLS' if tls else ''} in {1000 * (time.perf_counter() - started):.0f} ms"
 
 
 def _source(source, timeout: float) -> tuple[str, str]:
