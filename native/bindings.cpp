@@ -113,6 +113,7 @@ PYBIND11_MODULE(_native, m) {
   py::register_exception<BmodelError>(m, "BmodelError", base.ptr());
   py::register_exception<InputError>(m, "InputError", base.ptr());
   py::register_exception<DeviceError>(m, "DeviceError", base.ptr());
+  py::register_exception<Aborted>(m, "AbortedError", base.ptr());
 
   py::class_<Engine>(m, "Engine", R"doc(
 A Qwen2.5-VL bmodel on one TPU (or the CPU simulator). Not thread-safe: use one engine per thread;
@@ -131,6 +132,11 @@ device before the interpreter exits.)doc")
       .def("truncate_history", &Engine::truncate_history, py::arg("tokens"),
            "Keep only the first `tokens` cached tokens (to ask another question about the same input).")
       .def("seed", &Engine::seed, py::arg("value"))
+      .def("abort", &Engine::abort,
+           "Stop the running prefill/decode/generate (or, if none runs, the next one) at its next check: before "
+           "every net launch and before it returns. That call raises AbortedError with the history as before it. "
+           "Thread-safe: call it from any thread; it returns at once (the running call holds no GIL).")
+      .def("clear_abort", &Engine::clear_abort, "Drop an abort() that no call has seen yet.")
       .def("close", [](Engine& engine) {
         py::gil_scoped_release release;
         engine.close();
@@ -191,16 +197,8 @@ device before the interpreter exits.)doc")
            [](Engine& engine, int first_token, int max_new_tokens, const std::vector<int>& stop_ids, bool do_sample,
               float temperature, float top_p, int top_k, float repetition_penalty) {
              const auto params = to_params(do_sample, temperature, top_p, top_k, repetition_penalty);
-             std::vector<int> tokens{first_token};
              py::gil_scoped_release release;
-             auto stops = [&](int token) {
-               return std::find(stop_ids.begin(), stop_ids.end(), token) != stop_ids.end();
-             };
-             while (!stops(tokens.back()) && static_cast<int>(tokens.size()) < max_new_tokens &&
-                    engine.history_length() < engine.info().seq_length) {
-               tokens.push_back(engine.decode(tokens.back(), params));
-             }
-             return tokens;
+             return engine.generate(first_token, max_new_tokens, stop_ids, params);
            },
            py::arg("first_token"), py::arg("max_new_tokens"), py::arg("stop_ids"), py::arg("do_sample") = false,
            py::arg("temperature") = 1.0f, py::arg("top_p") = 1.0f, py::arg("top_k") = 50,

@@ -153,6 +153,9 @@ Engine::Engine(const std::string& bmodel_path, int device_id, const std::string&
 Engine::~Engine() { close(); }
 
 void Engine::close() {
+  // A call running in another thread stops at its next check; wait for it to leave.
+  abort();
+  const std::lock_guard<std::mutex> call(call_mutex_);
   // Not in the middle of another engine's step: libbmrt may share memory between runtimes.
   std::unique_lock<std::mutex> turn;
   if (device_mutex_) turn = std::unique_lock<std::mutex>(*device_mutex_);

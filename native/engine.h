@@ -4,8 +4,20 @@
 // shares the weights of identical bmodels across runtimes in one process) and the device
 // buffers it allocates. close() (or the destructor) hands them to a per-device list that frees
 // them when the last engine on that device closes (see Engine::close for why).
-// Thread safety: one Engine is used by one thread at a time (calls are not synchronised);
-// different Engines, on the same bmodel or not, may run concurrently from different threads.
+// Thread safety: one Engine runs one call at a time: prefill/decode/generate/close hold the
+// engine's call lock, so a second thread's call waits for the first. abort() is the exception:
+// it may be called from any thread at any time, takes no lock and returns at once. close()
+// aborts a running call and waits for it to end before freeing anything.
+// Different Engines, on the same bmodel or not, may run concurrently from different threads.
+//
+// Aborts and failures: abort() sets a flag that the running call checks before every net
+// launch (so between ViT chunks, between prefill chunks and layers, between decode steps) and
+// once more before it returns; the call that sees it throws Aborted and clears the flag. If no
+// call runs, the next call is the one aborted. After ANY exception from prefill, decode or
+// generate (Aborted, InputError, DeviceError) the engine's state is what it was before the
+// call: history_length(), the cached tokens and the next position are restored; KV rows past
+// the history may hold partial results, which later calls overwrite before reading. The
+// engine stays usable.
 // The KV cache lives in the decode nets' own input memory, so it is per engine. Net I/O memory
 // is not: libbmrt places some nets' inputs and outputs at the same device addresses in every
 // runtime of the process (with 1.30.2, the embedding and vit nets of two runtimes over one
@@ -14,6 +26,7 @@
 // launches on one device are serialised, as the chip runs one net at a time anyway.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -116,6 +129,15 @@ class Engine {
               const std::vector<VisionChunk>& vision, int next_position, const SamplingParams& params);
   // Feed the last token, return the next one.
   int decode(int token, const SamplingParams& params);
+  // Decode from `first_token` (what prefill returned) until a stop token, max_new_tokens tokens
+  // or the sequence end; returns every generated token, `first_token` included. One call: on
+  // abort or failure the history goes back to where it was before generate.
+  std::vector<int> generate(int first_token, int max_new_tokens, const std::vector<int>& stop_ids,
+                            const SamplingParams& params);
+  // Ask the running call (or, if none runs, the next one) to stop; any thread, never blocks.
+  void abort() { abort_requested_.store(true); }
+  // Drop a pending abort() that no call has seen yet.
+  void clear_abort() { abort_requested_.store(false); }
   void seed(uint64_t value) { rng_.seed(value); }
   StepTimes& times() { return times_; }
   // Every device buffer the engine allocated, its KV cache and every net's I/O memory.
@@ -129,6 +151,26 @@ class Engine {
    private:
     std::unique_lock<std::mutex> lock_;
   };
+  // One public call: holds the call lock; unless commit()ted, restores the history on exit.
+  class Call {
+   public:
+    // keep_all_tokens: the call may drop cached tokens (prefill clears the history of bmodels
+    // without history), so keep a copy of them all; else calls only append and a count will do.
+    Call(Engine& engine, bool keep_all_tokens);
+    ~Call();
+    void commit();  // the last abort check, then keep the call's effects
+   private:
+    Engine& engine_;
+    std::unique_lock<std::mutex> lock_;
+    int history_, next_position_;
+    size_t token_count_;
+    std::vector<int32_t> tokens_;
+    bool keep_all_tokens_;
+    bool committed_ = false;
+  };
+  // Throws Aborted (and clears the flag) when abort() was called.
+  void check_abort();
+  int decode_step(int token, const SamplingParams& params);
   // Copies on this engine's handle, timed into times_.copies.
   Copier copier() { return Copier{runtime_.get(), handle_, d2d_via_host_, &times_.copies}; }
   // Net::launch, timed into *device_seconds_ (the phase being run).
@@ -171,6 +213,8 @@ class Engine {
   StepTimes times_;
   double* device_seconds_ = nullptr;  // the StepTimes field launches are counted in
   std::mutex* device_mutex_ = nullptr;  // shared by every engine on this device id
+  std::mutex call_mutex_;                // held by the running call (see Thread safety)
+  std::atomic<bool> abort_requested_{false};
   int device_id_ = 0;
 };
 

@@ -28,7 +28,42 @@ Engine::DeviceTurn::DeviceTurn(Engine& engine) : lock_(*engine.device_mutex_, st
   engine.times_.lock_wait += seconds_since(start);
 }
 
+Engine::Call::Call(Engine& engine, bool keep_all_tokens)
+    : engine_(engine),
+      lock_(engine.call_mutex_),
+      history_(engine.history_),
+      next_position_(engine.next_position_),
+      token_count_(engine.tokens_.size()),
+      keep_all_tokens_(keep_all_tokens) {
+  if (keep_all_tokens_) tokens_ = engine.tokens_;
+}
+
+Engine::Call::~Call() {
+  engine_.device_seconds_ = nullptr;
+  if (committed_) return;
+  // Failed or aborted: the history as before the call (see engine.h). KV rows past it may
+  // hold this call's partial results; they are overwritten before they are ever read.
+  engine_.history_ = history_;
+  engine_.next_position_ = next_position_;
+  if (keep_all_tokens_) {
+    engine_.tokens_.swap(tokens_);
+  } else {
+    engine_.tokens_.resize(token_count_);
+  }
+}
+
+void Engine::Call::commit() {
+  engine_.check_abort();  // an abort that came after the last launch still counts
+  committed_ = true;
+}
+
+void Engine::check_abort() {
+  if (abort_requested_.load(std::memory_order_relaxed) && abort_requested_.exchange(false))
+    throw Aborted("the call was aborted (Engine.abort); the history is as before the call");
+}
+
 void Engine::launch(const Net& net, std::vector<bm::Tensor>& in, std::vector<bm::Tensor>& out) {
+  check_abort();
   const auto start = Clock::now();
   net.launch(*runtime_, bmrt_, handle_, in, out);
   if (device_seconds_) *device_seconds_ += seconds_since(start);
@@ -190,6 +225,7 @@ void Engine::prefill_full_static(size_t count, const std::vector<int32_t>& posit
 
 int Engine::prefill(const std::vector<int32_t>& input_ids, const std::vector<int32_t>& position_ids,
                     const std::vector<VisionChunk>& vision, int next_position, const SamplingParams& params) {
+  Call call(*this, /*keep_all_tokens=*/true);
   check_sampling(params);
   if (!supports_history()) clear_history();  // a new conversation every time
   check_input(input_ids.size(), vision);
@@ -221,11 +257,32 @@ int Engine::prefill(const std::vector<int32_t>& input_ids, const std::vector<int
   const size_t row_bytes = static_cast<size_t>(info_.hidden) * half_bytes_;
   const int token = head(mem_slice(hidden_buf_.mem(), (count - 1) * row_bytes, row_bytes), params);
   times_.prefill += seconds_since(start) + embed_seconds;
-  device_seconds_ = nullptr;
+  call.commit();
   return token;
 }
 
 int Engine::decode(int token, const SamplingParams& params) {
+  Call call(*this, /*keep_all_tokens=*/false);
+  const int next = decode_step(token, params);
+  call.commit();
+  return next;
+}
+
+std::vector<int> Engine::generate(int first_token, int max_new_tokens, const std::vector<int>& stop_ids,
+                                  const SamplingParams& params) {
+  Call call(*this, /*keep_all_tokens=*/false);
+  if (!handle_) throw InputError("the engine is closed");
+  check_sampling(params);
+  std::vector<int> tokens{first_token};
+  auto stops = [&](int token) { return std::find(stop_ids.begin(), stop_ids.end(), token) != stop_ids.end(); };
+  while (!stops(tokens.back()) && static_cast<int>(tokens.size()) < max_new_tokens && history_ < info_.seq_length)
+    tokens.push_back(decode_step(tokens.back(), params));
+  call.commit();
+  return tokens;
+}
+
+// One decode step, inside a Call (decode or generate).
+int Engine::decode_step(int token, const SamplingParams& params) {
   if (!handle_) throw InputError("the engine is closed");
   check_sampling(params);
   if (history_ + 1 > info_.seq_length)
@@ -282,7 +339,6 @@ int Engine::decode(int token, const SamplingParams& params) {
   tokens_.push_back(token);
   const int next = head(token_bufs_[current].mem(), params);
   times_.decode += seconds_since(start);
-  device_seconds_ = nullptr;
   return next;
 }
 

@@ -27,4 +27,9 @@ struct DeviceError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// Engine::abort() stopped the call (between net launches); the history is as before the call.
+struct Aborted : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 }  // namespace streamproc

@@ -83,6 +83,13 @@ class DeviceError(BackendError):
     retryable = False
 
 
+class Aborted(BackendError):
+    """backend.abort() stopped the request (on stop, or because it was stuck). Retrying the
+    same request is the caller's decision, not a recovery from a fault: not retryable."""
+
+    retryable = False
+
+
 class SinkError(StreamprocError):
     """An event sink could not deliver; delivery is retried from the outbox."""
 
