@@ -13,6 +13,7 @@ examples:
   streamproc caption videos/ --model Qwen/Qwen2.5-VL-3B-Instruct --out captions --format jsonl,srt,vtt
   streamproc caption 'videos/*.mkv' --bmodel qwen2.5-vl-3b.bmodel --tokenizer qwen2.5-vl-3b/
   streamproc caption videos/ --config configs/batch.yaml      # backend, prompt and rules from a config
+  streamproc caption photo.png --model /path/to/Qwen2.5-VL-3B-Instruct   # an image is described as an image
 
 Finished files are recorded in OUT/streamproc-captions.json and skipped by the next run
 (--force redoes them). Exit status 0 when every file was captioned or skipped, 1 if any failed.
@@ -98,12 +99,17 @@ def run(args) -> int:
     config = build_config(args)
     paths = expand_inputs(args.inputs)
     if not paths:
-        raise UsageError("no video files found in " + " ".join(args.inputs))
+        raise UsageError("no video or image files found in " + " ".join(args.inputs))
     config, _ = fit_to_model(config)  # sizes from the model; a value that does not fit fails now, before weights load
     quiet_simulator_if_used(config)
+    from .caption_images import caption_images, is_image
+
+    images = [p for p in paths if is_image(p)]
+    videos = [p for p in paths if not is_image(p)]
     backend = create_backend(config.backend)
     try:
-        outcomes = _run_with_progress(config, backend, paths, formats, args)
+        outcomes = _run_with_progress(config, backend, videos, formats, args) if videos else []
+        outcomes += caption_images(config, backend, images, args.out, formats)
     finally:
         backend.close()
     done = sum(o.status == "done" for o in outcomes)

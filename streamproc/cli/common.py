@@ -66,9 +66,14 @@ def quiet_simulator(runtime_dir) -> None:
     silence_simulator_stdout()
 
 
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Examples kept as written, and every option's default shown after its help (unless the
-    help already says it, or there is none to show)."""
+class HelpFormatter(argparse.HelpFormatter):
+    """Every option's default shown after its help (unless the help already says it, or there is
+    none to show); one-paragraph descriptions wrapped, text with line breaks (examples) kept as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text:
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
@@ -76,7 +81,9 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         if (
             "%(default)" in text
             or "default" in text.lower()
-            or default in (None, False, argparse.SUPPRESS)
+            or default is None
+            or default is False
+            or default is argparse.SUPPRESS
             or (isinstance(default, list) and not default)
             or not action.option_strings
         ):

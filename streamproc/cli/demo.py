@@ -33,13 +33,18 @@ the config at a real model, e.g.
 
 
 def add_parser(subparsers) -> None:
+    from .common import HelpFormatter
+
     parser = subparsers.add_parser(
         "demo",
         help="run the pipeline end to end on a generated sample video and the tiny model",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Writes a sample video (sample-<duration>s.mp4) and the tiny random model to --workdir, "
+        "then runs the whole pipeline on them and prints the MQTT events. configs/demo.yaml is the same run "
+        "as a config file.",
+        formatter_class=HelpFormatter,
         epilog="examples:\n  streamproc demo\n  streamproc demo --backend hf --duration 60",
     )
-    parser.add_argument("--workdir", type=Path, default=DEFAULT_DIR, help=f"where samples go (default {DEFAULT_DIR})")
+    parser.add_argument("--workdir", type=Path, default=DEFAULT_DIR, help="where the sample video and the tiny model go")
     parser.add_argument("--duration", type=float, default=24.0, help="sample video length in seconds")
     parser.add_argument("--backend", choices=["auto", "tpu", "hf"], default="auto",
                         help="auto: the TPU engine on the simulator when available, else transformers")

@@ -1,0 +1,63 @@
+"""Still images given to `streamproc caption`: each described as an image (one vision block at
+the model's image size), not as a one-frame video. Outputs sit beside the videos' ones: a JSONL
+line, and an SRT/WebVTT cue of one second, so a folder of mixed media captions alike."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+from ..errors import StreamprocError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+IMAGE_CUE_S = 1.0  # an image's cue in SRT/WebVTT: shown for one second
+IMAGE_PROMPT = "Describe this image in one or two sentences."  # when prompt.user is the video default
+
+
+def is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def caption_images(config, backend, paths: Sequence[Path], out_dir: Path, formats: Sequence[str],
+                   on_file: Optional[Callable] = None) -> list:
+    from ..backends.base import GenerationParams
+    from ..describe import describe_images
+    from ..service.batch import FileOutcome, stems_for
+    from ..sinks.captions import srt_cue, vtt_cue, wrap_cues
+    from .chat import load_image
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    from ..config.model import DEFAULT_USER_PROMPT
+
+    params = GenerationParams.from_config(config.generation)
+    prompt = IMAGE_PROMPT if config.prompt.user == DEFAULT_USER_PROMPT else config.prompt.user
+    outcomes = []
+    for path, stem in stems_for(paths).items():
+        started = time.perf_counter()
+        outcome = FileOutcome(path, "done")
+        try:
+            image = load_image(path)
+            result = describe_images(backend, [image], prompt, system=config.prompt.system, params=params)
+            record = {
+                "type": "caption", "source": stem, "image": str(path), "size": [int(image.shape[1]), int(image.shape[0])],
+                "text": result.text, "model": result.model, "prompt": prompt,
+                "prompt_tokens": result.prompt_tokens, "visual_tokens": result.visual_tokens,
+                "generated_tokens": result.generated_tokens,
+            }
+            cues = wrap_cues(result.text, 0.0, IMAGE_CUE_S)
+            writers = {
+                "jsonl": lambda: json.dumps(record, ensure_ascii=False) + "\n",
+                "srt": lambda: "".join(srt_cue(i + 1, a, b, t) for i, (a, b, t) in enumerate(cues)),
+                "vtt": lambda: "WEBVTT\n\n" + "".join(vtt_cue(i + 1, a, b, t) for i, (a, b, t) in enumerate(cues)),
+            }
+            for fmt in formats:
+                (out_dir / f"{stem}.{fmt}").write_text(writers[fmt](), encoding="utf-8")
+            outcome.segments = 1
+        except StreamprocError as error:
+            outcome.status, outcome.error = "failed", str(error)
+        outcome.seconds = time.perf_counter() - started
+        outcomes.append(outcome)
+        if on_file:
+            on_file(outcome)
+    return outcomes
