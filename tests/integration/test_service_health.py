@@ -77,7 +77,7 @@ def test_healthz_and_metrics_of_a_running_pipeline(make_video, tiny_model_dir):
         assert metric(samples, "streamproc_generated_tokens_total") >= described
         assert metric(samples, "streamproc_source_up", source="clip") == 1
         assert metric(samples, "streamproc_segments_dropped_total", source="clip") == 0  # files wait, never drop
-        assert ("streamproc_errors_total", (("stage", "model"),)) not in samples
+        assert samples[("streamproc_errors_total", (("stage", "model"),))] == 0  # there at zero: alertable
         assert http_get(f"http://127.0.0.1:{port}/nothing-here")[0] == 404
 
         # A model call that hangs past service.stuck_after_s makes /healthz fail ...
