@@ -1,0 +1,175 @@
+"""The store sink off the hot path (queue, batches, drops counted, flush), a store that cannot be
+opened, the HTTP read API on the service's router, and `streamproc search` on the command line."""
+from __future__ import annotations
+
+import json
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from streamproc.cli import main
+from streamproc.config.store import StoreConfig
+from streamproc.events import Event, summary_event
+from streamproc.service.http import HttpServer
+from streamproc.sinks.base import create_sinks
+from streamproc.config.sinks import SinksConfig
+from streamproc.sinks.store import StoreSink
+from streamproc.store.api import register
+from streamproc.store.search import StoreReader
+from tests.unit.test_store import T0, alert, caption
+
+READ_ONLY = Path("/proc/streamproc-test-store/captions.sqlite")  # read-only even for root
+
+
+def event(data: dict) -> Event:
+    return Event(data["type"], data["id"], data["source"], data)
+
+
+def test_sink_batches_and_flushes(tmp_path):
+    config = StoreConfig(enabled=True, path=tmp_path / "s.sqlite", batch_size=50)
+    sinks = create_sinks(SinksConfig(), store=config)
+    assert [s.name for s in sinks] == ["store"]
+    sink = sinks[0]
+    sink.start()
+    try:
+        caps = [caption(i, f"a heron lands {i}", start=T0 + i * 20) for i in range(120)]
+        for data in caps:
+            sink.handle(event(data))
+        sink.handle(event(alert(caps[0], "bird")))
+        sink.handle(Event("stats", "stats:1", None, {"type": "stats"}))  # not stored
+        sink.handle(summary_event("porch", start=T0, end=T0 + 3600, text="Herons.", ranges=[], entries=120, model="m"))
+        assert sink.flush(10)
+        stats = sink.stats()
+        assert stats["stored"] == 122 and stats["dropped"] == 0 and stats["available"] is True
+        assert stats["batches"] >= 3  # 122 rows in batches of at most 50
+        with StoreReader(config.path) as reader:
+            assert reader.count() == 121
+            assert len(reader.search("heron", limit=500)) == 120
+            assert reader.summaries()[0]["text"] == "Herons."
+    finally:
+        sink.close()
+
+
+def test_a_full_queue_drops_and_counts_without_blocking(tmp_path):
+    sink = StoreSink(StoreConfig(enabled=True, path=tmp_path / "s.sqlite", queue_size=5, batch_size=1))
+    sink.start()
+    release, writing = threading.Event(), threading.Event()
+    real_add = sink.store.add_events
+
+    def stuck_add(batch):  # a disk that stalls: the writer hangs, handle() must not
+        writing.set()
+        release.wait(30)
+        return real_add(batch)
+
+    sink.store.add_events = stuck_add
+    try:
+        sink.handle(event(caption(0, "first", start=T0)))
+        assert writing.wait(10)
+        for i in range(1, 50):
+            sink.handle(event(caption(i, f"more {i}", start=T0 + i)))
+        assert sink.stats()["dropped"] == 49 - 5 and sink.stats()["queued"] == 5
+    finally:
+        release.set()
+    assert sink.flush(10)
+    assert sink.stats()["stored"] == 6
+    sink.close()
+
+
+def test_a_store_that_cannot_be_opened_is_reported_and_counted(caplog):
+    sink = StoreSink(StoreConfig(enabled=True, path=READ_ONLY))
+    sink.start()  # does not raise: the service runs on without the store
+    sink.handle(event(caption(0, "unseen")))
+    sink.handle(event(caption(1, "unseen", start=T0 + 20)))
+    stats = sink.stats()
+    assert stats["available"] is False and stats["unavailable"] == 2
+    assert "cannot open the caption store at /proc/" in stats["error"]
+    assert "runs on without the caption store" in caplog.text
+    assert sink.flush(1)
+    sink.close()
+
+
+@pytest.fixture
+def filled_store(tmp_path):
+    sink = StoreSink(StoreConfig(enabled=True, path=tmp_path / "s.sqlite"))
+    sink.start()
+    for i, text in enumerate(["a red car parks", "a red car and another red car", "a cat on the wall"]):
+        sink.handle(event(caption(i, text, start=T0 + i * 3600)))
+    sink.handle(event(caption(7, "a red car at the gate", source="gate", start=T0)))
+    sink.handle(summary_event("porch", start=T0, end=T0 + 7200, text="Cars.", ranges=[], entries=3, model="m"))
+    assert sink.flush(10)
+    sink.close()
+    return tmp_path / "s.sqlite"
+
+
+def test_http_search_and_summaries(filled_store):
+    server = HttpServer("127.0.0.1", 0)
+    register(server.route, filled_store)
+    server.start()
+
+    def get(path: str, **query):
+        url = f"http://127.0.0.1:{server.port}{path}?{urllib.parse.urlencode(query, doseq=True)}"
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    try:
+        status, body = get("/api/search", q="red car", tz="Europe/Berlin")
+        assert status == 200 and body["count"] == 3
+        first = body["hits"][0]
+        assert first["text"] == "a red car and another red car" and "<mark>red</mark>" in first["snippet_html"]
+        assert first["start_iso"].endswith("+02:00")  # T0 is in Berlin summer time
+        status, body = get("/api/search", q="red car", source="gate")
+        assert [h["source"] for h in body["hits"]] == ["gate"]
+        since = "2026-09-21T17:13:00+02:00"  # T0 is 14:13:20 UTC: after the first hour's start
+        status, body = get("/api/search", q="red", since=since)
+        assert status == 200 and [h["start"] for h in body["hits"]] == [T0 + 3600]
+        status, body = get("/api/search", q="cat", since=since, until=str(T0 + 7200))
+        assert body["count"] == 1 and body["hits"][0]["start"] == T0 + 7200
+        status, body = get("/api/search", q="red AND")
+        assert status == 400 and "not valid" in body["error"]
+        status, body = get("/api/search", q="red", since="soon")
+        assert status == 400 and "cannot read the time" in body["error"]
+        status, body = get("/api/summaries", source="porch")
+        assert status == 200 and body["summaries"][0]["text"] == "Cars." and body["summaries"][0]["end_iso"]
+        status, body = get("/api/summaries", source="gate")
+        assert body == {"count": 0, "summaries": []}
+    finally:
+        server.stop()
+
+
+def test_http_without_a_store_answers_503(tmp_path):
+    server = HttpServer("127.0.0.1", 0)
+    register(server.route, tmp_path / "none.sqlite", lambda: False)
+    server.start()
+    try:
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(f"http://127.0.0.1:{server.port}/api/search?q=x", timeout=10)
+        assert info.value.code == 503
+    finally:
+        server.stop()
+
+
+def test_cli_search(filled_store, capsys):
+    assert main(["search", "--store", str(filled_store), '"red car"', "--tz", "UTC", "--json"]) == 0
+    body = json.loads(capsys.readouterr().out)
+    assert body["count"] == 3 and body["hits"][0]["start_iso"].endswith("+00:00")
+    assert main(["search", "--store", str(filled_store), "red", "--source", "porch", "--tz", "UTC",
+                 "--until", "2026-09-21T15:14Z"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and all(" porch " in line and "[red]" in line for line in lines)
+    assert lines[0].startswith("2026-09-21T")
+
+
+def test_cli_search_errors_are_one_line(filled_store, capsys):
+    assert main(["search", "--store", str(filled_store), "red AND"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not valid" in err and "Traceback" not in err
+    assert main(["search", "--store", str(filled_store), "red", "--since", "last week"]) == 2
+    assert main(["search", "--store", str(filled_store.with_name("missing.sqlite")), "red"]) == 6
+    assert "no caption store at" in capsys.readouterr().err
