@@ -77,7 +77,8 @@ class SamplingConfig(Section):
     def _check_pixels(self) -> "SamplingConfig":
         if self.min_pixels < 28 * 28:
             raise ValueError("min_pixels must be at least 784 (one 28x28 token)")
-        if self.video_pixels < self.min_pixels:
+        # Only when both are the user's: an unset min_pixels follows the model (backends.geometry).
+        if "min_pixels" in self.model_fields_set and self.video_pixels < self.min_pixels:
             raise ValueError(
                 f"max_pixels x video_area_factor = {self.video_pixels} is below min_pixels {self.min_pixels}"
             )

@@ -6,12 +6,15 @@ from typing import Optional
 from pydantic import Field, model_validator
 
 from .base import Section
+from .gate import GateConfig
+from .cluster import ClusterConfig
 from .ingest import SamplingConfig, SegmentingConfig, SourceConfig
 from .model import BackendConfig, GenerationConfig, PromptConfig
 from .rules import RuleConfig
 from .service import ServiceConfig
 from .sinks import SinksConfig
 from .store import StoreConfig, SummaryConfig
+from .web import WebConfig
 
 
 class Config(Section):
@@ -24,8 +27,11 @@ class Config(Section):
     rules: list[RuleConfig] = Field(default_factory=list)
     sinks: SinksConfig = SinksConfig()
     service: ServiceConfig = ServiceConfig()
+    gate: GateConfig = GateConfig()  # the scene-change gate (docs/gate.md)
+    cluster: Optional[ClusterConfig] = None  # several boxes over NATS JetStream (docs/scale-out.md)
     store: StoreConfig = StoreConfig()
     summaries: list[SummaryConfig] = Field(default_factory=list)
+    web: WebConfig = WebConfig()
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "Config":
