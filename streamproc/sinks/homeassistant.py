@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import TYPE_CHECKING, Iterable, Optional, Sequence
+from typing import TYPE_CHECKING, Collection, Iterable, Optional, Sequence
 
 from .topics import AVAILABLE_OFFLINE, AVAILABLE_ONLINE, STATE_OFF, STATE_ON, Topics
 
@@ -216,9 +216,9 @@ def node_configs(config: "HomeAssistantConfig") -> str:
     return f"{config.discovery_prefix}/+/{config.node_id}/+/config"
 
 
-def removals(current: Iterable[str], retained_topic: str, payload: bytes) -> list[tuple[str, bytes]]:
+def removals(current: Collection[str], retained_topic: str, payload: bytes) -> list[tuple[str, bytes]]:
     """An empty retained payload for a config found under this node that is no longer produced."""
-    if not payload or retained_topic in set(current):
+    if not payload or retained_topic in current:
         return []
     return [(retained_topic, b"")]
 

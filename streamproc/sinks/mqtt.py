@@ -49,6 +49,7 @@ class MqttSink(StatusEventsMixin, BaseSink):
         self._closed = False
         self._handled = 0
         self.control: Any = None  # service.control.PipelineControl once bound (HA switches)
+        self._discovery_topics: Optional[frozenset[str]] = None
 
     def bind_control(self, control: Any) -> None:
         """Offer the pipeline's run-time switches on MQTT (`<prefix>/<source>/describe/set`,
@@ -228,8 +229,9 @@ class MqttSink(StatusEventsMixin, BaseSink):
         """A retained config under our node: removed (empty payload) if no longer configured."""
         from .homeassistant import removals
 
-        current = [t for t, _, _, _ in self._discovery()]
-        found = removals(current, topic, payload)
+        if self._discovery_topics is None:  # sources and rules are fixed for the sink's life
+            self._discovery_topics = frozenset(t for t, _, _, _ in self._discovery())
+        found = removals(self._discovery_topics, topic, payload)
         for stale, _ in found:
             log.info("Home Assistant: removing the entity of %s (no longer configured)", stale)
         return [(t, p, 1, True) for t, p in found]
