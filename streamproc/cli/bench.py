@@ -62,6 +62,18 @@ def add_parser(subparsers) -> None:
     web.add_argument("--live-events", type=int, default=20, help="captions sent while the page is open (default 20)")
     web.add_argument("--out", type=Path, default=None, help="also write the table (markdown) here")
     web.set_defaults(func=run_web)
+    store = sub.add_parser(
+        "store", help="caption store: search latency over 1M captions, insert rate while searching, size",
+        description="Fills a store with --rows captions once (cached; --rebuild), then measures search latency "
+        "(two words, 24 h window: the goal is p95 < 50 ms), events/s through the store sink while a reader "
+        "searches, and the file size per million captions. See docs/benchmarks.md.",
+    )
+    store.add_argument("--rows", type=int, default=1_000_000, help="captions in the store (default 1000000)")
+    store.add_argument("--events", type=int, default=50_000, help="events through the sink (default 50000)")
+    store.add_argument("--repeats", type=int, default=200, help="searches per query kind (default 200)")
+    store.add_argument("--rebuild", action="store_true", help="fill the store anew even if cached")
+    store.add_argument("--out", type=Path, default=None, help="also write the table (markdown) here")
+    store.set_defaults(func=run_store)
     parser.set_defaults(func=lambda args: parser.print_help() or 2)
 
 
@@ -122,6 +134,17 @@ def run_web(args) -> int:
         raise UsageError("--cameras, --repeats and --live-events must be at least 1")
     report = web.run(args.cameras, args.repeats, args.live_events, progress=lambda m: print(m, file=sys.stderr))
     return _publish(web.table(report), args.out)
+
+
+def run_store(args) -> int:
+    from ..bench import store
+
+    if args.rows < 1000 or args.events < 1 or args.repeats < 1:
+        raise UsageError("--rows must be at least 1000, --events and --repeats at least 1")
+    DEFAULT_CACHE.mkdir(parents=True, exist_ok=True)
+    report = store.run(DEFAULT_CACHE, rows=args.rows, events=args.events, repeats=args.repeats,
+                       rebuild=args.rebuild, progress=lambda m: print(m, file=sys.stderr))
+    return _publish(store.table(report), args.out)
 
 
 def _clip_path(duration: float) -> Path:
