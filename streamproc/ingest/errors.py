@@ -50,7 +50,8 @@ def classify(exc: BaseException, name: str, location: str, live: bool) -> Source
         scheme = url_scheme(location)
         what = f"unknown URL scheme '{scheme}://'" if scheme else "unsupported URL scheme"
         return SourceError(f"{where}: {what} (FFmpeg has no such protocol; rtsp://, http://, a file path?)")
-    if getattr(exc, "errno", None) == errno.EIO and url_scheme(location):
+    # FFmpeg reports a name that does not resolve as EIO (http) or EINVAL (rtsp): ask the resolver.
+    if getattr(exc, "errno", None) in (errno.EIO, errno.EINVAL) and url_scheme(location):
         host = unresolvable(location)
         if host is not None:
             # DNS may come back (a camera's name not yet registered): retryable for live sources

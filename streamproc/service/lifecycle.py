@@ -71,6 +71,7 @@ def _exit_code(pipeline: Pipeline, workers_gone: bool) -> int:
         log.info("stopped: no source could be read (exit %d)", EXIT_SOURCE)
         return EXIT_SOURCE
     if lost:
-        log.error("%d event%s lost in this run (outbox bound or full disk; see outbox.dropped)", lost, "s" * (lost != 1))
+        # the sink logged each loss as an error already; this says why the exit code is not 0
+        log.warning("exit %d: %d event%s lost in this run (see outbox.dropped)", EXIT_SINK, lost, "s" * (lost != 1))
         return EXIT_SINK
     return 0

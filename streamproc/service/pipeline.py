@@ -140,6 +140,9 @@ class Pipeline:
                 sink.bind_control(self.control)
             sink.start()
             self.sinks.append(sink)
+        from ..web.service import add_web_hub, mount_web  # the web view: a sink, then routes
+
+        web_hub = add_web_hub(self)
         for source in self.sources:
             policy = self.config.service.live_drop_policy if source.live else "block"
             self.queue.add_source(source.name, self.config.service.queue_size, policy)
@@ -158,6 +161,7 @@ class Pipeline:
         from ..store.service import start_store_feature  # the caption store's HTTP API and summaries
 
         self.store_feature = start_store_feature(self)
+        mount_web(self, web_hub)
         if self.attachments is not None:
             self.attachments.start()
             if self.health_server is not None:
@@ -308,7 +312,7 @@ class Pipeline:
         """Events this run could not keep (the outbox's bound, a full disk); counted in stats."""
         from ..sinks.mqtt import MqttSink
 
-        return sum(sink.outbox.lost_since_open() for sink in self.sinks if isinstance(sink, MqttSink) and sink.outbox)
+        return sum(sink.outbox.lost_since_open() for sink in self.sinks if isinstance(sink, MqttSink) and sink.outbox is not None)
 
     def _restart_backend(self, index: int, describer: SegmentDescriber, failures: int) -> SegmentDescriber:
         """A backend that keeps failing is closed and made anew (the stage restarts)."""

@@ -198,34 +198,23 @@ class Outbox:
                 self._hold(group)
                 return []
             try:
-                return self._insert(group)
+                return self._insert([group])
             except _DiskFull as exc:
                 self._disk_full(exc)
                 self._hold(group)
                 return []
 
-    def _insert(self, messages: list[Message]) -> list[int]:
-        """One transaction: drops for the bound, counters, inserts. Raises _DiskFull."""
+    def _insert(self, groups: list[list[Message]]) -> list[int]:
+        """One transaction: per group, drops for the bound and inserts; the counters. Raises
+        _DiskFull. (Several groups at once: one commit, not one WAL frame set per group.)"""
         now = time.time()
-        need = len(messages)
-        room = self.max_messages - self._count
         seqs: list[int] = []
         count, dropped = self._count, dict(self._dropped)
         try:
             self._db.execute("BEGIN IMMEDIATE")  # drops, counters and inserts commit together
             self._save_unsaved_drops()
-            if need > room and (self.when_full == "drop_newest" or need > self.max_messages):
-                # drop_newest, or a group that cannot fit even into an empty outbox (tiny limit)
-                self._count_drop("dropped_newest", need)
-            elif need > room:
-                self._drop_oldest(need - room)
-            if need <= self.max_messages - self._count:
-                for m in messages:
-                    cursor = self._db.execute(
-                        "INSERT INTO outbox (topic, payload, qos, retain, event_id, created) VALUES (?,?,?,?,?,?)",
-                        (m.topic, bytes(m.payload), int(m.qos), int(bool(m.retain)), m.event_id, now),
-                    )
-                    seqs.append(int(cursor.lastrowid))
+            for messages in groups:
+                seqs.extend(self._insert_group(messages, now))
             self._db.execute("COMMIT")
         except BaseException as exc:
             # SQLite rolls a transaction back by itself on some errors (SQLITE_FULL among them);
@@ -240,15 +229,40 @@ class Outbox:
                 raise _DiskFull(str(exc)) from None
             raise
         self._unsaved_drops.clear()
-        self._count += len(seqs)
+        return seqs
+
+    def _insert_group(self, messages: list[Message], now: float) -> list[int]:
+        need = len(messages)
+        room = self.max_messages - self._count
+        seqs: list[int] = []
+        if need > room and (self.when_full == "drop_newest" or need > self.max_messages):
+            # drop_newest, or a group that cannot fit even into an empty outbox (tiny limit)
+            self._count_drop("dropped_newest", need)
+        elif need > room:
+            self._drop_oldest(need - room)
+        if need <= self.max_messages - self._count:
+            for m in messages:
+                cursor = self._db.execute(
+                    "INSERT INTO outbox (topic, payload, qos, retain, event_id, created) VALUES (?,?,?,?,?,?)",
+                    (m.topic, bytes(m.payload), int(m.qos), int(bool(m.retain)), m.event_id, now),
+                )
+                seqs.append(int(cursor.lastrowid))
+            self._count += len(seqs)
         return seqs
 
     # -- a full disk -----------------------------------------------------------------------------
 
+    def _shrink_wal(self) -> None:
+        """Give the WAL's space back to the filesystem (its frames are in the database file)."""
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error:
+            pass
+
     def _disk_full(self, exc: Exception) -> None:
         if self._overflow:
             return  # said already
-        log.error(
+        log.warning(  # nothing is lost yet: back-pressure; losses are errors (_lose, close)
             "outbox %s: cannot write, the disk is full (%s; %s); keeping up to %d messages in memory "
             "until space returns", self.path, exc, free_space(self.path.parent), self.memory_overflow,
         )
@@ -267,11 +281,11 @@ class Outbox:
                 return
         self._lose(len(group))
 
-    def _lose(self, n: int) -> None:
+    def _lose(self, n: int, *, quiet: bool = False) -> None:
         self._dropped["dropped_disk_full"] = self._dropped.get("dropped_disk_full", 0) + n
         self._unsaved_drops["dropped_disk_full"] = self._unsaved_drops.get("dropped_disk_full", 0) + n
         now = time.monotonic()
-        if now - self._last_drop_log > 10.0:
+        if not quiet and now - self._last_drop_log > 10.0:
             self._last_drop_log = now
             log.error(
                 "outbox %s: the disk is still full (%s) and %d messages wait in memory: %d lost so far",
@@ -291,17 +305,25 @@ class Outbox:
         now = time.monotonic()
         if not force and now < self._next_write_try:
             return
+        self._shrink_wal()
         written = 0
         while self._overflow:
-            group = self._overflow[0]
+            batch: list[list[Message]] = []
+            size = 0
+            for group in self._overflow:  # a few hundred per commit
+                if batch and size + len(group) > 500:
+                    break
+                batch.append(group)
+                size += len(group)
             try:
-                self._insert(group)
+                self._insert(batch)
             except _DiskFull:
                 self._next_write_try = now + _RETRY_WRITE_S
                 return
-            self._overflow.popleft()
-            self._overflow_count -= len(group)
-            written += len(group)
+            for _ in batch:
+                self._overflow.popleft()
+            self._overflow_count -= size
+            written += size
         log.warning("outbox %s: space is back (%s); wrote %d messages kept in memory",
                     self.path, free_space(self.path.parent), written)
 
@@ -409,7 +431,7 @@ class Outbox:
                     lost = self._overflow_count
                     self._overflow.clear()
                     self._overflow_count = 0
-                    self._lose(lost)
+                    self._lose(lost, quiet=True)
                     log.error(
                         "outbox %s: the disk is still full (%s): %d messages kept in memory are lost",
                         self.path, free_space(self.path.parent), lost,
