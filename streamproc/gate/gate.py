@@ -17,9 +17,9 @@ reason reported in metrics and events):
              catches changes too slow to see frame to frame (a door opening over a minute).
 
 Flicker: cells that changed from one frame to the next in more than `flicker_rate` of the recent
-frames (a moving average over about ten frames) are left out, with their near neighbours (three
-cells across, one up and down): the seconds of a timestamp overlay change every frame, and its
-minutes and hours sit right beside them. Something that stays in one place and keeps moving (a
+frames (a moving average over about ten frames; a plain average over the first ten) are left
+out, with their neighbours (a fifth of the frame's width either side, one cell up and down): the
+seconds of a timestamp overlay change every frame, and its minutes and hours sit beside them. Something that stays in one place and keeps moving (a
 screen, a flag) is left out the same way once it has been moving for several frames; it was
 described when it began, and its cells count again a few frames after it stops.
 
@@ -42,7 +42,7 @@ from .score import FrameScorer, ScoreParams, Thumb
 DESCRIBE_REASONS = ("off", "always", "first", "gap", "resync", "heartbeat", "change")
 SKIP_REASON = "unchanged"
 _FLICKER_ALPHA = 0.1  # weight of the newest frame pair in each cell's rate of change
-_FLICKER_REACH = (1, 3)  # neighbour cells (rows, columns) left out with a flickering cell
+_FLICKER_REACH = (1, 0.2)  # neighbours left out with a flickering cell: 1 row, 20% of the width
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,7 @@ class SceneGate:
         self._described_end: Optional[float] = None
         self._resync = False
         self._flicker: Optional[np.ndarray] = None  # per cell: moving average of "changed"
+        self._pairs = 0  # frame pairs seen by the average
 
     @property
     def enabled(self) -> bool:
@@ -118,9 +119,11 @@ class SceneGate:
             score, cells = scorer.compare(before, after, mask)
             best = max(best, score)
             if self._flicker is None:
-                self._flicker = np.zeros(cells.shape, np.float32)
-            self._flicker *= 1.0 - _FLICKER_ALPHA
-            self._flicker += _FLICKER_ALPHA * cells
+                self._flicker, self._pairs = np.zeros(cells.shape, np.float32), 0
+            self._pairs += 1
+            alpha = max(_FLICKER_ALPHA, 1.0 / self._pairs)  # learns from the first pairs at once
+            self._flicker *= 1.0 - alpha
+            self._flicker += alpha * cells
         return best
 
     def _against_reference(self, thumbs: list[Thumb], mask: Optional[np.ndarray]) -> float:
@@ -142,7 +145,7 @@ class SceneGate:
         if not hot.any():
             return None
         mask = hot.copy()
-        reach_y, reach_x = _FLICKER_REACH
+        reach_y, reach_x = _FLICKER_REACH[0], max(1, int(round(_FLICKER_REACH[1] * hot.shape[1])))
         for dy in range(-reach_y, reach_y + 1):
             for dx in range(-reach_x, reach_x + 1):
                 mask[max(0, dy):mask.shape[0] + min(0, dy), max(0, dx):mask.shape[1] + min(0, dx)] |= hot[

@@ -111,7 +111,7 @@ class FrameScorer:
     def compare(
         self, before: Thumb, after: Thumb, mask: Optional[np.ndarray] = None
     ) -> tuple[float, np.ndarray]:
-        """The score, and which cells changed (any of their pixels, or their mean)."""
+        """The score, and which cells changed (two of their pixels or more, or their mean)."""
         p = self.params
         gain, offset = _fit_brightness(before.cells[self.valid], after.cells[self.valid])
         residual = after.luma - (gain * before.luma + offset)
@@ -121,7 +121,7 @@ class FrameScorer:
         changed = self._cell_sums((structure > bar).astype(np.float32))
         changed[np.abs(means) > p.mean_delta] = CELL * CELL
         changed[~self.valid] = 0
-        cells = changed >= 1
+        cells = changed >= 2
         if mask is not None:
             changed[mask] = 0
         windows = changed[:-1, :-1] + changed[1:, :-1] + changed[:-1, 1:] + changed[1:, 1:]
