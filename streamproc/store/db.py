@@ -74,7 +74,7 @@ def entry_row(data: dict[str, Any]) -> Optional[Row]:
         text = f"{data.get('rule', '')} {data.get('transition', '')}: {data.get('reason', '')}".strip()
         verdicts = {data.get("rule", ""): data.get("verdict", "unknown")}
     elif kind == "unchanged":
-        text = str(data.get("text") or "unchanged")
+        text = str(data.get("text") or data.get("reason") or "unchanged")
     else:
         text = str(data.get("text") or "")
     snapshot = ((data.get("attachments") or {}).get("snapshot") or {}).get("path")

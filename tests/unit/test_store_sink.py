@@ -173,3 +173,29 @@ def test_cli_search_errors_are_one_line(filled_store, capsys):
     assert main(["search", "--store", str(filled_store), "red", "--since", "last week"]) == 2
     assert main(["search", "--store", str(filled_store.with_name("missing.sqlite")), "red"]) == 6
     assert "no caption store at" in capsys.readouterr().err
+
+
+def test_events_from_the_real_builders(tmp_path):
+    from streamproc.events import alert_event, caption_event, unchanged_event
+    from tests.support.segments import make_result, make_segment
+
+    first, still = make_segment("yard", 0, wall=T0), make_segment("yard", 1, wall=T0 + 2)
+    cap = caption_event(first, make_result("A fox digs in the flower bed."), live=True)
+    raised = alert_event(rule="animal", kind="question", source="yard", segment=first, transition="raised",
+                         verdict="yes", reason="a fox is in the garden", live=True)
+    raised.data["attachments"] = {"snapshot": {"path": "/var/lib/streamproc/attachments/yard/fox.jpg"}}
+    quiet = unchanged_event(still, 0.02, "unchanged", live=True)
+    sink = StoreSink(StoreConfig(enabled=True, path=tmp_path / "s.sqlite"))
+    sink.start()
+    for e in (cap, raised, quiet):
+        sink.handle(e)
+    assert sink.flush(10) and sink.stats()["stored"] == 3
+    sink.close()
+    with StoreReader(tmp_path / "s.sqlite") as reader:
+        (fox,) = reader.search("fox", kinds=["caption"])
+        assert (fox.start, fox.end, fox.media_start, fox.media_end) == (T0, first.end_wall, 0.0, 2.0)
+        assert fox.verdicts == {"animal": "yes"}
+        (alert_hit,) = reader.search("fox", kinds=["alert"])
+        assert alert_hit.snapshot == "/var/lib/streamproc/attachments/yard/fox.jpg"
+        (span,) = reader.search("unchanged", kinds=["unchanged"])
+        assert span.event_id == quiet.id and span.start == still.start_wall
