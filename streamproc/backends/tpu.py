@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 import weakref
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -51,7 +51,8 @@ def native_module():
 def translate_native_error(exc: BaseException, context: str) -> Exception:
     """streamproc's typed error for an exception from streamproc._native."""
     native = native_module()
-    message = f"{context}: {exc}"
+    # The native message names the source checkout's script; installed users have the command.
+    message = f"{context}: {exc}".replace("tools/bmodel/fetch_runtime.sh", "`streamproc runtime`")
     if isinstance(exc, native.AbortedError):
         return Aborted(message)
     if isinstance(exc, native.RuntimeNotFoundError):
@@ -122,6 +123,16 @@ def vision_chunks(inputs: ModelInputs, max_patches: int, start: int = 0) -> list
     return chunks
 
 
+@dataclass(frozen=True)
+class RequestTimes:
+    """Where one request's time went: the engine's own timers (streamproc._native.StepTimes: per
+    phase wall and device seconds, copies, lock waits) and the backend's host work around them."""
+
+    engine: Any  # streamproc._native.StepTimes
+    host_prepare_s: float  # arrays and ViT chunks, before the native calls
+    native_call_s: float  # wall time of the native prefill + generate calls (GIL released)
+
+
 class TpuBackend:
     name = "tpu"
 
@@ -146,41 +157,38 @@ class TpuBackend:
             self._engine = native.Engine(str(bmodel), config.device_id, str(config.runtime_dir or ""))
         except native.NativeError as exc:
             raise translate_native_error(exc, "cannot load the bmodel") from None
-        self.info = self._engine.info()
+        self.info = self._engine.info  # streamproc._native.ModelInfo (read-only attributes)
         try:
             self.builder = fit_to_vit(
                 builder or InputBuilder.from_pretrained(Path(config.tokenizer).expanduser()),
-                int(self.info["max_patches"]),
-                int(self.info["seq_length"]),
+                self.info.max_patches,
+                self.info.seq_length,
             )
         except Exception:
             self.close()
             raise
         self._last: Optional[ModelInputs] = None
-        # The engine's timers of the last request (engine.times(): per phase wall and device
-        # seconds) plus host_prepare_s (arrays and ViT chunks, before the native calls) and
-        # native_call_s (wall time of the native prefill + generate calls, GIL released).
-        self.last_engine_times: dict[str, float] = {}
+        self.last_times: Optional[RequestTimes] = None  # of the last request
         _open_backends.add(self)
         log.info(
             "loaded %s (%s, %s layout, seq %d, %d ViT patches) with %s",
             bmodel.name,
-            self.info["chip"] or "unknown chip",
-            self.info["layout"],
-            self.info["seq_length"],
-            self.info["max_patches"],
-            self.info["runtime"],
+            self.info.chip or "unknown chip",
+            self.info.layout,
+            self.info.seq_length,
+            self.info.max_patches,
+            self.info.runtime,
         )
 
     # -- Backend protocol -------------------------------------------------------------------
 
     @property
     def seq_length(self) -> int:
-        return int(self.info["seq_length"])
+        return self.info.seq_length
 
     @property
     def max_patches(self) -> int:
-        return int(self.info["max_patches"])
+        return self.info.max_patches
 
     @property
     def inputs(self) -> InputBuilder:
@@ -188,7 +196,7 @@ class TpuBackend:
 
     @property
     def supports_history(self) -> bool:
-        return bool(self.info["supports_history"])
+        return self.info.supports_history
 
     def describe(self, inputs: ModelInputs, params: GenerationParams, on_token: Optional[OnToken] = None) -> Result:
         """A new conversation: the history is cleared first. `on_token` sees each token as it
@@ -248,13 +256,13 @@ class TpuBackend:
         """Per ViT call: whole temporal grids that fit MAX_PATCHES (see `vision_chunks`)."""
         return vision_chunks(inputs, self.max_patches, start)
 
-    def _stream(self, engine, first: int, params: GenerationParams, sampling: dict, on_token: "OnToken") -> list[int]:
+    def _stream(self, engine, first: int, params: GenerationParams, sampling, on_token: "OnToken") -> list[int]:
         """generate(), one token at a time so each can be shown as it comes."""
         stops = set(self.builder.stop_ids)
         tokens = [first]
         on_token(first)
         while tokens[-1] not in stops and len(tokens) < params.max_new_tokens and engine.history_length < self.seq_length:
-            tokens.append(engine.decode(tokens[-1], **sampling))
+            tokens.append(engine.decode(tokens[-1], sampling))
             on_token(tokens[-1])
         return tokens
 
@@ -263,30 +271,30 @@ class TpuBackend:
     ) -> Result:
         engine = self._engine_or_fail()
         begin = time.perf_counter()
-        if params.do_sample and not self.info["has_sample_head"]:
+        if params.do_sample and not self.info.has_sample_head:
             raise ModelError(
                 f"{self.model_id} was built without --do_sample: it decodes greedily only (set generation.do_sample: false)"
             )
         ids = np.ascontiguousarray(inputs.input_ids[start:], dtype=np.int32)
         positions = np.ascontiguousarray(inputs.position_ids[:, start:], dtype=np.int32)
-        sampling = {
-            "do_sample": params.do_sample,
-            "temperature": params.temperature,
-            "top_p": params.top_p,
-            "top_k": params.top_k,
-            "repetition_penalty": params.repetition_penalty,
-        }
+        native = native_module()
+        sampling = native.SamplingParams(
+            do_sample=params.do_sample,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            top_k=params.top_k,
+            repetition_penalty=params.repetition_penalty,
+        )
         if params.seed is not None:
             engine.seed(params.seed)
         chunks = self.vision_chunks(inputs, start)
         prepared = time.perf_counter()
         engine.reset_times()
-        native = native_module()
         history_before = engine.history_length
         try:
-            first = engine.prefill(ids, positions, chunks, next_position=inputs.next_position, **sampling)
+            first = engine.prefill(ids, positions, chunks, next_position=inputs.next_position, sampling=sampling)
             if on_token is None:  # the whole loop in C++, without the GIL
-                tokens = engine.generate(first, params.max_new_tokens, list(self.builder.stop_ids), **sampling)
+                tokens = engine.generate(first, params.max_new_tokens, list(self.builder.stop_ids), sampling)
             else:
                 tokens = self._stream(engine, first, params, sampling, on_token)
         except native.NativeError as exc:
@@ -296,14 +304,14 @@ class TpuBackend:
             raise translate_native_error(exc, self.model_id) from None
         native_s = time.perf_counter() - prepared
         device = engine.times()
-        self.last_engine_times = {**device, "host_prepare_s": prepared - begin, "native_call_s": native_s}
+        self.last_times = RequestTimes(engine=device, host_prepare_s=prepared - begin, native_call_s=native_s)
         stopped = bool(tokens) and tokens[-1] in self.builder.stop_ids
         text_ids = tokens[:-1] if stopped else tokens
         timings = Timings(
             preprocess_s=prepared - begin,
-            vision_s=device["vit_s"],
-            prefill_s=device["prefill_s"],
-            decode_s=device["decode_s"],
+            vision_s=device.vit_s,
+            prefill_s=device.prefill_s,
+            decode_s=device.decode_s,
             total_s=time.perf_counter() - begin,
         )
         return Result(

@@ -126,7 +126,8 @@ def _runtime(runtime_dir: Optional[Path], needed: bool) -> tuple[str, str]:
     except _native.NativeError as error:
         verdict = FAIL if needed else SKIP
         why = "the config's tpu backend needs it" if needed else "only the tpu backend needs it"
-        return verdict, f"not found ({error}); {why}: {RUNTIME_HINT}"
+        found = str(error).replace(" (for the CPU simulator: tools/bmodel/fetch_runtime.sh)", "")
+        return verdict, f"not found ({found}); {why}: {RUNTIME_HINT}"
     simulator = (Path(path).parent / "libcmodel.so").exists()
     if simulator:
         from ..backends.tpu import silence_simulator_stdout
