@@ -62,6 +62,25 @@ def add_parser(subparsers) -> None:
     web.add_argument("--live-events", type=int, default=20, help="captions sent while the page is open (default 20)")
     web.add_argument("--out", type=Path, default=None, help="also write the table (markdown) here")
     web.set_defaults(func=run_web)
+    serve = sub.add_parser(
+        "serve",
+        help="streamproc serve's HTTP overhead (first token, total) vs a direct engine call; requests/s",
+        description="The same streamed request (a small image + text) through `streamproc serve` on 127.0.0.1 and "
+        "as a direct call on the same backend, interleaved; then requests/s with several clients. Default: the "
+        "tiny dynamic_bf16_s256 fixture on the simulator ($STREAMPROC_BMRT_DIR); --model for transformers.",
+    )
+    serve.add_argument("--bmodel", type=Path, default=None, help="Qwen2.5-VL bmodel (default: the tiny fixture)")
+    serve.add_argument("--tokenizer", type=Path, default=None, help="folder with tokenizer.json (default: the tiny model)")
+    serve.add_argument("--runtime-dir", type=Path, default=None, help="folder with libbmrt.so (default $STREAMPROC_BMRT_DIR)")
+    serve.add_argument("--model", default=None, help="a transformers checkpoint instead (e.g. the tiny one: "
+                       "streamproc make-tiny-model DIR)")
+    serve.add_argument("--engines", type=int, default=2, help="TPU engines in the pool (default 2)")
+    serve.add_argument("--requests", type=int, default=10, help="requests each way for the overhead (default 10)")
+    serve.add_argument("--max-tokens", type=int, default=2, help="tokens per answer (default 2)")
+    serve.add_argument("--clients", type=int, default=4, help="concurrent clients for requests/s (default 4)")
+    serve.add_argument("--rps-requests", type=int, default=8, help="requests for requests/s, each way (default 8; 0 skips)")
+    serve.add_argument("--out", type=Path, default=None, help="also write the table (markdown) here")
+    serve.set_defaults(func=run_serve)
     store = sub.add_parser(
         "store", help="caption store: search latency over 1M captions, insert rate while searching, size",
         description="Fills a store with --rows captions once (cached; --rebuild), then measures search latency "
@@ -125,6 +144,43 @@ def run_engine(args) -> int:
         on_loaded=silence_simulator_stdout,  # the simulator's debug lines go to C stdout
     )
     return _publish(engine.table(report), args.out)
+
+
+def run_serve(args) -> int:
+    from ..bench import serve
+
+    if min(args.engines, args.requests, args.max_tokens, args.clients) < 1 or args.rps_requests < 0:
+        raise UsageError("--engines, --requests, --max-tokens and --clients must be at least 1")
+    backends = _serve_backends(args)
+    label = f"`{backends[0].model_id}` ({backends[0].name} backend)"
+    try:
+        report = serve.run(backends, label, args.requests, args.max_tokens, args.clients, args.rps_requests,
+                           progress=lambda m: print(m, file=sys.stderr))
+    finally:
+        for backend in backends:
+            backend.close()
+    return _publish(serve.table(report), args.out)
+
+
+def _serve_backends(args) -> list:
+    from ..backends.base import create_backend
+    from ..config.model import HfBackendConfig, TpuBackendConfig
+
+    if args.model:
+        return [create_backend(HfBackendConfig(model=args.model, device="cpu", dtype="float32"))]
+    from ..backends.tpu import silence_simulator_stdout
+    from ..bench import engine
+
+    bmodel = args.bmodel or engine.default_bmodel()
+    if not bmodel.is_file():
+        raise UsageError(f"no bmodel at {bmodel}: give --bmodel or --model")
+    DEFAULT_CACHE.mkdir(parents=True, exist_ok=True)
+    tokenizer = args.tokenizer or engine.tiny_tokenizer(DEFAULT_CACHE)
+    config = TpuBackendConfig(bmodel=bmodel, tokenizer=tokenizer, runtime_dir=args.runtime_dir)
+    backends = [create_backend(config)]
+    silence_simulator_stdout()
+    backends += [create_backend(config) for _ in range(args.engines - 1)]
+    return backends
 
 
 def run_web(args) -> int:

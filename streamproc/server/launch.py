@@ -52,9 +52,9 @@ def context_length(backend: Backend) -> Optional[int]:
 
 
 def can_sample(backend: Backend) -> bool:
-    info = getattr(backend, "info", None)
-    if isinstance(info, dict) and "has_sample_head" in info:
-        return bool(info["has_sample_head"])
+    info = getattr(backend, "info", None)  # TpuBackend: the bmodel's streamproc._native.ModelInfo
+    if hasattr(info, "has_sample_head"):
+        return bool(info.has_sample_head)
     return True  # transformers samples on the host
 
 

@@ -73,8 +73,12 @@ def parse_chat(body: Any, served: ServedModel, builder: Any, media: MediaPolicy)
     check_model(body, served)
     if body.get("n") not in (None, 1):
         raise bad_request("only n=1 is supported", "n", "unsupported_value")
-    if body.get("tools") or body.get("functions"):
-        raise bad_request("tools and function calling are not supported by this server", "tools", "unsupported_value")
+    # Tools are offered, never called: answering in text is a valid choice for the model, so
+    # clients that always send their tools (Home Assistant's conversation agents) still work.
+    choice = body.get("tool_choice")
+    if (body.get("tools") or body.get("functions")) and choice not in (None, "auto", "none"):
+        raise bad_request("this server's model does not call tools: tool_choice must be auto or none", "tool_choice",
+                          "unsupported_value")
     stream = body.get("stream") or False
     if not isinstance(stream, bool):
         raise bad_request("`stream` must be true or false", "stream")
