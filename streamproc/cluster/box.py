@@ -67,7 +67,7 @@ def run_box(config: Any, *, install_signals: bool = True, poll_s: float = 0.5) -
         ownership.pipeline = pipeline
         pipeline.start()
         if cluster.bridge and config.sinks.mqtt is not None and config.sinks.mqtt.enabled:
-            bridge = MqttBridge(loop, js, names, config.sinks.mqtt, cluster.box)
+            bridge = MqttBridge(loop, js, names, config.sinks.mqtt, cluster.box, cluster.lease.fence)
             bridge.start()
         loop.call(leases.start(), timeout=30)
         log.info(

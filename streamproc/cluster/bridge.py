@@ -6,15 +6,21 @@ after the broker's PUBACK; if the box forwarding it dies, JetStream hands it to 
 after ack_wait. No election is needed and no box's disk holds events the others cannot reach
 (the choice against per-box outboxes is explained in docs/scale-out.md).
 
-The window between PUBACK and the JetStream ack is the one place a message can reach MQTT twice
-(the forwarding box dies inside it); every event carries its stable id for that case.
+A box that dies (or freezes) after the broker took a message but before its JetStream ack would
+make the next box send it again. Two checks close that window: every bridge subscribes to the
+topics it feeds and remembers the event ids the broker has delivered, skipping any it has seen
+(a redelivery comes ack_wait later, long after the broker routed the first copy); and a bridge
+that held a message for longer than fence_after_s (it was frozen) does not send it at all, since
+another box may have it by now. Retained rule states are sent in any case (they are idempotent).
 """
 from __future__ import annotations
 
 import json
 import logging
 import threading
-from typing import Any, Optional
+import time
+from collections import deque
+from typing import Any
 
 from ..sinks.topics import STATE_OFF, STATE_ON, Topics
 from .layout import H_BOX, H_EPOCH, H_KIND, Names
@@ -23,7 +29,8 @@ log = logging.getLogger(__name__)
 
 
 class MqttBridge:
-    def __init__(self, loop: Any, js: Any, names: Names, mqtt_config: Any, box: str):
+    def __init__(self, loop: Any, js: Any, names: Names, mqtt_config: Any, box: str, hold_limit_s: float,
+                 remember: int = 20000):
         self.loop = loop
         self.js = js
         self.names = names
@@ -31,7 +38,12 @@ class MqttBridge:
         self.box = box
         self.topics = Topics(mqtt_config.topic_prefix)
         self.epochs: dict[str, int] = {}  # newest epoch this box has seen per camera
-        self.counters = {"forwarded": 0, "stale_dropped": 0, "markers": 0, "mqtt_failures": 0}
+        self.hold_limit_s = hold_limit_s
+        self.counters = {"forwarded": 0, "stale_dropped": 0, "markers": 0, "mqtt_failures": 0, "already_sent": 0,
+                         "held_too_long": 0}
+        self._seen: set[str] = set()  # event ids the broker has delivered (to our own subscription)
+        self._seen_order: deque = deque(maxlen=remember)
+        self._seen_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="mqtt-bridge", daemon=True)
         self._client: Any = None
@@ -57,9 +69,32 @@ class MqttBridge:
         if context is not None:
             client.tls_set_context(context)
         client.reconnect_delay_set(self.config.reconnect_min_delay_s, self.config.reconnect_max_delay_s)
+        client.on_connect = self._on_connect
+        client.on_message = self._on_message
         client.connect_async(self.config.host, self.config.port, self.config.keepalive_s)
         client.loop_start()
         return client
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if not reason_code.is_failure:
+            prefix = self.topics.prefix
+            client.subscribe([(f"{prefix}/+/captions", 1), (f"{prefix}/+/alerts", 1)])
+
+    def _on_message(self, client, userdata, message) -> None:
+        try:
+            event_id = json.loads(message.payload)["id"]
+        except (ValueError, KeyError, TypeError):
+            return
+        with self._seen_lock:
+            if event_id not in self._seen:
+                if len(self._seen_order) == self._seen_order.maxlen:
+                    self._seen.discard(self._seen_order[0])
+                self._seen_order.append(event_id)
+                self._seen.add(event_id)
+
+    def already_sent(self, event_id: str) -> bool:
+        with self._seen_lock:
+            return event_id in self._seen
 
     def stop(self) -> None:
         self._stop.set()
@@ -80,10 +115,11 @@ class MqttBridge:
                 log.debug("bridge: fetch failed: %s", error)
                 self._stop.wait(0.5)
                 continue
+            fetched = time.monotonic()
             for message in messages:
-                self._forward(message)
+                self._forward(message, fetched)
 
-    def _forward(self, message: Any) -> None:
+    def _forward(self, message: Any, fetched: float) -> None:
         headers = message.headers or {}
         camera = self.names.camera_of(message.subject)
         epoch = int(headers.get(H_EPOCH, "0") or 0)
@@ -98,7 +134,15 @@ class MqttBridge:
             log.debug("bridge: %s is owned by %s from epoch %d", camera, headers.get(H_BOX), epoch)
             self._ack(message)
             return
-        if not self._publish_all(self._messages(message.data)):
+        outgoing = self._messages(message.data)
+        if self.already_sent(json.loads(message.data)["id"]):  # another box sent it and then died
+            self.counters["already_sent"] += 1
+            outgoing = [m for m in outgoing if m[3]]  # the retained state only
+        if time.monotonic() - fetched > self.hold_limit_s:  # frozen: it may be someone else's now
+            self.counters["held_too_long"] += 1
+            log.warning("bridge: held an event for %.1f s; leaving it to the next box", time.monotonic() - fetched)
+            return
+        if not self._publish_all(outgoing):
             self.counters["mqtt_failures"] += 1
             self.loop.call(message.nak(delay=1.0), timeout=10)  # in order: it comes back first
             return

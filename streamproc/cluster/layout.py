@@ -20,7 +20,8 @@ from typing import Any, Iterable
 
 log = logging.getLogger(__name__)
 
-WRONG_LAST_SEQUENCE = 10071  # JetStream's error code for a failed Expected-Last-* check
+# JetStream's error codes for a failed Expected-Last-* check (10164: the KV create form of it)
+WRONG_LAST_SEQUENCE = (10071, 10164)
 H_BOX, H_EPOCH, H_KIND = "Sp-Box", "Sp-Epoch", "Sp-Kind"
 
 
@@ -63,7 +64,7 @@ class Names:
 
 
 def is_wrong_last_sequence(error: BaseException) -> bool:
-    return getattr(error, "err_code", None) == WRONG_LAST_SEQUENCE
+    return getattr(error, "err_code", None) in WRONG_LAST_SEQUENCE
 
 
 async def ensure_layout(js: Any, config: Any, cameras: Iterable[str]) -> Names:

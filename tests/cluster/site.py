@@ -75,12 +75,15 @@ class Tap:
             except Exception:
                 break
             for msg in batch:
-                out.append((msg.metadata.sequence.stream, dict(msg.headers or {}), json.loads(msg.data) if msg.data else {}))
+                out.append({
+                    "seq": msg.metadata.sequence.stream, "camera": msg.subject.split(".", 2)[2],
+                    "headers": dict(msg.headers or {}), "event": json.loads(msg.data) if msg.data else None,
+                })
         await psub.unsubscribe()
-        return sorted(out, key=lambda item: item[0])
+        return sorted(out, key=lambda item: item["seq"])
 
-    def stream_events(self) -> list[tuple[int, dict, dict]]:
-        """(stream sequence, headers, event) of everything stored in the events stream, in order."""
+    def stream_events(self) -> list[dict]:
+        """{seq, camera, headers, event (None for a marker)} of everything stored, in order."""
         return self.call(self._stream_events(), 60)
 
     async def _info(self, what: str, name: str):
