@@ -179,5 +179,16 @@ class StoreReader:
         ).fetchall()
         return [json.loads(row[0]) for row in rows]
 
+    def recent(
+        self, source: str, *, limit: int = 100, kinds: Sequence[str] = ("caption", "alert", "unchanged")
+    ) -> list[dict[str, Any]]:
+        """The newest entries of `source` as their events were stored (the web view's timeline)."""
+        rows = self.conn.execute(
+            f"SELECT data FROM entries WHERE source = ? AND kind IN ({', '.join('?' * len(kinds))}) "
+            "ORDER BY start_ts DESC, id DESC LIMIT ?",
+            (source, *kinds, max(1, int(limit))),
+        ).fetchall()
+        return [json.loads(row[0]) for row in rows]
+
     def count(self) -> int:
         return self.conn.execute("SELECT count(*) FROM entries").fetchone()[0]

@@ -31,7 +31,7 @@ function when(seconds) {
 
 function startOf(item) {
   const segment = item.segment || {};
-  return segment.start_wall || item.start_wall || item.start_ts || item.ts;
+  return segment.start_wall || item.start_wall || item.start || item.ts;
 }
 
 async function getJSON(url, options) {
@@ -211,14 +211,13 @@ async function loadTimeline(name) {
 
 // -- search and summaries -----------------------------------------------------------------
 
-// The store marks matches in snippets with U+E000 ... U+E001 (or <mark> tags); they become <mark>
-// elements here and everything else stays text.
-function highlighted(snippet) {
+// The store sends snippets as escaped HTML with <mark> around matches; only the text and the
+// marks are taken over, so nothing else in a caption can become markup.
+function highlighted(snippetHtml) {
   const out = el("p", { class: "caption" });
-  const parts = String(snippet).split(/(\uE000.*?\uE001|<mark>.*?<\/mark>)/s);
-  for (const part of parts) {
-    const match = part.match(/^(?:\uE000(.*)\uE001|<mark>(.*)<\/mark>)$/s);
-    out.append(match ? el("mark", { text: match[1] !== undefined ? match[1] : match[2] }) : document.createTextNode(part));
+  const doc = new DOMParser().parseFromString(`<p>${snippetHtml}</p>`, "text/html");
+  for (const node of doc.body.firstChild.childNodes) {
+    out.append(node.nodeName === "MARK" ? el("mark", { text: node.textContent }) : document.createTextNode(node.textContent));
   }
   return out;
 }
@@ -240,12 +239,12 @@ async function search(event) {
   if (source) params.set("source", source);
   try {
     const body = await getJSON(`/api/search?${params}`);
-    const results = body.results || body.items || [];
+    const results = body.hits || [];
     note.textContent = `${results.length} result${results.length === 1 ? "" : "s"}`;
     list.replaceChildren(...results.map((row) => {
       const item = el("li", { class: row.type || row.kind || "caption" },
         el("div", { class: "meta", text: `${when(startOf(row))} · ${row.source || ""}` }));
-      item.append(highlighted(row.snippet || row.text || ""));
+      item.append(row.snippet_html ? highlighted(row.snippet_html) : el("p", { class: "caption", text: row.text || "" }));
       return item;
     }));
   } catch (error) {
@@ -263,7 +262,7 @@ async function loadSummaries() {
   }
   try {
     const body = await getJSON("/api/summaries?limit=20");
-    const items = body.summaries || body.items || [];
+    const items = body.summaries || [];
     note.textContent = items.length ? "" : "No summaries yet.";
     list.replaceChildren(...items.map((s) => timelineItem(Object.assign({ type: "summary" }, s))));
   } catch (error) {
