@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml CMakeLists.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q $(TORCH_PIN)
-	$(PIP) install -q -e '.[hf,seed,dev]'
+	$(PIP) install -q -e '.[hf,seed,dev,cluster]'
 	touch $@
 
 venv: $(STAMP)
