@@ -54,12 +54,37 @@ class Response:
 Handler = Callable[[Request], Response]
 
 
-class HttpServer:
-    """Routes by method and exact path, or by path prefix (`prefix=True`, longest wins)."""
+class Router:
+    """Routes by method and exact path, or by path prefix (`prefix=True`, longest wins). Used by
+    `HttpServer`, and by other servers (streamproc serve's ASGI app) that host the same routes."""
 
-    def __init__(self, host: str, port: int):
+    def __init__(self) -> None:
         self._routes: dict[tuple[str, str], Handler] = {}
         self._prefixes: list[tuple[str, str, Handler]] = []
+
+    def route(self, method: str, path: str, handler: Handler, *, prefix: bool = False) -> None:
+        # A new list, swapped in whole: routes added after start() never show a half-sorted one.
+        if prefix:
+            self._prefixes = sorted([*self._prefixes, (method.upper(), path, handler)], key=lambda r: -len(r[1]))
+        else:
+            self._routes[(method.upper(), path)] = handler
+
+    def find(self, method: str, path: str) -> Optional[Handler]:
+        method = "GET" if method.upper() == "HEAD" else method.upper()
+        handler = self._routes.get((method, path))
+        if handler is not None:
+            return handler
+        for route_method, route_prefix, prefix_handler in self._prefixes:
+            if route_method == method and path.startswith(route_prefix):
+                return prefix_handler
+        return None
+
+
+class HttpServer(Router):
+    """A `Router` on the standard library's threading HTTP server."""
+
+    def __init__(self, host: str, port: int):
+        super().__init__()
         server = self
 
         class _Handler(BaseHTTPRequestHandler):
@@ -115,23 +140,6 @@ class HttpServer:
         self._server = ThreadingHTTPServer((host, port), _Handler)
         self._server.daemon_threads = True
         self._thread: Optional[threading.Thread] = None
-
-    def route(self, method: str, path: str, handler: Handler, *, prefix: bool = False) -> None:
-        # A new list, swapped in whole: routes added after start() never show a half-sorted one.
-        if prefix:
-            self._prefixes = sorted([*self._prefixes, (method.upper(), path, handler)], key=lambda r: -len(r[1]))
-        else:
-            self._routes[(method.upper(), path)] = handler
-
-    def find(self, method: str, path: str) -> Optional[Handler]:
-        method = "GET" if method.upper() == "HEAD" else method.upper()
-        handler = self._routes.get((method, path))
-        if handler is not None:
-            return handler
-        for route_method, route_prefix, prefix_handler in self._prefixes:
-            if route_method == method and path.startswith(route_prefix):
-                return prefix_handler
-        return None
 
     @property
     def host(self) -> str:

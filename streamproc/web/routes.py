@@ -20,7 +20,7 @@ import logging
 from importlib import resources
 from typing import Any, Callable, Optional, Protocol
 
-from ..service.http import HttpServer, Request, Response
+from ..service.http import Request, Response, Router
 from .hub import SiteHub
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ def _camera_path(path: str) -> tuple[str, str]:
 
 
 def mount(
-    http: HttpServer,
+    http: Router,
     hub: SiteHub,
     *,
     stats: Optional[Callable[[], dict]] = None,
