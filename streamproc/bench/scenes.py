@@ -43,6 +43,7 @@ class Event:
     stay: float = 30.0  # person: standing before walking out (same duration)
     x: float = 0.5  # where (share of the width): the person stops, the door stands, the object lies
     seed: int = 0
+    until: Optional[float] = None  # door: closes (over `duration`) at this time; object: taken away
 
     @property
     def changes(self) -> list[tuple[float, float]]:
@@ -50,9 +51,11 @@ class Event:
         if self.kind == "person":
             leave = self.start + self.duration + self.stay
             return [(self.start, self.start + self.duration), (leave, leave + self.duration)]
-        if self.kind == "door":
-            return [(self.start, self.start + max(self.duration, 1e-3))]
-        return [(self.start, self.start + 1e-3)]  # an object appears at once
+        span = max(self.duration, 1e-3) if self.kind == "door" else 1e-3  # an object appears at once
+        changes = [(self.start, self.start + span)]
+        if self.until is not None:
+            changes.append((self.until, self.until + span))
+        return changes
 
     def visible_changes(self, width: int, height: int) -> list[tuple[float, float]]:
         changes = self.changes
@@ -95,7 +98,7 @@ class Scene:
         the capacity bench renders camera-hours of these.)"""
         image = self._background.copy()
         for event in self.events:
-            if event.start <= t:
+            if event.start <= t or event.kind == "door":  # a door is there, closed, before it opens
                 _draw_event(image, event, t)
         if self._leaves is not None:
             _draw_foliage(image, self._leaves, t)
@@ -241,13 +244,17 @@ def _draw_event(image: np.ndarray, event: Event, t: float) -> None:
         bottom = int(height * 0.55)
         x0 = int(event.x * width)
         image[bottom - dh - 3:bottom, x0 - 3:x0 + dw + 3] = 45  # frame
-        opened = min(1.0, (t - event.start) / max(event.duration, 1e-3))
+        opened = min(1.0, max(0.0, (t - event.start) / max(event.duration, 1e-3)))
+        if event.until is not None and t >= event.until:
+            opened = max(0.0, 1.0 - (t - event.until) / max(event.duration, 1e-3))
         image[bottom - dh:bottom, x0:x0 + dw] = 18  # the dark room behind
         panel = int(round(dw * math.cos(opened * math.pi / 2 * 0.9)))
         if panel > 0:
             image[bottom - dh:bottom, x0:x0 + panel] = (150, 110, 70)
             image[bottom - dh + 6:bottom - 6:14, x0 + 2:x0 + panel - 2] = (120, 85, 55)  # panels
     elif event.kind == "object":
+        if event.until is not None and t >= event.until:
+            return
         size = max(6, int(height * 0.07))  # ~20 px at 280: a bag or a box
         x0, y0 = int(event.x * width), int(height * 0.74)
         # a dark bag or a light parcel: the gate sees luma, and an object as bright as the ground

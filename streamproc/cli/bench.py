@@ -93,6 +93,9 @@ def add_parser(subparsers) -> None:
     store.add_argument("--rebuild", action="store_true", help="fill the store anew even if cached")
     store.add_argument("--out", type=Path, default=None, help="also write the table (markdown) here")
     store.set_defaults(func=run_store)
+    from ..bench.commands import add_gate_and_capacity  # bench gate, bench capacity
+
+    add_gate_and_capacity(sub)
     parser.set_defaults(func=lambda args: parser.print_help() or 2)
 
 
