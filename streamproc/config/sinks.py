@@ -84,6 +84,9 @@ class HomeAssistantConfig(Section):
     enabled: bool = False
     discovery_prefix: str = Field("homeassistant", pattern=r"^[^#+\s]+$")
     node_id: str = Field("streamproc", pattern=r"^[A-Za-z0-9_-]+$")
+    support_url: Optional[str] = Field(
+        None, pattern=r"^https?://\S+$", description="shown by HA as the integration's support link (origin.support_url)"
+    )
 
 
 class FilesConfig(Section):

@@ -62,7 +62,11 @@ class Metrics:
         self.source_paused = Gauge("streamproc_source_paused", "1 while describing the source is paused", ["source"], registry=r)
         self.rule_enabled = Gauge("streamproc_rule_enabled", "1 while the rule is evaluated", ["rule"], registry=r)
         self.rule_on = Gauge("streamproc_rule_on", "1 while the rule's alert is raised", ["source", "rule"], registry=r)
-        self.outbox_depth = Gauge("streamproc_outbox_depth", "Events waiting in the MQTT outbox", registry=r)
+        self.outbox_depth = Gauge("streamproc_outbox_depth", "Events waiting in the sinks' disk outboxes (MQTT, webhook)", registry=r)
+        self.outbox_dropped = Gauge(
+            "streamproc_outbox_dropped", "Events the MQTT outbox lost (oldest/newest: its bound; disk_full)",
+            ["reason"], registry=r,
+        )
         self.attachment_bytes = Gauge("streamproc_attachments_bytes", "Bytes of alert attachments kept on disk", registry=r)
         self.tokens_per_s = Gauge("streamproc_tokens_per_second", "Decode speed of the last request", registry=r)
         self.generated = Counter("streamproc_generated_tokens", "Tokens generated", registry=r)

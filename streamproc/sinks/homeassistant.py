@@ -12,7 +12,7 @@ Entities per source (one HA device per camera):
 Entities of the service (one device for the node): a switch per rule to enable or disable it.
 
 Every config carries `unique_id`, `default_entity_id` (`<domain>.<node>_<...>`; HA 2025.10
-deprecated `object_id` for it), `origin` (name, sw_version, support_url) and a `device` with its
+deprecated `object_id` for it), `origin` (name, sw_version, and support_url when `homeassistant.support_url` is set) and a `device` with its
 `sw_version`. Configs are retained under <discovery_prefix>/<component>/<node_id>/<object>/config,
 republished on every connect and whenever HA announces itself online on <discovery_prefix>/status.
 A config found retained under this node that the current config no longer produces (a camera or
@@ -29,8 +29,6 @@ from .topics import AVAILABLE_OFFLINE, AVAILABLE_ONLINE, STATE_OFF, STATE_ON, To
 if TYPE_CHECKING:  # pragma: no cover
     from ..config.rules import RuleConfig
     from ..config.sinks import HomeAssistantConfig
-
-SUPPORT_URL = "https://github.com/streamproc/streamproc"
 
 # Home Assistant keeps a sensor's state to 255 characters; the full text goes into attributes.
 _CAPTION_STATE_TEMPLATE = "{{ value_json.text[:255] }}"
@@ -52,10 +50,13 @@ def _entity_slug(*parts: str) -> str:
     return re.sub(r"_+", "_", re.sub(r"[^a-z0-9_]", "_", "_".join(parts).lower())).strip("_")
 
 
-def origin() -> dict[str, str]:
+def origin(support_url: Optional[str] = None) -> dict[str, str]:
     from .. import __version__
 
-    return {"name": "streamproc", "sw_version": __version__, "support_url": SUPPORT_URL}
+    found = {"name": "streamproc", "sw_version": __version__}
+    if support_url:  # the operator's own page (docs, issue tracker): streamproc has no public one to name
+        found["support_url"] = support_url
+    return found
 
 
 def _service_availability(topics: Topics) -> dict[str, str]:
@@ -107,7 +108,7 @@ class _Builder:
             "default_entity_id": f"{component}.{_entity_slug(self.node, *parts)}",
             **payload,
             "device": _device(self.node, source),
-            "origin": origin(),
+            "origin": origin(self.config.support_url),
         }
         topic = f"{self.config.discovery_prefix}/{component}/{self.node}/{object_id(*parts)}/config"
         self.messages.append((topic, _json(payload)))

@@ -114,6 +114,15 @@ class WebhookSink(BaseSink):
     # -- the sender thread -----------------------------------------------------------------------
 
     def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._send_pending()
+            except Exception:  # e.g. the outbox's disk failed: report, wait, go on (never die silently)
+                self._busy = False
+                log.exception("webhook sender failed; trying again in 5 s")
+                self._stop.wait(5.0)
+
+    def _send_pending(self) -> None:
         assert self.outbox is not None
         delay = self.config.retry_min_delay_s
         while not self._stop.is_set():

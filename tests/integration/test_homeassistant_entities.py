@@ -79,7 +79,7 @@ def check_documented(topic: str, config: dict) -> None:
     assert config["default_entity_id"].startswith(f"{platform}.")
     assert config["default_entity_id"].split(".", 1)[1].replace("_", "").isalnum()
     assert set(config["device"]) <= DEVICE_KEYS and config["device"]["sw_version"]
-    assert set(config["origin"]) == ORIGIN_KEYS and config["origin"]["name"] == "streamproc"
+    assert {"name", "sw_version"} <= set(config["origin"]) <= ORIGIN_KEYS and config["origin"]["name"] == "streamproc"
     assert ("availability" in config) != ("availability_topic" in config)  # HA forbids both
     for item in config.get("availability", []):
         assert set(item) <= AVAILABILITY_KEYS and "topic" in item
@@ -91,12 +91,14 @@ def check_documented(topic: str, config: dict) -> None:
 
 def test_discovery_payloads_use_only_documented_keys(broker, subscribe, start_sink):
     sub = subscribe(broker.port, ["homeassistant/#", "sp/#"])
-    sink = start_sink(broker, RULES, ["gate"], mqtt={"snapshots": True}, **HA)
+    ha = {"homeassistant": {**HA["homeassistant"], "support_url": "https://nvr.lan/streamproc-help"}}
+    sink = start_sink(broker, RULES, ["gate"], mqtt={"snapshots": True}, **ha)
     assert sink.wait_connected(10)
     # caption, connected, alert snapshot, snapshot, fence
     assert sub.wait_for(lambda: len(configs(sub)) == 5, 5), sorted(configs(sub))
     for topic, config in configs(sub).items():
         check_documented(topic, config)
+        assert config["origin"]["support_url"] == "https://nvr.lan/streamproc-help"
 
 
 def test_switches_are_documented_and_answer_commands(broker, subscribe, tmp_path):
