@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import sys
 from pathlib import Path
 
 
@@ -35,4 +37,14 @@ def run(args) -> int:
     pipeline = Pipeline(config)
     quiet_simulator_if_used(config)
     logging.getLogger("streamproc").info("starting %d source(s) from %s", len(pipeline.sources), args.config)
-    return run_until_done(pipeline)
+    code = run_until_done(pipeline)
+    if pipeline.workers_alive():
+        # A model call that did not stop even when aborted: a normal exit would run the engines'
+        # exit handlers (and libbmrt's destructors) under it, a hang or a crash. The sinks are
+        # closed and the outbox is on disk, so leave now.
+        logging.getLogger("streamproc").error("a model call did not stop when aborted; exiting without waiting for it")
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code

@@ -54,7 +54,7 @@ def run_until_done(pipeline: Pipeline, *, install_signals: bool = True, poll_s: 
                 workers_gone = True
                 break
         delivered = pipeline.stop()
-        if not delivered:
+        if not delivered and not pipeline.events_lost():
             log.warning("some events were not delivered before the stop timeout; they stay in the outbox")
         return _exit_code(pipeline, workers_gone)
     finally:

@@ -41,7 +41,8 @@ BackendFactory = Callable[[], Backend]
 _RETRIES = 1  # a segment whose request failed with a retryable error is tried once more
 _RESTART_AFTER = 3  # backend failures in a row before the worker makes its backend anew
 _RESTARTS_PER_WINDOW, _RESTART_WINDOW_S = 5, 600.0  # backend restarts a worker may make per window
-_ABORT_GRACE_S = 2.0  # on stop: how long an aborted call may take to return
+_ABORT_GRACE_S = 2.0  # on stop: calls still running this long before the deadline are aborted
+_ABORT_LATE_S = 0.5  # and may take until this long after it to return (an engine step must end)
 
 
 def require_a_sink(config: Config) -> None:
@@ -238,6 +239,8 @@ class Pipeline:
                         if not self.work_stop.is_set():
                             self.metrics.errors.labels("model").inc()
                             log.error("%s segment %d: %s", segment.source, segment.index, error)
+                        else:
+                            log.info("%s segment %d: not described (stopping): %s", segment.source, segment.index, error)
                         break
                     except Exception as error:  # typed or a bug: one request must not stop the worker
                         self.metrics.errors.labels("model").inc()
@@ -405,6 +408,9 @@ class Pipeline:
         sinks = {sink.name: sink.stats() for sink in self.sinks if hasattr(sink, "stats")}
         outbox = sum(int(((s.get("outbox") or {}).get("pending") or 0)) for s in sinks.values())
         self.metrics.outbox_depth.set(outbox)
+        for reason in ("oldest", "newest", "disk_full"):  # lost events, counted (the exit code says so too)
+            lost = sum(int(((s.get("outbox") or {}).get("dropped") or {}).get(reason, 0)) for s in sinks.values())
+            self.metrics.outbox_dropped.labels(reason).set(lost)
         return {
             "uptime_s": round(time.time() - self._started_at, 1),
             "described": self._described,
@@ -462,7 +468,7 @@ class Pipeline:
             log.warning("stopping: aborting the model call of worker %d", index)
             self.backends[index].abort()
         for index in running:
-            self._workers[index].join(max(_ABORT_GRACE_S / 2, deadline - time.monotonic()))
+            self._workers[index].join(max(0.0, deadline + _ABORT_LATE_S - time.monotonic()))
         self.queue.shutdown()
         for runner in self.runners:
             runner.join(max(0.1, deadline - time.monotonic()))

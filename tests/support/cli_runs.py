@@ -113,7 +113,11 @@ def outbox_bytes(path: Optional[Path]) -> bytes:
 
 
 def assert_no_secret(secrets: Iterable[str], *texts: str | bytes) -> None:
+    """No secret, and no piece of one (its letter-digit runs of 3+, as a half-masked URL would
+    show them), in any of `texts`."""
     for secret in secrets:
+        pieces = {secret, *(p for p in re.findall(r"[A-Za-z0-9]{3,}", secret))}
         for text in texts:
             haystack = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
-            assert secret not in haystack, f"secret {secret!r} leaked in:\n{haystack[-3000:]}"
+            for piece in pieces:
+                assert piece not in haystack, f"{piece!r} of secret {secret!r} leaked in:\n{haystack[-3000:]}"

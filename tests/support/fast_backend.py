@@ -3,7 +3,9 @@
 `FastBackend` builds nothing heavy: `inputs` is the real `InputBuilder` of the model folder (so
 planning, segmenting and the model inputs are the product's own), and `describe` answers at once
 with a fixed caption, or after `STREAMPROC_TEST_CALL_S` seconds (a long model call that
-`abort()` ends early with `Aborted`, like the native engine's abort flag).
+`abort()` ends early with `Aborted`, like the native engine's abort flag). Like the native engine,
+it must never be closed while a call runs inside it: `close()` then kills the process with
+SIGSEGV's status (139), which is what closing an engine under a running call did.
 
 Run as a program it registers itself in place of `hf` and runs the streamproc command line, so
 the bad-input tests start `streamproc run` in a fraction of a second per case:
@@ -34,6 +36,7 @@ class FastBackend:
         self._inputs = InputBuilder.from_pretrained(config.model)
         self.call_s = float(os.environ.get(CALL_S_ENV, "0"))
         self._abort = threading.Event()
+        self._inside = 0
         self.calls = 0
 
     @property
@@ -49,8 +52,12 @@ class FastBackend:
 
         self.calls += 1
         self._abort.clear()
-        if self.call_s and self._abort.wait(self.call_s):
-            raise Aborted(f"{self.model_id}: the request was aborted")
+        self._inside += 1
+        try:
+            if self.call_s and self._abort.wait(self.call_s):
+                raise Aborted(f"{self.model_id}: the request was aborted")
+        finally:
+            self._inside -= 1
         text = ANSWER if "JSON" not in str(getattr(inputs, "prompt", "")) else '{"answer": "no"}'
         return Result(text, int(inputs.total_tokens), int(inputs.visual_tokens), 6, self.model_id,
                       timings=Timings(total_s=0.001, decode_s=0.001))
@@ -62,7 +69,10 @@ class FastBackend:
         self._abort.set()
 
     def close(self) -> None:
-        pass
+        if self._inside:
+            sys.stderr.write("fast backend: closed while a call runs inside it\n")
+            sys.stderr.flush()
+            os._exit(139)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
