@@ -9,9 +9,11 @@ The event then names them: `data["attachments"] = {"snapshot": {path, size, sha2
 "clip": {path, size, sha256, duration, url, start, end, method}}`.
 
 Written in the worker, synchronously: an event must never point at a file that does not exist
-yet, and alerts are rare (one per raise, after hysteresis). Measured on this machine: a remux of a
-20-s segment takes ~6 ms; encoding 20 model-sized frames ~0.1-0.4 s. A failure to write them is
-logged and counted (`streamproc_errors_total{stage="attachment"}`); the alert goes out without them.
+yet, and alerts are rare (one per raise, after hysteresis), while a model request takes seconds.
+Measured on the shared 2-core dev machine: remuxing 20 s of 720p25 H.264 takes 70-110 ms; encoding
+20 sampled 504x280 frames 0.4-0.65 s; the worker's next segment waits that long, once per raised
+alert. A failure to write them is logged and counted (`streamproc_errors_total{stage="attachment"}`);
+the alert goes out without them.
 
 Files are kept under `dir/<source>/` and removed by age (`max_age_h`) and total size (`max_mb`,
 oldest first) after each write and at start. `GET /attachments/<source>/<file>` on the service's
