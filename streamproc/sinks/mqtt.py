@@ -176,9 +176,9 @@ class MqttSink(StatusEventsMixin, BaseSink):
             ]
         if event.type == "status":
             return [Message(topics.status(event.source), payload, qos.status, True, event.id)]
-        if event.type == "unchanged":  # gate skipped a segment: on the status topic, not retained,
-            # so the retained online/offline status stays what a late subscriber sees
-            return [Message(topics.status(event.source), payload, qos.status, False, event.id)]
+        if event.type == "unchanged":  # the gate skipped a segment: a span of "nothing new", in the
+            # status subtree (not on `status` itself, whose retained online/offline HA reads)
+            return [Message(topics.unchanged(event.source), payload, qos.status, False, event.id)]
         if event.type == "summary":  # retained: a dashboard that connects later sees the latest one
             return [Message(topics.summary(event.source), payload, qos.alerts, True, event.id)]
         log.debug("MQTT sink ignores %s events", event.type)

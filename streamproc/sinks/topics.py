@@ -3,11 +3,11 @@
     <prefix>/available                   online | offline            retained, last will
     <prefix>/stats                       stats event (JSON)
     <prefix>/<source>/status             status event (JSON)         retained
+    <prefix>/<source>/status/unchanged   unchanged events (JSON): segments the scene-change gate skipped
     <prefix>/<source>/captions           caption events (JSON)
     <prefix>/<source>/alerts             alert events (JSON)
     <prefix>/<source>/rules/<rule>/state ON | OFF                    retained
     <prefix>/<source>/snapshot           JPEG                        retained
-    <prefix>/<source>/summary            summary events (JSON)       retained (the latest)
     <prefix>/<source>/captions/last      the last caption event      retained (Home Assistant's sensor)
     <prefix>/<source>/alerts/snapshot    JPEG of the last raised alert   retained
     <prefix>/<source>/describe           ON | OFF (OFF = paused)     retained
@@ -48,6 +48,10 @@ class Topics:
 
     def status(self, source: str) -> str:
         return f"{self.prefix}/{check_level(source, 'source')}/status"
+
+    def unchanged(self, source: str) -> str:
+        # under the status subtree, not on it: Home Assistant reads `status` for connectivity
+        return f"{self.status(source)}/unchanged"
 
     def captions(self, source: str) -> str:
         return f"{self.prefix}/{check_level(source, 'source')}/captions"

@@ -142,7 +142,7 @@ def test_an_unknown_answer_is_not_what_gets_repeated():
     assert [e.data["transition"] for e in engine.repeat("cam", make_segment("cam", 2))] == ["raised"]
 
 
-def test_unchanged_event_is_valid_and_goes_to_the_status_topic_unretained():
+def test_unchanged_event_is_valid_and_goes_to_the_status_subtree_unretained():
     segment = make_segment("cam", 3)
     event = unchanged_event(SkippedSegment.of(segment, SceneGate(ON).decide(segment)), 0.31, "unchanged", False)
     validate(event.data)
@@ -152,7 +152,7 @@ def test_unchanged_event_is_valid_and_goes_to_the_status_topic_unretained():
     assert live.id != event.id
     sink = MqttSink(MqttConfig(topic_prefix="site"))
     [message] = sink.messages_for(event)
-    assert message.topic == "site/cam/status" and message.retain is False
+    assert message.topic == "site/cam/status/unchanged" and message.retain is False
 
 
 def test_gate_cost_is_small_enough_to_run_per_frame():
