@@ -27,6 +27,7 @@ COMMANDS = {
     "runtime": "runtime",
     "search": "search",
     "summarize": "summarize",
+    "worker": "worker",
 }
 
 EPILOG = """\

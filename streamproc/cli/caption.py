@@ -47,6 +47,10 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--format", default="jsonl,srt,vtt", help="comma-separated: jsonl, srt, vtt")
     parser.add_argument("--force", action="store_true", help="caption files again even if done")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--queue", metavar="nats://HOST:PORT[/NAME]", help="submit one job per file to this NATS "
+                        "JetStream queue instead, for `streamproc worker`s on any box; wait, show their progress and "
+                        "write the outputs (no model needed here; default: caption here)")
+    parser.add_argument("--detach", action="store_true", help="with --queue: submit and exit without waiting")
     parser.set_defaults(func=run)
 
 
@@ -96,6 +100,11 @@ def run(args) -> int:
         raise UsageError(f"unknown caption format(s) {', '.join(unknown) or '(none)'}: choose from {', '.join(FORMATS)}")
     from ..backends.geometry import fit_to_model
 
+    if args.queue:  # several boxes: streamproc/cluster/jobs.py
+        from ..cluster.jobs import Queue, submit_and_collect
+
+        return submit_and_collect(Queue.parse(args.queue), expand_inputs(args.inputs), args.out, formats,
+                                  prompt=args.prompt, force=args.force, wait=not args.detach, progress=not args.no_progress)
     config = build_config(args)
     paths = expand_inputs(args.inputs)
     if not paths:

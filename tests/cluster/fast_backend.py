@@ -19,6 +19,7 @@ from typing import Any, Optional
 from streamproc.backends.base import GenerationParams, Result, Timings
 
 SCENE_ENV = "STREAMPROC_TEST_SCENE"
+DELAY_ENV = "STREAMPROC_TEST_DELAY_S"  # seconds per model call (default 0.02)
 PERSON, EMPTY = "a person at the door", "an empty yard"
 
 
@@ -31,6 +32,7 @@ class FastBackend:
         self.model_id = str(config.model)
         self._inputs = InputBuilder.from_pretrained(Path(config.model))
         self.scene = Path(os.environ.get(SCENE_ENV, "/nonexistent/scene"))
+        self.delay = float(os.environ.get(DELAY_ENV, "0.02"))
 
     @property
     def seq_length(self) -> Optional[int]:
@@ -42,7 +44,7 @@ class FastBackend:
 
     def describe(self, inputs: Any, params: GenerationParams) -> Result:
         started = time.perf_counter()
-        time.sleep(0.02)  # a model call takes some time
+        time.sleep(self.delay)  # a model call takes some time
         text = PERSON if self.scene.exists() else EMPTY
         total = time.perf_counter() - started
         return Result(text, inputs.total_tokens, inputs.visual_tokens, 4, self.model_id, timings=Timings(total_s=total, decode_s=total))
