@@ -123,7 +123,10 @@ class AttachmentsConfig(Section):
     named in the alert event and served on the service's HTTP port under /attachments/."""
 
     enabled: bool = True
-    dir: Path = Field(Path("streamproc-attachments"), description="where the files are kept")
+    dir: Path = Field(
+        Path("streamproc-attachments"),
+        description="where the files are kept; relative to the working directory (/var/lib/streamproc under the systemd unit)",
+    )
     clip: bool = Field(True, description="also write a clip of the segment (else the snapshot only)")
     max_age_h: float = Field(72.0, gt=0, description="files older than this are removed")
     max_mb: float = Field(1024.0, gt=0, description="the oldest files are removed beyond this total")
