@@ -105,7 +105,7 @@ class WebhookConfig(Section):
 
     enabled: bool = True
     url: str = Field(pattern=r"^https?://\S+$", description="where to POST (http:// or https://)")
-    events: list[Literal["caption", "alert", "status"]] = Field(
+    events: list[Literal["caption", "alert", "status", "summary"]] = Field(
         default_factory=lambda: ["alert"], min_length=1, description="event types to send"
     )
     # Values are secrets (tokens): write them as ${ENV} in the YAML; they are never logged.
