@@ -222,6 +222,8 @@ class Pipeline:
             if self.gate.is_skipped(segment):  # unchanged: no model, its events in the source's order
                 try:
                     events = self.gate.skipped(segment)
+                    if self.attachments is not None:  # an alert raised by a repeated verdict has files too
+                        events = self.attachments.attach_all(events, segment, self.metrics)
                     for event in events if self.owner is None else self.owner.commit(segment, events):
                         self.emit(event)
                 finally:
