@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import os
 import statistics
 import threading
 import time
@@ -42,6 +43,8 @@ class Report:
     direct: list[Sample] = field(default_factory=list)
     served: list[Sample] = field(default_factory=list)
     throughput: dict[str, Any] = field(default_factory=dict)
+    load: tuple[float, float] = (0.0, 0.0)  # 1-minute load average at the start and the end
+    cores: int = 0
 
 
 def request_body(model: str, max_tokens: int, stream: bool, image: bool = True) -> dict[str, Any]:
@@ -138,7 +141,8 @@ def run(
 
     served = served_model(backends[0], "bench", default_max_tokens=max_tokens)
     streamed = request_body(served.name, max_tokens, stream=True)
-    report = Report(label, len(backends), max_tokens)
+    report = Report(label, len(backends), max_tokens, cores=os.cpu_count() or 0)
+    start_load = os.getloadavg()[0]
     pool = EnginePool(backends, queue_size=max(clients, 1) * 2)
     with ServerThread(create_app(pool, served)) as server:
         progress("warming up")
@@ -162,6 +166,7 @@ def run(
                                                              for _ in range(per_engine[i])])
             report.throughput = {"requests": rps_requests, "clients": clients, "served_rps": rps_requests / served_s,
                                  "direct_rps": rps_requests / direct_s}
+    report.load = (start_load, os.getloadavg()[0])
     return report
 
 
@@ -173,7 +178,8 @@ def table(report: Report) -> str:
     d, s = report.direct, report.served
     rows = [
         f"{report.label}; {report.engines} engine(s); request: one 56x84 JPEG + text ({report.prompt_tokens} prompt "
-        f"tokens), {report.max_tokens} new tokens, greedy, streamed; {len(d)} requests each way, interleaved",
+        f"tokens), {report.max_tokens} new tokens, greedy, streamed; {len(d)} requests each way, interleaved; "
+        f"load average {report.load[0]:.1f} -> {report.load[1]:.1f} on {report.cores} cores",
         "",
         "| p50 | direct ms | through serve ms | added ms |",
         "|---|---|---|---|",

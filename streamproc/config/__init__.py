@@ -32,7 +32,7 @@ def _validate(document: YamlDocument) -> Config:
         problems = []
         for error in exc.errors():
             # Union members add their tag to the path (e.g. backend.hf.model); drop it.
-            loc = tuple(part for part in error["loc"] if not (isinstance(part, str) and part in ("hf", "tpu")))
+            loc = tuple(part for part in error["loc"] if not (isinstance(part, str) and part in ("hf", "tpu", "openai")))
             line = document.line_of(loc)
             where = f"{document.source}:{line}" if line else document.source
             problems.append(f"{where}: {format_path(loc)}: {_describe(error)}")

@@ -76,7 +76,7 @@ class ChatApi:
                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
                 )
             outcome = await self._complete(job, backend, started)
-            info.update(_outcome_info(outcome, started))
+            info.update(_outcome_info(outcome))
             status = 200
             return JSONResponse(self._completion(job, outcome))
         except Exception as error:  # every failure becomes OpenAI's error JSON
@@ -171,7 +171,7 @@ class ChatApi:
                 return
             outcome: Outcome = future.result()
             self._observe(outcome, started, run_started, stream=True)
-            info.update(_outcome_info(outcome, started))
+            info.update(_outcome_info(outcome))
             yield _sse(self._chunk(job, {}, outcome.finish_reason))
             if job.include_usage:
                 yield _sse({**self._chunk(job, None), "usage": _usage(outcome)})
@@ -252,7 +252,7 @@ def _usage(outcome: Outcome) -> dict:
     }
 
 
-def _outcome_info(outcome: Outcome, started: float) -> dict:
+def _outcome_info(outcome: Outcome) -> dict:
     return {
         "completion_tokens": outcome.completion_tokens,
         "finish": outcome.finish_reason,

@@ -6,7 +6,8 @@ What is taken from OpenAI's request (everything else a client may send, like `us
   `text`, `image_url` (data: URL or a local path) and video parts: `video_url` (a video file)
   or `video` (a list of frame URLs), with an optional `fps` (default 1);
 - `max_completion_tokens` / `max_tokens`, `temperature`, `top_p`, `seed`, `stop`, `stream`,
-  `stream_options.include_usage`, `n` (1 only).
+  `stream_options.include_usage`, `n` (1 only);
+- `tools` are accepted but never called (the model answers in text); a forced tool_choice is a 400.
 
 Sampling: temperature 0 or no temperature/top_p is greedy decoding, which every model can do;
 anything else samples, which a bmodel can only do when it was compiled with a sample head.
