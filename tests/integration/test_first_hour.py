@@ -280,3 +280,47 @@ def test_caption_progress_total_is_the_segments_the_file_is_cut_into(seconds, ov
     [outcome] = captioner.run([clip])
     assert outcome.status == "done", outcome.error
     assert planned == outcome.segments and planned >= seconds // 10
+
+
+# -- must show: caption works without sizing flags on common clip sizes and on an image ------------
+
+SIZES = [(320, 240), (1280, 720), (1920, 1080), (720, 1280)]  # width x height; the last is portrait
+
+
+@pytest.fixture(scope="module")
+def first_hour_media(tmp_path_factory) -> list[Path]:
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("first-hour-media")
+    paths = [write_video(folder / f"clip-{w}x{h}.mp4", duration_s=2.0, fps=5, width=w, height=h) for w, h in SIZES]
+    picture = folder / "photo.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (300, 400, 3), dtype=np.uint8)).save(picture)
+    return paths + [picture]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["hf", "tpu"])
+def test_caption_without_sizing_flags_on_common_sizes_and_an_image(backend, first_hour_media, tiny_model_dir, tmp_path):
+    env = {}
+    if backend == "hf":
+        pytest.importorskip("torch")
+        model = ["--model", str(tiny_model_dir)]
+    else:
+        runtime = os.environ.get("STREAMPROC_BMRT_DIR", "")
+        if not runtime or not any(Path(runtime).glob("libbmrt.so*")):
+            unavailable("STREAMPROC_BMRT_DIR does not point at the Sophgo runtime (streamproc runtime)")
+        bmodel = REPO / "tests" / "fixtures" / "bmodels" / "dynamic_bf16_s256.bmodel"
+        model = ["--bmodel", str(bmodel), "--tokenizer", str(tiny_model_dir)]
+        env["STREAMPROC_BMRT_DIR"] = runtime
+    out = tmp_path / "captions"
+    # --max-new-tokens only keeps the simulator quick; sizes are the model's own.
+    proc = streamproc("caption", *map(str, first_hour_media), *model, "--out", str(out), "--max-new-tokens", "1",
+                      env=env, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"{len(first_hour_media)} captioned" in proc.stdout
+    for path in first_hour_media:
+        records = [json.loads(line) for line in (out / f"{path.stem}.jsonl").read_text().splitlines()]
+        captions = [r for r in records if r.get("type") == "caption"]
+        assert captions, f"{path.name}: no caption"
+        if path.suffix == ".png":
+            assert captions[0]["visual_tokens"] > 0 and captions[0]["size"] == [400, 300]
