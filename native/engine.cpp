@@ -309,6 +309,8 @@ void Engine::inspect_nets() {
     if (!greedy_head_) throw BmodelError("lm_head returns logits but the bmodel has no greedy_head net");
   }
   info_.has_sample_head = sample_head_ != nullptr && !info_.lm_head_returns_token;
+  info_.supports_history = supports_history();
+  info_.runtime = runtime_->bmrt_path;
 }
 
 }  // namespace streamproc

@@ -49,6 +49,7 @@ enum class PrefillLayout {
   kHistoryOld,  // block_N static, 5 inputs: states, positions, mask [1,1,M,P+M], history_k/v
 };
 
+// What a loaded bmodel takes, read from its nets (Engine::info()); fixed for the engine's life.
 struct ModelInfo {
   std::string chip;
   std::string layout;
@@ -66,6 +67,8 @@ struct ModelInfo {
   int vocab = 0;
   int max_history = 0;     // history rows the old layout's block_N takes
   int decode_stages = 1;
+  bool supports_history = false;  // prefill continues after the cached tokens (history layouts)
+  std::string runtime;            // the libbmrt this engine runs on
   std::vector<std::string> nets;
 };
 
@@ -80,6 +83,8 @@ struct VisionChunk {
   int patches = 0;
 };
 
+// How the next token is chosen; the defaults are greedy. Checked by every call (check_sampling):
+// with do_sample, temperature > 0, 0 < top_p <= 1, top_k >= 1, and a bmodel with a sample_head.
 struct SamplingParams {
   bool do_sample = false;
   float temperature = 1.0f;

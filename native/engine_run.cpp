@@ -110,6 +110,8 @@ void Engine::check_input(size_t tokens, const std::vector<VisionChunk>& vision) 
 // Before anything runs: a refused request must leave the KV cache as it was.
 void Engine::check_sampling(const SamplingParams& params) const {
   if (!params.do_sample) return;
+  if (!(params.temperature > 0) || !(params.top_p > 0) || params.top_p > 1 || params.top_k < 1)
+    throw InputError("sampling needs temperature > 0, 0 < top_p <= 1 and top_k >= 1");
   if (info_.lm_head_returns_token)
     throw InputError("this bmodel decodes greedily only (built without --do_sample): turn sampling off");
   if (!sample_head_) throw InputError("this bmodel has no sample_head: turn sampling off");

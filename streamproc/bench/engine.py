@@ -87,17 +87,18 @@ def make_clip(path: Path, duration_s: float) -> Path:
 
 
 def segment_times(index: int, segment, inputs, backend, build_s: float, result) -> SegmentTimes:
-    times = backend.last_engine_times
-    phases = times["vit_s"] + times["prefill_s"] + times["decode_s"]
-    device = {name: times[f"{name}_device_s"] for name in DEVICE_PARTS}
-    in_engine = phases - sum(device.values()) - times["copies_s"] - times["lock_wait_s"]
+    request = backend.last_times
+    times = request.engine  # streamproc._native.StepTimes
+    phases = times.vit_s + times.prefill_s + times.decode_s
+    device = {name: getattr(times, f"{name}_device_s") for name in DEVICE_PARTS}
+    in_engine = phases - sum(device.values()) - times.copies_s - times.lock_wait_s
     host = {
         "build": build_s,
-        "prepare": times["host_prepare_s"],
-        "copies": times["copies_s"],
+        "prepare": request.host_prepare_s,
+        "copies": times.copies_s,
         "engine": max(in_engine, 0.0),
-        "binding": max(times["native_call_s"] - phases, 0.0),
-        "post": max(result.timings.total_s - times["host_prepare_s"] - times["native_call_s"], 0.0),
+        "binding": max(request.native_call_s - phases, 0.0),
+        "post": max(result.timings.total_s - request.host_prepare_s - request.native_call_s, 0.0),
     }
     return SegmentTimes(
         index=index,
@@ -109,7 +110,7 @@ def segment_times(index: int, segment, inputs, backend, build_s: float, result) 
         generated=result.generated_tokens,
         host=host,
         device=device,
-        lock_wait=times["lock_wait_s"],
+        lock_wait=times.lock_wait_s,
     )
 
 
@@ -139,14 +140,14 @@ def run(
     try:
         info = backend.info
         # One frame pair per ViT call at most by default (half the patches: 112x112 on the fixture).
-        pixels = frame_pixels or info["max_patches"] * 196 // 2
+        pixels = frame_pixels or info.max_patches * 196 // 2
         clip = clip or make_clip(cache / f"engine-bench-{int(segments * segment_s) + 2}s.mp4", segments * segment_s + 2)
         config = config_from_data(
             {
                 "sources": [{"name": "bench", "path": str(clip)}],
                 "sampling": {"fps": 1.0, "max_pixels": pixels, "video_area_factor": 1.0, "min_pixels": min(pixels, 56 * 56)},
                 "segmenting": {
-                    "seq_length": info["seq_length"],
+                    "seq_length": info.seq_length,
                     "prompt_reserve": 48,
                     "answer_reserve": max_new_tokens + 1,
                     "max_duration_s": segment_s,
@@ -156,7 +157,7 @@ def run(
         from ..ingest.sources import VideoSource
 
         source = VideoSource(config.sources[0], config.sampling)
-        segmenter = segmenter_for(source.name, config.sampling, config.segmenting, info["seq_length"])
+        segmenter = segmenter_for(source.name, config.sampling, config.segmenting, info.seq_length)
         params = GenerationParams(max_new_tokens=max_new_tokens)
         rows: list[SegmentTimes] = []
         for segment in segment_stream(source.items(), segmenter):
@@ -172,7 +173,7 @@ def run(
                 f"  segment {row.index}: {row.frames} frames, {row.prompt_tokens} tokens, host {row.host_s * 1e3:.1f} ms, "
                 f"device {row.device_s:.2f} s ({row.ratio:.3%})"
             )
-        return {"bmodel": str(bmodel), "info": info, "clip": str(clip), "rows": rows, "runtime": info["runtime"]}
+        return {"bmodel": str(bmodel), "info": info, "clip": str(clip), "rows": rows, "runtime": info.runtime}
     finally:
         backend.close()
 
@@ -182,8 +183,8 @@ def table(report: dict) -> str:
     info = report["info"]
     simulator = (Path(report["runtime"]).parent / "libcmodel.so").exists()
     head = [
-        f"bmodel `{Path(report['bmodel']).name}` ({info['chip']}, {info['layout']} layout, seq {info['seq_length']}, "
-        f"{info['max_patches']} ViT patches) on `{report['runtime']}`"
+        f"bmodel `{Path(report['bmodel']).name}` ({info.chip}, {info.layout} layout, seq {info.seq_length}, "
+        f"{info.max_patches} ViT patches) on `{report['runtime']}`"
         + (" — the CPU simulator: device time is simulated compute" if simulator else ""),
         "",
         "| segment | frames | tokens (visual) | ViT calls | generated | build ms | prepare ms | copies ms | engine ms "

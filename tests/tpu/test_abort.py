@@ -31,7 +31,7 @@ def prefill(engine, inputs, start=0):
     return engine.prefill(
         np.ascontiguousarray(inputs.input_ids[start:], dtype=np.int32),
         np.ascontiguousarray(inputs.position_ids[:, start:], dtype=np.int32),
-        vision_chunks(inputs, engine.info()["max_patches"], start),
+        vision_chunks(inputs, engine.info.max_patches, start),
         next_position=inputs.next_position,
     )
 
@@ -84,7 +84,7 @@ def test_abort_a_chunked_prefill_over_a_history(native, history_engine, tiny_bui
     answer = engine.generate(prefill(engine, turn1), 3, [])
     turn2 = tiny_builder.follow_up(turn1, answer, " ".join([WORDS] * 6))
     kept = engine.history_length
-    assert kept == turn2.cached_tokens and turn2.total_tokens - kept > engine.info()["max_input"]  # two chunks or more
+    assert kept == turn2.cached_tokens and turn2.total_tokens - kept > engine.info.max_input  # two chunks or more
     thread, outcome = in_thread(lambda: prefill(engine, turn2, start=turn2.cached_tokens))
     time.sleep(0.3)
     engine.abort()
@@ -106,7 +106,7 @@ def test_a_refused_call_and_an_idle_abort_leave_the_history(native, history_engi
         engine.decode(first)
     assert engine.history_length == kept
     with pytest.raises(native.InputError):  # refused (sampling on a greedy-only bmodel)
-        engine.generate(first, 3, [], do_sample=True)
+        engine.generate(first, 3, [], native.SamplingParams(do_sample=True))
     assert engine.history_length == kept
     engine.abort()
     engine.clear_abort()  # a pending abort can be dropped

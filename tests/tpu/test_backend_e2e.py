@@ -52,9 +52,9 @@ def test_segment_text_matches_transformers(tpu_backend, hf_bf16, segment):
     assert result.model == "dynamic_bf16_s256.bmodel"
     t = result.timings
     assert t.vision_s > 0 and t.prefill_s > 0 and t.total_s >= t.vision_s + t.prefill_s + t.decode_s
-    times = backend.last_engine_times  # the engine's own timers: device time within each phase
-    assert 0 < times["vit_device_s"] <= times["vit_s"] and 0 < times["prefill_device_s"] <= times["prefill_s"]
-    assert times["native_call_s"] >= times["vit_s"] + times["prefill_s"] + times["decode_s"]
+    times = backend.last_times.engine  # the engine's own timers: device time within each phase
+    assert 0 < times.vit_device_s <= times.vit_s and 0 < times.prefill_device_s <= times.prefill_s
+    assert backend.last_times.native_call_s >= times.vit_s + times.prefill_s + times.decode_s
 
 
 def test_follow_up_questions_are_independent(tpu_backend, hf_bf16, segment):

@@ -27,11 +27,11 @@ def backend_config(path, tiny_model_dir, runtime_dir):
 
 def engine_prefill(engine, inputs, start=0, max_new_tokens=2):
     """prefill + generate straight on a native engine (what TpuBackend does, minus its checks)."""
-    info = engine.info()
+    info = engine.info
     first = engine.prefill(
         np.ascontiguousarray(inputs.input_ids[start:], dtype=np.int32),
         np.ascontiguousarray(inputs.position_ids[:, start:], dtype=np.int32),
-        vision_chunks(inputs, info["max_patches"], start),
+        vision_chunks(inputs, info.max_patches, start),
         next_position=inputs.next_position,
     )
     return engine.generate(first, max_new_tokens, [])
@@ -140,7 +140,7 @@ emit(["loaded", native.runtime_path(), ""])
 def test_too_many_tokens(native, engine, tpu_backend, tiny_builder):
     long_text = " ".join(["a red car drives past the gate and a person walks a dog"] * 40)
     inputs = tiny_builder.build(long_text)  # no sequence limit in this builder
-    assert inputs.total_tokens > engine.info()["seq_length"]
+    assert inputs.total_tokens > engine.info.seq_length
     with pytest.raises(native.InputError, match="sequence length of 256"):
         engine_prefill(engine, inputs)
     backend = tpu_backend("dynamic_bf16_s256")
@@ -181,9 +181,9 @@ def test_malformed_calls(native, engine, tiny_builder):
     with pytest.raises(native.InputError, match="empty input"):
         engine.prefill(ids[:0], positions[:, :0], [], next_position=1)
     with pytest.raises(native.InputError, match="sampling needs"):
-        engine.prefill(ids, positions, [], next_position=1, do_sample=True, top_p=0.0)
+        engine.prefill(ids, positions, [], next_position=1, sampling=native.SamplingParams(do_sample=True, top_p=0.0))
     with pytest.raises(native.InputError, match="greedily only"):  # refused before anything runs
-        engine.prefill(ids, positions, [], next_position=1, do_sample=True)
+        engine.prefill(ids, positions, [], next_position=1, sampling=native.SamplingParams(do_sample=True))
 
 
 def test_engine_still_answers_after_errors(engine, tiny_builder, hf_bf16):
@@ -221,7 +221,7 @@ def test_third_turn_overflows_the_history(native, runtime_dir, tiny_builder, tpu
         reply = engine_prefill(engine, second, start=second.cached_tokens)
         third = tiny_builder.follow_up(second, reply, turns[2])
         kept = engine.history_length
-        assert kept == third.cached_tokens and third.total_tokens > engine.info()["seq_length"]
+        assert kept == third.cached_tokens and third.total_tokens > engine.info.seq_length
         with pytest.raises(native.InputError, match=f"after {kept} in history"):
             engine_prefill(engine, third, start=third.cached_tokens)
         assert engine.history_length == kept  # nothing was written

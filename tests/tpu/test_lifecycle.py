@@ -23,7 +23,7 @@ def rss_mib():
 
 def cycle():
     engine = native.Engine(path, 0, runtime)
-    engine.info()
+    engine.info
     engine.close()
     try:  # a refused load must not leak either
         native.Engine(wrong_chip, 0, runtime)
@@ -135,7 +135,7 @@ runs = {{}}
 for name, (prompt, images) in {{"text": ({prompts["text"][0]!r}, None), "image": ({prompts["image"][0]!r}, [image(9, 112, 112)])}}.items():
     result = backend.describe(backend.inputs.build(prompt, images=images), GenerationParams(max_new_tokens=4))
     runs[name] = list(result.token_ids)
-emit({{"chip": backend.info["chip"], "runtime": backend.info["runtime"], "tokens": runs}})
+emit({{"chip": backend.info.chip, "runtime": backend.info.runtime, "tokens": runs}})
 """
     proc, results = run_child(code, env={"STREAMPROC_BMRT_DIR": runtime_dir_bm1688})
     assert proc.returncode == 0 and results, child_report(proc)

@@ -85,7 +85,7 @@ def test_long_input_near_the_sequence_length(dynamic, hf_bf16):
 
 def test_static_bmodel_with_a_padded_vit(tpu_backend, hf_bf16):
     static = tpu_backend("static_bf16_s128")
-    assert static.info["layout"] == "static" and not static.info["vit_dynamic"]
+    assert static.info.layout == "static" and not static.info.vit_dynamic
     inputs = static.inputs.build("What is in the picture?", images=[image(5, 112, 112)])
     assert inputs.blocks[0].patches < static.max_patches  # the static vit pads 64 -> 128 patches
     assert assert_greedy_parity(hf_bf16, inputs, greedy(static, inputs), NEW_TOKENS) == "exact"
@@ -93,7 +93,7 @@ def test_static_bmodel_with_a_padded_vit(tpu_backend, hf_bf16):
 
 def test_logits_head_with_greedy_head(tpu_backend, hf_bf16):
     sample = tpu_backend("sample_dynamic_bf16_s128")
-    assert not sample.info["lm_head_returns_token"] and sample.info["has_sample_head"]
+    assert not sample.info.lm_head_returns_token and sample.info.has_sample_head
     inputs = sample.inputs.build("Describe what happens in the video.")
     assert assert_greedy_parity(hf_bf16, inputs, greedy(sample, inputs), NEW_TOKENS) == "exact"
 
@@ -116,7 +116,7 @@ def run_two_turns(backend) -> dict:
         "reply": list(reply.token_ids),
         "history_after_first": cached,
         "history_after_second": backend._engine.history_length,
-        "layout": backend.info["layout"],
+        "layout": backend.info.layout,
     }
 
 
@@ -134,7 +134,7 @@ def check_two_turns(builder, hf, run: dict, *, ties_allowed: bool) -> tuple[str,
 
 def test_second_turn_with_history_new_layout(tpu_backend, hf_bf16):
     backend = tpu_backend("history_bf16_s256_c64")
-    assert backend.info["layout"] == "history" and backend.info["decode_stages"] == 3
+    assert backend.info.layout == "history" and backend.info.decode_stages == 3
     outcome = check_two_turns(backend.inputs, hf_bf16, run_two_turns(backend), ties_allowed=False)
     assert outcome == ("exact", "exact")
 
@@ -153,7 +153,7 @@ from streamproc.config.model import TpuBackendConfig
 from tests.tpu.test_parity import run_two_turns
 backend = TpuBackend(TpuBackendConfig(bmodel={str(bmodel_path("oldhist_bf16_s256_m64"))!r},
                                       tokenizer={str(tiny_model_dir)!r}, runtime_dir={runtime_dir!r}))
-assert backend.info["max_history"] == 256
+assert backend.info.max_history == 256
 emit(run_two_turns(backend))
 """
     proc, results = run_child(code)

@@ -26,7 +26,7 @@ PROMPT = "Describe what happens in the video."
 @pytest.fixture(scope="module")
 def sampler(tpu_backend):
     backend = tpu_backend("sample_dynamic_bf16_s128")
-    assert backend.info["has_sample_head"]
+    assert backend.info.has_sample_head
     return backend
 
 
