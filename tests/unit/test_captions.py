@@ -199,8 +199,8 @@ def test_config_examples_in_the_docs_are_valid():
 
     text = (REPO / "docs" / "mqtt.md").read_text(encoding="utf-8")
     blocks = re.findall(r"```yaml\n(.*?)```", text, re.S)
-    assert len(blocks) == 3
+    assert len(blocks) == 4
     sources = "sources:\n  - {name: porch, path: a.mp4}\n  - {name: garden, path: b.mp4}\n"
     for block in blocks:
-        config = config_from_text(block + sources, env={"MQTT_PASSWORD": "pw"})
+        config = config_from_text(block + sources, env={"MQTT_PASSWORD": "pw", "NTFY_TOKEN": "tk"})
         assert config.sinks is not None
