@@ -135,9 +135,10 @@ def insert_rate(path: Path, events: int, end: float, progress: Callable[[str], N
     reader = threading.Thread(target=reader_load, daemon=True)
     reader.start()
     prepared = []
+    run_id = time.time_ns()  # ids unique per run: a cached store must not deduplicate this run's events
     for i in range(events):
         wall = end + i * 0.1
-        data = {"v": 1, "type": "caption", "id": f"live@{int(wall * 1000):013d}-{i}", "source": "live", "ts": wall,
+        data = {"v": 1, "type": "caption", "id": f"live@{run_id}-{i}", "source": "live", "ts": wall,
                 "segment": {"index": i, "start": i * 2.0, "end": i * 2.0 + 2, "start_wall": wall, "end_wall": wall + 2,
                             "frames": 2, "fps": 1.0, "gap_before": False, "last": False},
                 "text": _caption(rng), "model": "bench", "tokens": {"prompt": 1, "visual": 1, "generated": 1},
@@ -179,12 +180,12 @@ def run(cache: Path, *, rows: int, events: int, repeats: int, rebuild: bool,
             Path(f"{path}{suffix}").unlink(missing_ok=True)
         progress(f"filling {path} with {rows:,} captions")
         built = fill(path, rows, end, progress)
-    size = path.stat().st_size
+    size = path.stat().st_size  # includes the events earlier runs put through the sink (--rebuild for a clean one)
     days = rows / len(CAMERAS) * SEGMENT_S / 86400
     latency = search_latency(path, end, days, repeats)
     inserts = insert_rate(path, events, end, progress)
     return {"path": str(path), "rows": rows, "days": days, "size": size, "built": built, "latency": latency,
-            "inserts": inserts, "cpus": os.cpu_count()}
+            "inserts": inserts, "cpus": os.cpu_count(), "load": os.getloadavg()[0]}
 
 
 def table(report: dict[str, Any]) -> str:
@@ -192,7 +193,7 @@ def table(report: dict[str, Any]) -> str:
     lines = [
         f"Store: {rows:,} captions from {len(CAMERAS)} cameras over {report['days']:.0f} days "
         f"({report['rows'] / report['days'] / len(CAMERAS):,.0f} per camera per day); "
-        f"SQLite WAL + FTS5 (porter), {os.cpu_count()} CPUs.",
+        f"SQLite WAL + FTS5 (porter), {report['cpus']} CPUs, load average {report['load']:.1f} when it ended.",
         "",
         "| measure | value |",
         "|---|---|",
