@@ -48,6 +48,7 @@ def service(tmp_path, make_video, tiny_model_dir):
     )
     data["rules"] = [{"name": "anything", "pattern": r"\S"}]  # the tiny model says something: raised at once
     data["store"] = {"enabled": True, "path": str(tmp_path / "captions.sqlite")}
+    data["summaries"] = [{"every": "5s", "window": "1h", "max_new_tokens": 8, "context_tokens": 2048}]
     data["web"] = {"control": True, "api_key": "page-key"}
     pipeline = Pipeline(config_from_data(data))
     pipeline.start()
@@ -95,9 +96,10 @@ def test_the_site_in_a_browser(service, browser, tmp_path):
     assert any(m.lower().startswith(words[0][:3].lower()) for m in marked), marked
     shoot(browser, tmp_path, "search")
 
+    # The latest summaries (one every 5 s here), live: the page reloads them when one is published.
     browser.get(base + "/#summaries")
-    wait_js(browser, "return document.getElementById('summaries-note').textContent.length > 0 || "
-                     "document.querySelectorAll('#summaries li').length > 0")
+    wait_js(browser, "return document.querySelectorAll('#summaries li.summary').length > 0", timeout=60)
+    assert "front-door" in browser.execute_script("return document.getElementById('summaries').textContent")
     shoot(browser, tmp_path, "summaries")
 
     # Pause from the page (control is on, behind the key), then resume.
@@ -109,6 +111,16 @@ def test_the_site_in_a_browser(service, browser, tmp_path):
     wait_js(browser, "return document.querySelector('button.control[data-action=\"resume\"]')")
     browser.find_element("css selector", "button.control[data-action='resume']").click()
     assert wait_until(lambda: not pipeline.control.is_paused("front-door"), 10)
+
+    # Phone width: nothing scrolls sideways, on every page.
+    browser.set_window_size(360, 740)
+    for name, hash_ in (("cameras-360", ""), ("timeline-360", "#camera/front-door"), ("search-360", "#search")):
+        browser.get(base + "/" + hash_)
+        wait_js(browser, "return document.querySelector('main section:not([hidden])').childElementCount > 0")
+        time.sleep(0.5)
+        inner, scroll = browser.execute_script("return [window.innerWidth, document.documentElement.scrollWidth]")
+        assert scroll <= inner, f"{name}: {scroll} px wide at {inner} px"
+        shoot(browser, tmp_path, name)
 
     assert console_errors(browser) == []
     assert "page-key" not in browser.page_source

@@ -177,7 +177,7 @@ function timelineItem(item) {
   }
   if (type === "summary") {
     return el("li", { class: "summary", "data-id": item.id || "" },
-      el("div", { class: "meta", text: `${when(start)} · ${item.source || "all cameras"}` }),
+      el("div", { class: "meta", text: `${when(item.start || start)} – ${when(item.end || item.ts)} · ${item.source || "all cameras"}` }),
       item.text || "");
   }
   return el("li", { class: "caption", "data-id": item.id || "" },
