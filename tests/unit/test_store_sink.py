@@ -199,3 +199,25 @@ def test_events_from_the_real_builders(tmp_path):
         assert alert_hit.snapshot == "/var/lib/streamproc/attachments/yard/fox.jpg"
         (span,) = reader.search("unchanged", kinds=["unchanged"])
         assert span.event_id == quiet.id and span.start == still.start_wall
+
+
+def test_retention_runs_in_the_writer_while_the_sink_runs(tmp_path):
+    import time
+
+    from tests.support.service import wait_until
+
+    config = StoreConfig(enabled=True, path=tmp_path / "s.sqlite",
+                         retention={"max_age": "1h", "max_size_mb": None, "check_every_s": 0.2})
+    sink = StoreSink(config)
+    sink.start()
+    try:
+        now = time.time()
+        for i in range(5):  # two months old: past max_age
+            sink.handle(event(caption(i, f"an old owl {i}", start=T0 + i * 20)))
+        sink.handle(event(caption(9, "a new owl", start=now - 60)))
+        assert sink.flush(10)
+        assert wait_until(lambda: sink.stats()["retention_deleted"] == 5, 10), sink.stats()
+        with StoreReader(config.path) as reader:
+            assert [h.text for h in reader.search("owl")] == ["a new owl"]
+    finally:
+        sink.close()
