@@ -36,6 +36,7 @@ class StoreSink(BaseSink):
         self._queue: "queue.Queue[Any]" = queue.Queue(maxsize=config.queue_size)
         self._thread: Optional[threading.Thread] = None
         self._stop = threading.Event()
+        self._counter_lock = threading.Lock()
         self.counters = {"stored": 0, "dropped": 0, "unavailable": 0, "write_errors": 0, "retention_deleted": 0,
                          "batches": 0}
 
@@ -61,14 +62,19 @@ class StoreSink(BaseSink):
         if event.type not in _STORED:
             return
         if self.store is None:
-            self.counters["unavailable"] += 1
+            self._count("unavailable")
             return
         try:
             self._queue.put_nowait(event.to_dict())
         except queue.Full:
-            self.counters["dropped"] += 1
-            if self.counters["dropped"] in (1, 10, 100) or self.counters["dropped"] % 1000 == 0:
-                log.warning("caption store: the writer is behind; %d events dropped", self.counters["dropped"])
+            dropped = self._count("dropped")
+            if dropped in (1, 10, 100) or dropped % 1000 == 0:
+                log.warning("caption store: the writer is behind; %d events dropped", dropped)
+
+    def _count(self, name: str, amount: int = 1) -> int:
+        with self._counter_lock:  # model workers hand events in from several threads
+            self.counters[name] += amount
+            return self.counters[name]
 
     def flush(self, timeout_s: float = 10.0) -> bool:
         if self._thread is None or not self._thread.is_alive():
@@ -130,11 +136,11 @@ class StoreSink(BaseSink):
         from ..store.db import StoreError
 
         try:
-            self.counters["stored"] += self.store.add_events(batch)
-            self.counters["batches"] += 1
+            self._count("stored", self.store.add_events(batch))
+            self._count("batches")
         except StoreError as error:
-            self.counters["write_errors"] += 1
-            self.counters["dropped"] += len(batch)
+            self._count("write_errors")
+            self._count("dropped", len(batch))
             self.error = str(error)
             log.error("%s (%d events lost)", error, len(batch))
 
@@ -142,7 +148,7 @@ class StoreSink(BaseSink):
         from ..store.db import StoreError
 
         try:
-            self.counters["retention_deleted"] += self.store.enforce_retention(max_age, max_bytes)
+            self._count("retention_deleted", self.store.enforce_retention(max_age, max_bytes))
         except StoreError as error:
-            self.counters["write_errors"] += 1
+            self._count("write_errors")
             log.error("%s", error)
