@@ -200,16 +200,20 @@ def input_builder(backend: Any):
 # -- the one rule --------------------------------------------------------------------------------
 
 
-def _refuse(key: str, value: Any, problem: str, allowed: str) -> ConfigError:
-    flag = FLAGS.get(key)
+def _refuse(key: str, value: Any, problem: str, allowed: str, flags: Optional[dict] = None) -> ConfigError:
+    flag = {**FLAGS, **(flags or {})}.get(key)
     where = f"{key} ({flag})" if flag else f"{key} (config only)"
     return ConfigError(f"{where} {value}: {problem}; allowed: {allowed}")
 
 
-def fit_config(config: Any, geometry: ModelGeometry) -> Any:
+def fit_config(config: Any, geometry: ModelGeometry, flags: Optional[dict] = None) -> Any:
     """`config` with sampling and segmenting sized for this model. Values the config leaves
     unset come from the geometry; set values that do not fit raise ConfigError naming the key,
-    the flag and the allowed range. Applying it twice changes nothing."""
+    the flag (`flags` renames a command's own: key -> flag) and the allowed range. Applying it
+    twice changes nothing."""
+    def refuse(key: str, value: Any, problem: str, allowed: str) -> ConfigError:
+        return _refuse(key, value, problem, allowed, flags)
+
     sampling = config.sampling
     chosen = sampling.model_fields_set
     factor = sampling.video_area_factor
@@ -227,10 +231,10 @@ def fit_config(config: Any, geometry: ModelGeometry) -> Any:
             else:
                 why = (f"x video_area_factor {factor} gives video frames of {int(max_pixels * factor)} pixels, "
                        f"above {geometry.model}'s {video_max} per frame")
-            raise _refuse("sampling.max_pixels", _pixels(max_pixels), why,
+            raise refuse("sampling.max_pixels", _pixels(max_pixels), why,
                           f"{lowest}..{allowed_max} pixels (e.g. {_side(allowed_max)}), or leave it unset for the model's")
         if max_pixels < lowest:
-            raise _refuse("sampling.max_pixels", _pixels(max_pixels),
+            raise refuse("sampling.max_pixels", _pixels(max_pixels),
                           f"x video_area_factor {factor} leaves less than one 28x28 token a frame",
                           f"{lowest}..{allowed_max} pixels")
     video_pixels = int(max_pixels * factor)
@@ -239,7 +243,7 @@ def fit_config(config: Any, geometry: ModelGeometry) -> Any:
     else:
         min_pixels = sampling.min_pixels
         if min_pixels > video_pixels:
-            raise _refuse("sampling.min_pixels", min_pixels,
+            raise refuse("sampling.min_pixels", min_pixels,
                           f"is above the video frame size {video_pixels} (max_pixels {max_pixels} x "
                           f"video_area_factor {factor})", f"{MIN_TOKEN_PIXELS}..{video_pixels}")
 
@@ -249,11 +253,11 @@ def fit_config(config: Any, geometry: ModelGeometry) -> Any:
     if seq_length is None:
         seq_length = geometry.context
     elif limit and seq_length > limit:
-        raise _refuse("segmenting.seq_length", seq_length, f"is longer than {geometry.model}'s context of {limit} tokens",
+        raise refuse("segmenting.seq_length", seq_length, f"is longer than {geometry.model}'s context of {limit} tokens",
                       f"64..{limit}, or leave it unset for {geometry.context}")
     answer = config.generation.max_new_tokens
     if answer >= seq_length:
-        raise _refuse("generation.max_new_tokens", answer, f"leaves no room for the input in a context of {seq_length} tokens",
+        raise refuse("generation.max_new_tokens", answer, f"leaves no room for the input in a context of {seq_length} tokens",
                       f"1..{seq_length // 2}")
     fitted = config.model_copy(
         update={
@@ -271,10 +275,10 @@ def _pixels(value: int) -> str:
     return f"{value} ({side})" if side != str(value) else str(value)
 
 
-def fit_to_model(config: Any) -> tuple[Any, Optional[ModelGeometry]]:
+def fit_to_model(config: Any, flags: Optional[dict] = None) -> tuple[Any, Optional[ModelGeometry]]:
     """The geometry of config.backend and the config fitted to it (see fit_config); the config
     unchanged when the backend states no geometry."""
     if config.backend is None:
         raise ConfigError("the config has no backend section: say which model describes the segments")
     geometry = backend_geometry(config.backend)
-    return (fit_config(config, geometry) if geometry is not None else config), geometry
+    return (fit_config(config, geometry, flags) if geometry is not None else config), geometry

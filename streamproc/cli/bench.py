@@ -96,6 +96,9 @@ def add_parser(subparsers) -> None:
     from ..bench.commands import add_gate_and_capacity  # bench gate, bench capacity
 
     add_gate_and_capacity(sub)
+    from ..bench.cluster import add_parser as add_cluster  # bench cluster
+
+    add_cluster(sub)
     parser.set_defaults(func=lambda args: parser.print_help() or 2)
 
 
@@ -139,6 +142,7 @@ def run_engine(args) -> int:
         raise UsageError("--segments must be at least 1")
     DEFAULT_CACHE.mkdir(parents=True, exist_ok=True)
     tokenizer = args.tokenizer or engine.tiny_tokenizer(DEFAULT_CACHE)
+    _fits_the_bmodel(bmodel, tokenizer, args)  # before the engine loads, by the rule every command uses
     print(f"bmodel: {bmodel}; tokenizer: {tokenizer}", file=sys.stderr)
     report = engine.run(
         bmodel=bmodel, tokenizer=tokenizer, runtime_dir=args.runtime_dir, clip=args.clip, cache=DEFAULT_CACHE,
@@ -147,6 +151,16 @@ def run_engine(args) -> int:
         on_loaded=silence_simulator_stdout,  # the simulator's debug lines go to C stdout
     )
     return _publish(engine.table(report), args.out)
+
+
+def _fits_the_bmodel(bmodel: Path, tokenizer: Path, args) -> None:
+    from ..backends.geometry import fit_to_model
+    from ..config import config_from_data
+
+    sampling = {"video_area_factor": 1.0, **({"max_pixels": args.frame_pixels} if args.frame_pixels else {})}
+    config = config_from_data({"backend": {"type": "tpu", "bmodel": str(bmodel), "tokenizer": str(tokenizer)},
+                               "sampling": sampling, "generation": {"max_new_tokens": args.max_new_tokens}})
+    fit_to_model(config, flags={"sampling.max_pixels": "--frame-pixels"})
 
 
 def run_serve(args) -> int:
