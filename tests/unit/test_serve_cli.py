@@ -1,0 +1,24 @@
+"""`streamproc serve`'s command line: one-line usage errors before any model loads."""
+from __future__ import annotations
+
+from streamproc.cli import main
+
+
+def test_needs_exactly_one_model_source(capsys):
+    assert main(["serve"]) == 2
+    assert "give a config file, or --bmodel" in capsys.readouterr().err
+    assert main(["serve", "--model", "a", "--bmodel", "b.bmodel"]) == 2
+
+
+def test_refuses_to_serve_an_openai_backend(tmp_path, capsys):
+    config = tmp_path / "proxy.yaml"
+    config.write_text("backend: {type: openai, base_url: 'http://127.0.0.1:9/v1', model: m}\n")
+    assert main(["serve", str(config)]) == 2
+    assert "serves a tpu or hf backend" in capsys.readouterr().err
+
+
+def test_config_without_backend(tmp_path, capsys):
+    config = tmp_path / "empty.yaml"
+    config.write_text("sources: []\n")
+    assert main(["serve", str(config)]) == 2
+    assert "has no backend section" in capsys.readouterr().err
