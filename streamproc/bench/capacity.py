@@ -15,9 +15,12 @@ Method (simulated time, stated in every table):
 3. Scheduling. The real `FairSegmentQueue` (live policy: drop_oldest, `--queue-size` per
    camera) gets every camera's segments at their end times on a simulated clock. One chip is one
    server (engines on one device take turns): it takes a segment round robin, is busy for the
-   profile's latency of that segment (a skipped segment costs nothing and is acked at once), then
-   acks it. A camera count is real time if no segment is dropped over the whole run and the
-   chip is busy less than the whole run (a longer run would drop otherwise).
+   profile's latency of that segment, then acks it. A skipped segment costs nothing: delivered at
+   once if its camera has nothing waiting or in flight (as `GatedLanes` does), else acked as soon
+   as the chip takes it from its lane. A camera count is real time if no segment is dropped after
+   the first WARMUP_S seconds and the chip is busy less than the whole run (a longer run would
+   drop otherwise). At start every camera's first segment is due at once: drops then are
+   reported separately; the caption delays are those of segments after the warm-up.
 4. Latency per described segment = ViT (s per 768 visual tokens x visual tokens) + first token
    + caption tokens / decode rate, from a timing profile (profiles/*.json; `--bmodel` measures
    one on the hardware with the TPU backend).
@@ -29,6 +32,7 @@ import heapq
 import json
 import math
 import statistics
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -46,6 +50,7 @@ from .scenes import Event, Scene
 PROFILES = Path(__file__).parent / "profiles"
 DEFAULT_PROFILE = PROFILES / "bm1684x-3b-2k.json"
 PROMPT_RESERVE = 64  # chat template + a short prompt (segmenting.prompt_reserve's default)
+WARMUP_S = 300.0  # start-up: every camera's first segment is due at once (reported, not judged)
 
 
 @dataclass(frozen=True)
@@ -163,11 +168,19 @@ def record_tape(scene: Scene, seconds: int, profile: Profile, gate: GateConfig) 
 # -- the scheduler on a simulated clock ----------------------------------------------------------
 
 
-def simulate(tapes: list[list[Recorded]], cameras: int, profile: Profile, gated: bool, queue_size: int) -> dict:
+def simulate(tapes: list[list[Recorded]], cameras: int, profile: Profile, gated: bool, queue_size: int,
+             warmup_s: float = WARMUP_S) -> dict:
     """The real lanes and one chip on a simulated clock; see the module docstring."""
     length = max(r.end for tape in tapes for r in tape)
-    drops = []
-    lanes = FairSegmentQueue(on_drop=drops.append)
+    clock = 0.0
+    drops: list[float] = []
+    waiting: Counter = Counter()  # per camera: in the lanes or in flight (as GatedLanes counts)
+
+    def dropped(segment: Segment) -> None:
+        drops.append(clock)
+        waiting[segment.source] -= 1
+
+    lanes = FairSegmentQueue(on_drop=dropped)
     arrivals = []
     copies = math.ceil(cameras / len(tapes))
     for camera in range(cameras):
@@ -178,10 +191,14 @@ def simulate(tapes: list[list[Recorded]], cameras: int, profile: Profile, gated:
         for position, r in enumerate(sorted(tape, key=lambda r: (r.end + shift) % length)):
             arrivals.append(((r.end + shift) % length, camera, position, r))
     arrivals.sort(key=lambda a: (a[0], a[1]))
-    pending: dict[tuple[str, int], Recorded] = {}
+    records: dict[tuple[str, int], Recorded] = {}
     busy: Optional[tuple[float, Segment, float]] = None  # (done at, segment, segment end)
     delays, described, skipped, busy_s = [], 0, 0, 0.0
     i = 0
+
+    def finish(segment: Segment) -> None:
+        lanes.ack(segment)
+        waiting[segment.source] -= 1
 
     def dispatch(now: float) -> Optional[tuple[float, Segment, float]]:
         nonlocal skipped, busy_s
@@ -189,10 +206,10 @@ def simulate(tapes: list[list[Recorded]], cameras: int, profile: Profile, gated:
             segment = lanes.get(timeout=0)
             if segment is None:
                 return None
-            record = pending.pop((segment.source, segment.index))
+            record = records.pop((segment.source, segment.index))
             if isinstance(segment, SkippedSegment):
                 skipped += 1
-                lanes.ack(segment)
+                finish(segment)
                 continue
             seconds = profile.latency(record.visual_tokens)
             busy_s += seconds
@@ -201,27 +218,35 @@ def simulate(tapes: list[list[Recorded]], cameras: int, profile: Profile, gated:
     while i < len(arrivals) or busy is not None:
         next_arrival = arrivals[i][0] if i < len(arrivals) else math.inf
         if busy is not None and busy[0] <= next_arrival:
-            now, segment, end = busy
-            lanes.ack(segment)
+            clock, segment, end = busy
+            finish(segment)
             described += 1
-            delays.append(now - end)
-            busy = dispatch(now)
+            if end >= warmup_s:
+                delays.append(clock - end)
+            busy = dispatch(clock)
             continue
-        now, camera, position, record = arrivals[i]
+        clock, camera, position, record = arrivals[i]
         i += 1
         name = f"cam{camera:02d}"
-        segment = Segment(name, position, (), now - 1.0, now, 1.0)
         if gated and not record.describe:
-            segment = SkippedSegment(name, position, (), now - 1.0, now, 1.0, score=0.0)
-        pending[(name, position)] = record
+            if waiting[name] == 0:  # delivered at once by the intake thread, like GatedLanes does
+                skipped += 1
+                continue
+            segment: Segment = SkippedSegment(name, position, (), clock - 1.0, clock, 1.0, score=0.0)
+        else:
+            segment = Segment(name, position, (), clock - 1.0, clock, 1.0)
+        records[(name, position)] = record
+        waiting[name] += 1
         lanes.put(segment)
         if busy is None:
-            busy = dispatch(now)
+            busy = dispatch(clock)
     delays.sort()
+    steady = [t for t in drops if t >= warmup_s]
     return {
         "cameras": cameras,
-        "real_time": not drops and busy_s < length,
-        "dropped": len(drops),
+        "real_time": not steady and busy_s < length,
+        "dropped": len(steady),
+        "dropped_warmup": len(drops) - len(steady),
         "described": described,
         "skipped": skipped,
         "load": busy_s / length,
@@ -267,6 +292,7 @@ def run(profile: Profile, activities: list[float], *, tapes: int = 6, minutes: f
                 "described_share": passed if gated else 1.0, "missed": missed if gated else 0,
                 "load_per_camera": (at.get("load", 0.0) / max(1, cameras)) if cameras else None,
                 "cameras": cameras, "p95_delay_s": at.get("p95_delay_s"), "max_delay_s": at.get("max_delay_s"),
+                "dropped_warmup": at.get("dropped_warmup", 0),
             })
             progress(f"activity {activity:.0%}, gate {'on' if gated else 'off'}: {cameras} cameras")
     latency = profile.latency(plan.tokens_per_pair * plan.frames // 2)
@@ -284,18 +310,20 @@ def table(report: dict) -> str:
         f"({report['latency_s'] / seconds:.2f} of their duration)",
         f"method: simulated clock; {report['tapes']} generated scenes x {report['minutes']:g} min through the real "
         f"segmenter, gate (default config) and lanes (drop_oldest, {report['queue_size']} per camera); one chip serves "
-        "one segment at a time; real time = nothing dropped and the chip busy < 100% of the run",
+        "one segment at a time; real time = nothing dropped after a 5-minute start-up and the chip busy < 100% of the "
+        "run",
         "",
         "| activity asked | activity measured (truth) | gate | segments to the model | change missed "
-        "| chip load per camera | cameras in real time | p95 / max caption delay |",
-        "|---:|---:|---|---:|---:|---:|---:|---|",
+        "| chip load per camera | cameras in real time | p95 / max caption delay | dropped in start-up |",
+        "|---:|---:|---|---:|---:|---:|---:|---|---:|",
     ]
     for r in report["rows"]:
         load = f"{r['load_per_camera']:.3f}" if r["load_per_camera"] is not None else "-"
         delay = f"{r['p95_delay_s']:.0f} s / {r['max_delay_s']:.0f} s" if r["cameras"] else "-"
         lines.append(
             f"| {r['activity']:.0%} | {r['measured_activity']:.1%} | {'on' if r['gate'] else 'off'} | "
-            f"{r['described_share']:.1%} | {r['missed']} | {load} | **{r['cameras']}** | {delay} |"
+            f"{r['described_share']:.1%} | {r['missed']} | {load} | **{r['cameras']}** | {delay} | "
+            f"{r['dropped_warmup']} |"
         )
     return "\n".join(lines)
 

@@ -2,15 +2,17 @@
 
 - `lanes`: what the intake threads put segments into (the gate's `GatedLanes` over the real lanes,
   or the lanes themselves when the gate is off, so an ungated service runs exactly as before);
-- `skipped(segment)`: the events of a skipped segment, for the worker that took it from its lane:
-  the "unchanged" event, then any alert the repeated verdicts caused (`RuleEngine.repeat`);
+- `skipped(segment)`: the events of a skipped segment, for whoever delivers it (the worker that
+  took it from its lane, or the intake thread when its camera was idle): the "unchanged" event,
+  then any alert the repeated verdicts caused (`RuleEngine.repeat`);
+- `finished(segment)`: the pipeline acked or dropped a segment (what "idle" is counted from);
 - counters for Prometheus (`streamproc_gate_segments{source,decision,reason}`) and the stats topic.
 """
 from __future__ import annotations
 
 import threading
 from collections import Counter
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Optional
 
 from ..events import Event, unchanged_event
 from ..frames import Segment
@@ -19,7 +21,10 @@ from .lanes import GatedLanes, SkippedSegment
 
 
 class GateHooks:
-    def __init__(self, config: Any, sources: Iterable[Any], lanes: Any, metrics: Any, rules: Any, live_sources: Iterable[str]):
+    def __init__(
+        self, config: Any, sources: Iterable[Any], lanes: Any, metrics: Any, rules: Any, live_sources: Iterable[str],
+        deliver: Optional[Callable[[SkippedSegment], None]] = None,
+    ):
         self.enabled = config.gate.mode != "off"
         self.metrics = metrics
         self.rules = rules
@@ -29,7 +34,7 @@ class GateHooks:
         self._lock = threading.Lock()
         sources = list(sources)
         if self.enabled:
-            self.lanes = GatedLanes(lanes, config.gate, {s.name: s.gate for s in sources}, self._decided)
+            self.lanes = GatedLanes(lanes, config.gate, {s.name: s.gate for s in sources}, self._decided, deliver)
         else:
             self.lanes = lanes
 
@@ -43,6 +48,11 @@ class GateHooks:
         events = [unchanged_event(segment, segment.score, segment.reason, live)]
         events += self.rules.repeat(segment.source, segment)
         return events
+
+    def finished(self, segment: Segment) -> None:
+        """The pipeline acked (after its events) or dropped a segment from the lanes."""
+        if isinstance(self.lanes, GatedLanes):
+            self.lanes.finished(segment)
 
     def forget(self, source: str) -> None:
         """A segment the gate passed was dropped or failed: the next one is described."""

@@ -96,7 +96,7 @@ class Pipeline:
         live = frozenset(s.name for s in self.sources if s.live or owner is not None)
         self.rules = RuleEngine(config.rules, live_sources=live)
         # the scene-change gate; intake puts into gate.lanes (the queue itself when the gate is off)
-        self.gate = GateHooks(config, self.sources, self.queue, self.metrics, self.rules, live)
+        self.gate = GateHooks(config, self.sources, self.queue, self.metrics, self.rules, live, self._deliver_skipped)
         self.live_sources = live
         self.backends: list[Backend] = []
         self.sinks: list[Sink] = []
@@ -217,17 +217,13 @@ class Pipeline:
                 continue
             if self.control.is_paused(segment.source):  # switched off at run time: not described
                 self.metrics.paused_segments.labels(segment.source).inc()
-                self.queue.ack(segment)
+                self._ack(segment)
                 continue
             if self.gate.is_skipped(segment):  # unchanged: no model, its events in the source's order
                 try:
-                    events = self.gate.skipped(segment)
-                    if self.attachments is not None:  # an alert raised by a repeated verdict has files too
-                        events = self.attachments.attach_all(events, segment, self.metrics)
-                    for event in events if self.owner is None else self.owner.commit(segment, events):
-                        self.emit(event)
+                    self._deliver_skipped(segment)
                 finally:
-                    self.queue.ack(segment)
+                    self._ack(segment)
                 continue
             self.metrics.queue_depth.labels(segment.source).set(self.queue.depth(segment.source))
             self._busy[index] = time.monotonic()
@@ -266,7 +262,7 @@ class Pipeline:
             finally:
                 self._busy[index] = None
                 if described is None:  # nothing to emit
-                    self.queue.ack(segment)
+                    self._ack(segment)
             if described is None:
                 self._failed += 1
                 self.gate.forget(segment.source)  # its reference frames were never described
@@ -288,7 +284,7 @@ class Pipeline:
                 for event in events:
                     self.emit(event)
             finally:  # only now may the source's next segment go: its events stay in segment order
-                self.queue.ack(segment)
+                self._ack(segment)
 
     @staticmethod
     def _log_failure(segment, error: Exception, retry: bool) -> None:
@@ -304,7 +300,13 @@ class Pipeline:
             index, running_s, self.config.service.stuck_after_s,
         )
         self.metrics.errors.labels("model").inc()
-        self.backends[index].abort()
+        self._abort(index)
+
+    def _abort(self, index: int) -> None:
+        try:
+            self.backends[index].abort()
+        except Exception as error:  # a plug-in without a working abort(): the call runs on
+            log.error("model worker %d: the backend cannot abort its call: %s", index, error)
 
     def workers_alive(self) -> int:
         return sum(t.is_alive() for t in self._workers)
@@ -357,6 +359,20 @@ class Pipeline:
                 runner.stop.set()
                 runner.join(timeout_s)
 
+    def _deliver_skipped(self, segment) -> None:
+        """The events of a segment the gate skipped: "unchanged", then the rules' repeated verdicts.
+        From the worker that took it, or from the intake thread when its source had nothing else
+        waiting or in flight (then nothing of the source can come out before it)."""
+        events = self.gate.skipped(segment)
+        if self.attachments is not None:  # an alert raised by a repeated verdict has files too
+            events = self.attachments.attach_all(events, segment, self.metrics)
+        for event in events if self.owner is None else self.owner.commit(segment, events):
+            self.emit(event)
+
+    def _ack(self, segment) -> None:
+        self.queue.ack(segment)  # after the segment's events: the source's next segment may go
+        self.gate.finished(segment)
+
     def emit(self, event: Event) -> None:
         self.metrics.events.labels(event.type).inc()
         if event.type == "alert":
@@ -370,6 +386,7 @@ class Pipeline:
 
     def _dropped(self, segment) -> None:
         self.metrics.dropped.labels(segment.source).inc()
+        self.gate.finished(segment)
         if not self.gate.is_skipped(segment):  # the gate's reference frames were never described
             self.gate.forget(segment.source)
         log.warning(
@@ -468,7 +485,7 @@ class Pipeline:
         running = [i for i, worker in enumerate(self._workers) if worker.is_alive()]
         for index in running:
             log.warning("stopping: aborting the model call of worker %d", index)
-            self.backends[index].abort()
+            self._abort(index)
         for index in running:
             self._workers[index].join(max(0.0, deadline + _ABORT_LATE_S - time.monotonic()))
         self.queue.shutdown()

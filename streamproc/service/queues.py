@@ -14,6 +14,10 @@ Each lane is bounded, with a named policy when full:
   drop_newest  the new segment is dropped and counted
 Workers take segments round robin across the sources that have nothing in flight, so a busy
 camera cannot starve the others.
+
+A segment with a true `light` attribute (a `SkippedSegment`: the scene-change gate found nothing
+new, so no model time is needed and its images are gone) waits in its lane to keep the source's
+order, but does not count against the capacity and is never the one dropped or waited for.
 """
 from __future__ import annotations
 
@@ -34,7 +38,8 @@ class SegmentLanes(Protocol):
     Thread-safe: any number of producers (one per source) and consumers (workers)."""
 
     def add_source(self, source: str, capacity: int, policy: str) -> None:
-        """Open a lane for `source` with `capacity` waiting segments and a policy in POLICIES."""
+        """Open a lane for `source` with `capacity` waiting segments (light ones not counted) and a
+        policy in POLICIES."""
 
     def put(self, segment: Segment) -> bool:
         """Queue a segment; False if it was dropped or the lanes are shut."""
@@ -70,6 +75,7 @@ class _Lane:
     capacity: int
     policy: str
     items: deque = field(default_factory=deque)
+    heavy: int = 0  # items that count against the capacity (not light)
     dropped: int = 0
     accepted: int = 0
     closed: bool = False  # the producer is done
@@ -98,23 +104,25 @@ class FairSegmentQueue:
     def put(self, segment: Segment) -> bool:
         """Queue a segment; False if it (or nothing, for drop_oldest) was dropped or the queue is shut."""
         dropped: Optional[Segment] = None
+        light = bool(getattr(segment, "light", False))
         with self._cond:
             lane = self._lanes[segment.source]
-            while lane.policy == "block" and len(lane.items) >= lane.capacity and not self._shutdown:
+            while not light and lane.policy == "block" and lane.heavy >= lane.capacity and not self._shutdown:
                 self._cond.wait()
             if self._shutdown:
                 return False
-            if len(lane.items) >= lane.capacity:
+            if not light and lane.heavy >= lane.capacity:
                 lane.dropped += 1
                 if lane.policy == "drop_newest":
                     dropped = segment
                 else:
-                    dropped = lane.items.popleft()
-                    lane.items.append(segment)
-                    lane.accepted += 1
-            else:
+                    dropped = next(item for item in lane.items if not getattr(item, "light", False))
+                    lane.items.remove(dropped)
+                    lane.heavy -= 1
+            if dropped is not segment:
                 lane.items.append(segment)
                 lane.accepted += 1
+                lane.heavy += 0 if light else 1
             self._cond.notify_all()
         if dropped is not None and self._on_drop is not None:
             self._on_drop(dropped)
@@ -157,6 +165,7 @@ class FairSegmentQueue:
             if lane.items and lane.in_flight is None:
                 self._next = (index + 1) % count
                 segment = lane.items.popleft()
+                lane.heavy -= 0 if getattr(segment, "light", False) else 1
                 lane.in_flight = segment.index
                 return segment
         return None
@@ -205,5 +214,6 @@ class FairSegmentQueue:
             count = sum(len(lane.items) for lane in self._lanes.values())
             for lane in self._lanes.values():
                 lane.items.clear()
+                lane.heavy = 0
             self._cond.notify_all()
             return count

@@ -333,3 +333,37 @@ def test_ack_of_a_segment_not_in_flight_is_refused():
     queue.ack(taken)
     with pytest.raises(ValueError):
         queue.ack(taken)
+
+
+# -- light segments (skipped by the scene-change gate) --------------------------------------------
+
+
+def light(source: str, index: int) -> Segment:
+    from streamproc.gate.gate import Decision
+    from streamproc.gate.lanes import SkippedSegment
+
+    return SkippedSegment.of(seg(source, index), Decision(False, "unchanged", 0.2))
+
+
+def test_light_segments_keep_their_place_but_not_the_capacity():
+    dropped = []
+    queue = FairSegmentQueue(on_drop=dropped.append)
+    queue.add_source("cam", 2, "drop_oldest")
+    for i, make in enumerate((seg, light, light, light, seg)):
+        assert queue.put(make("cam", i))
+    assert dropped == []  # five waiting, two of them heavy: not full
+    assert queue.put(seg("cam", 5))
+    assert [s.index for s in dropped] == [0]  # the oldest heavy one goes, the light ones stay
+    assert names(take_all(queue)) == [("cam", i) for i in (1, 2, 3, 4, 5)]
+
+
+def test_light_segments_never_block_a_file_source():
+    queue = FairSegmentQueue()
+    queue.add_source("file", 1, "block")
+    queue.put(seg("file", 0))
+    call = Background(queue.put, light("file", 1))
+    assert call.wait() is True  # a full lane does not hold back a skipped segment
+    blocked = Background(queue.put, seg("file", 2))
+    assert stays_blocked(blocked)
+    take(queue)
+    assert blocked.wait() is True
