@@ -24,6 +24,7 @@ COMMANDS = {
     "bench": "bench",
     "doctor": "doctor",
     "make-tiny-model": "make_tiny_model",
+    "convert": "convert",
     "runtime": "runtime",
     "search": "search",
     "summarize": "summarize",

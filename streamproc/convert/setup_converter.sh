@@ -7,7 +7,7 @@
 #   tools/bmodel/setup_converter.sh --only-old # only the 1.21.x venv (needs the 1.30.2 one)
 #
 # Environment:
-#   STREAMPROC_CONVERTER_CACHE  where venvs and downloads go (default /work/cache)
+#   STREAMPROC_CONVERTER_CACHE  where venvs and downloads go (default ~/.cache/streamproc/converter)
 #   PYTHON310                   a Python 3.10 interpreter (default: pyenv's 3.10.x, then python3.10)
 #   TPU_MLIR_WHEEL              a local tpu_mlir-1.30.2 wheel (default: $CACHE/tpu/..., else pip download)
 #   TORCH_SPEC                  torch requirement for the 1.30.2 venv (default torch==2.11.0, the
@@ -18,7 +18,7 @@
 # Everything it does is skipped when already done (a .streamproc-ready stamp in each venv).
 set -euo pipefail
 
-CACHE="${STREAMPROC_CONVERTER_CACHE:-/work/cache}"
+CACHE="${STREAMPROC_CONVERTER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/streamproc/converter}"
 NEW_VERSION=1.30.2
 OLD_VERSION="${TPU_MLIR_OLD_VERSION:-1.21.1}"
 TORCH_SPEC="${TORCH_SPEC:-torch==2.11.0}"

@@ -1,0 +1,128 @@
+"""The geometry of a bmodel, chosen from what the user wants to run, by the same planner the
+service sizes its segments with (streamproc.ingest.segmenter.plan_segments).
+
+A segment of S seconds at `fps` holds ceil(S * fps / 2) frame pairs; each pair costs
+(h/28) * (w/28) tokens at the video frame size (max_pixels x video_area_factor, Qwen's resize
+rule). The sequence length must hold those tokens plus the prompt reserve (chat template, prompt,
+the longest rule question and its answer; at least segmenting.prompt_reserve) and the answer
+reserve, and is rounded up to the lengths bmodels are built with (a multiple of 1024 above 1024,
+else of 128). The seed's published settings come out of it: 672x896 images with quarter-area
+video frames (336x448, 192 tokens per pair) give 2048 tokens for 20 s and 8192 for 80 s.
+
+History builds prefill each turn after the cached ones, one launch per chunk: the chunk (new
+layout, --chunk_length) or the input length (old layout, --max_input_length) is the longest turn
+the plan needs -- the caption turn (frames + prompt) -- rounded up to 64, and at most half the
+sequence (the old layout's limit); a longer turn runs as several chunks.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+from ..errors import UsageError
+from ..ingest.sampling import smart_resize, tokens_per_frame_pair
+from ..ingest.segmenter import SegmentPlan, plan_segments
+
+PATCH = 14  # ViT patch side; MAX_PATCHES = max_pixels / 196
+CHUNK_ALIGN = 64
+
+
+@dataclass(frozen=True)
+class ConvertPlan:
+    seq_length: int
+    max_pixels: tuple[int, int]  # (height, width) of the largest image the ViT takes
+    frame_size: tuple[int, int]  # (height, width) of a sampled video frame
+    tokens_per_pair: int
+    segment_s: float
+    fps: float
+    visual_tokens: int
+    prompt_reserve: int
+    answer_reserve: int
+    input_length: Optional[int]  # history builds: chunk / max input length
+    segments: SegmentPlan  # what the service's planner makes of this seq_length
+
+    @property
+    def max_patches(self) -> int:
+        return self.max_pixels[0] * self.max_pixels[1] // (PATCH * PATCH)
+
+    def describe(self) -> str:
+        h, w = self.frame_size
+        lines = [
+            f"sequence length {self.seq_length} tokens = {self.visual_tokens} visual "
+            f"({self.segment_s:g} s at {self.fps:g} fps, {h}x{w} frames, {self.tokens_per_pair} tokens per frame pair)"
+            f" + {self.prompt_reserve} prompt + {self.answer_reserve} answer, rounded up",
+            f"ViT: max_pixels {self.max_pixels[0]}x{self.max_pixels[1]} ({self.max_patches} patches per call)",
+            f"the service will cut segments of up to {self.segments.duration_s:g} s ({self.segments.frames} frames) "
+            "with this bmodel",
+        ]
+        if self.input_length:
+            lines.append(f"history: turns prefilled in chunks of up to {self.input_length} tokens")
+        return "\n".join(lines)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'672x896' (height x width, as Qwen's max_pixels is written) -> (672, 896), multiples of 28."""
+    try:
+        height, width = (int(part) for part in text.lower().replace(",", "x").split("x"))
+    except ValueError:
+        raise UsageError(f"--max-pixels takes HEIGHTxWIDTH, e.g. 672x896, not {text!r}") from None
+    if height <= 0 or width <= 0 or height % 28 or width % 28:
+        raise UsageError(f"--max-pixels {text}: both sides must be positive multiples of 28")
+    return height, width
+
+
+def round_sequence(tokens: int) -> int:
+    step = 1024 if tokens > 1024 else 128
+    return int(math.ceil(tokens / step) * step)
+
+
+def plan_conversion(
+    *,
+    segment_s: float,
+    max_pixels: tuple[int, int],
+    prompt_reserve: int,
+    answer_reserve: int,
+    fps: float = 1.0,
+    video_area_factor: float = 0.25,
+    history: bool = False,
+    seq_length: Optional[int] = None,
+    input_length: Optional[int] = None,
+) -> ConvertPlan:
+    """The bmodel geometry for segments of `segment_s` seconds (see the module docstring).
+    `seq_length` / `input_length` override the derived values (checked against the plan)."""
+    if segment_s <= 0 or fps <= 0:
+        raise UsageError("--segment-seconds and the sampling rate must be positive")
+    height, width = max_pixels
+    frame = smart_resize(height, width, 28, 28 * 28, int(height * width * video_area_factor))
+    per_pair = tokens_per_frame_pair(*frame)
+    pairs = max(1, math.ceil(segment_s * fps / 2))
+    visual = pairs * per_pair
+    needed = visual + prompt_reserve + answer_reserve
+    seq = seq_length or round_sequence(needed)
+    if seq < needed:
+        raise UsageError(
+            f"--seq-length {seq} is too short for {segment_s:g} s segments: {visual} visual + {prompt_reserve} prompt "
+            f"+ {answer_reserve} answer tokens = {needed}"
+        )
+    # What the service's planner will make of this bmodel (the same call the pipeline makes).
+    segments = plan_segments(seq, frame[0], frame[1], fps, prompt_reserve, answer_reserve)
+    chunk = None
+    if history:
+        turn = int(math.ceil((visual + prompt_reserve) / CHUNK_ALIGN) * CHUNK_ALIGN)
+        chunk = input_length or min(turn, seq // 2)
+        if chunk > seq // 2:
+            raise UsageError(f"--input-length {chunk} is more than half the sequence length {seq}")
+    return ConvertPlan(
+        seq_length=seq,
+        max_pixels=(height, width),
+        frame_size=frame,
+        tokens_per_pair=per_pair,
+        segment_s=segment_s,
+        fps=fps,
+        visual_tokens=visual,
+        prompt_reserve=prompt_reserve,
+        answer_reserve=answer_reserve,
+        input_length=chunk,
+        segments=segments,
+    )
