@@ -180,6 +180,9 @@ def run(cache: Path, *, rows: int, events: int, repeats: int, rebuild: bool,
             Path(f"{path}{suffix}").unlink(missing_ok=True)
         progress(f"filling {path} with {rows:,} captions")
         built = fill(path, rows, end, progress)
+    from ..store.db import CaptionStore
+
+    CaptionStore(path).close()  # migrates a store cached by an older version
     size = path.stat().st_size  # includes the events earlier runs put through the sink (--rebuild for a clean one)
     days = rows / len(CAMERAS) * SEGMENT_S / 86400
     latency = search_latency(path, end, days, repeats)

@@ -211,7 +211,8 @@ class CaptionStore:
                         self._delete("DELETE FROM summaries WHERE end_ts < ?", (oldest,))
                     self.conn.execute("INSERT INTO entries_fts (entries_fts, rank) VALUES ('merge', 500)")
                     self.conn.execute("PRAGMA incremental_vacuum")
-            if deleted:
+            if deleted:  # hours whose rows are all gone; a partly deleted hour keeps a wider range
+                self._delete("DELETE FROM entry_hours WHERE max_id < (SELECT coalesce(min(id), 1 << 62) FROM entries)", ())
                 self.conn.execute("PRAGMA incremental_vacuum")
                 self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error as error:

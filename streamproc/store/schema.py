@@ -7,6 +7,10 @@ leaves the previous version, and the next open tries again.
 Version 1: `entries` (one row per caption, alert or unchanged span; times as UTC epoch seconds)
            and its FTS5 index, kept in step by triggers.
 Version 2: rule verdicts and the snapshot path on entries; the `summaries` table.
+Version 3: `entry_hours`, the smallest and largest entry id that starts in each hour, kept by a
+           trigger: a search's time window becomes a rowid range in a few index lookups
+           instead of a scan of the start-time index (15 ms at 1M rows). Retention only removes
+           whole stale hours, so a range may be wider than needed, never narrower.
 """
 from __future__ import annotations
 
@@ -59,7 +63,17 @@ CREATE TABLE summaries (
 CREATE INDEX summaries_source_end ON summaries (source, end_ts);
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2)  # MIGRATIONS[i] takes version i to version i + 1
+_V3 = """
+CREATE TABLE entry_hours (hour INTEGER PRIMARY KEY, min_id INTEGER NOT NULL, max_id INTEGER NOT NULL);
+INSERT INTO entry_hours (hour, min_id, max_id)
+    SELECT CAST(start_ts / 3600 AS INTEGER), min(id), max(id) FROM entries GROUP BY 1;
+CREATE TRIGGER entries_hours AFTER INSERT ON entries BEGIN
+    INSERT INTO entry_hours (hour, min_id, max_id) VALUES (CAST(new.start_ts / 3600 AS INTEGER), new.id, new.id)
+        ON CONFLICT (hour) DO UPDATE SET min_id = min(min_id, excluded.min_id), max_id = max(max_id, excluded.max_id);
+END;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)  # MIGRATIONS[i] takes version i to version i + 1
 VERSION = len(MIGRATIONS)
 
 

@@ -3,7 +3,7 @@
 Each `StoreReader` holds its own read-only connection; WAL lets readers run beside the writer.
 Queries use FTS5's syntax: words (all must match), "a phrase", prefix*, OR, NOT, NEAR(a b).
 
-Speed: a time filter is turned into a rowid range first (from the start-time index), and FTS5
+Speed: a time filter is turned into a rowid range first (from `entry_hours`), and FTS5
 reads only that part of each word's doclist; the exact time filter is then applied to the join.
 Rowids grow with insertion, which follows time closely, so the range is tight.
 """
@@ -114,8 +114,9 @@ class StoreReader:
         args: dict[str, Any] = {"query": query, "limit": max(1, int(limit))}
         if since is not None or until is not None:
             lo, hi = self.conn.execute(
-                "SELECT min(id), max(id) FROM entries WHERE start_ts BETWEEN :since AND :until",
-                {"since": -1e18 if since is None else since, "until": 1e18 if until is None else until},
+                "SELECT min(min_id), max(max_id) FROM entry_hours WHERE hour BETWEEN :first AND :last",
+                {"first": -(1 << 62) if since is None else int(since // 3600),
+                 "last": 1 << 62 if until is None else int(until // 3600)},
             ).fetchone()
             if lo is None:
                 return []

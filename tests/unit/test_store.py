@@ -155,6 +155,9 @@ def test_retention_by_age(store):
         assert reader.count() == 3
         assert len(reader.search("scene", limit=50)) == 3  # the FTS index follows the deletes
         assert reader.search("6") == [] and len(reader.search("7")) == 1
+        assert len(reader.search("scene", since=T0, until=T0 + 8 * 3600, limit=50)) == 2
+    hours = store.conn.execute("SELECT hour FROM entry_hours ORDER BY hour").fetchall()
+    assert [h for (h,) in hours] == [int((T0 + i * 3600) // 3600) for i in (7, 8, 9)]  # the emptied hours went
 
 
 def test_retention_by_size_keeps_the_newest(store):
@@ -208,6 +211,7 @@ def test_migration_from_version_1(tmp_path):
         columns = {row[1] for row in store.conn.execute("PRAGMA table_info(entries)")}
         assert {"verdicts", "snapshot"} <= columns
         assert store.conn.execute("SELECT verdicts FROM entries WHERE kind = 'alert'").fetchone()[0] == '{"door":"yes"}'
+        assert store.conn.execute("SELECT * FROM entry_hours").fetchall() == [(1790000000 // 3600, 1, 2)]
         store.add_events([caption(5, "a cat walks away", start=T0 + 100)])
         with StoreReader(path) as reader:
             old_and_new = {h.event_id for h in reader.search("cat", kinds=["caption"])}
