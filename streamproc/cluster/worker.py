@@ -37,6 +37,7 @@ def run_worker(queue: Queue, config: Any, backend: Any, *, name: Optional[str] =
     # The queue's settings are whoever created it first's: the last attempt is the consumer's.
     info = client.loop.call(client.js.consumer_info(queue.stream, queue.consumer), timeout=30)
     queue = dataclasses.replace(queue, ack_wait_s=float(info.config.ack_wait), max_deliveries=int(info.config.max_deliver))
+    client.loop.call(watch_abandoned(client, queue), timeout=30)
     finished = 0
     log.info("worker %s: taking jobs from %s (%s)", name, queue.name, ", ".join(queue.servers))
     try:
@@ -51,6 +52,29 @@ def run_worker(queue: Queue, config: Any, backend: Any, *, name: Optional[str] =
     finally:
         client.close()
     return finished
+
+
+async def watch_abandoned(client: QueueClient, queue: Queue) -> None:
+    """A job whose every delivery ended with its worker gone (a file that crashes the decoder, say)
+    is never acked or terminated by anyone; JetStream says so with a max-deliveries advisory. Every
+    worker listens; the first to hear records the job as failed and removes it from the queue."""
+
+    async def on_advisory(msg: Any) -> None:
+        try:
+            advisory = json.loads(msg.data)
+            stored = await client.js.get_msg(queue.stream, advisory["stream_seq"])
+            job = json.loads(stored.data)
+            state = await client._state(job["id"]) or {}
+            if state.get("status") not in ("done", "failed"):
+                error = f"its worker stopped during each of {advisory.get('deliveries', '?')} deliveries"
+                await client.kv.put(job["id"], json.dumps({**state, "status": "failed", "error": error}).encode())
+                log.error("%s failed for good: %s", job["path"], error)
+            await client.js.delete_msg(queue.stream, advisory["stream_seq"])
+        except Exception as error:  # another worker got there first (the message is gone)
+            log.debug("max-deliveries advisory not handled: %s", error)
+
+    subject = f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{queue.stream}.{queue.consumer}"
+    await client.nc.subscribe(subject, cb=on_advisory)
 
 
 def _run_job(client: QueueClient, queue: Queue, config: Any, backend: Any, worker: str, message: Any) -> bool:
