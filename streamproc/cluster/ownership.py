@@ -63,6 +63,7 @@ class Ownership:
         self.holdings: dict[str, Holding] = {}
         self.kv: Any = None
         self.pipeline: Any = None  # set by the box: start_source/stop_source, rules, queue
+        self.commit_timeout_s = 60.0
         self.counters = {"acquired": 0, "released": 0, "lost": 0, "stale_dropped": 0, "republished": 0}
 
     async def open(self) -> None:
@@ -123,7 +124,8 @@ class Ownership:
         """Pipeline hook (a worker thread): store the segment's rule state and events; the events
         stamped with box and epoch, or none if this box no longer owns the camera."""
         try:
-            return self.loop.call(self._commit(segment, events))
+            # bounded: a commit retries only while the lease holds (fence_after_s), so this is slack
+            return self.loop.call(self._commit(segment, events), timeout=self.commit_timeout_s)
         except Exception as error:  # the lease ran out while the cluster was away
             log.warning("cluster: %s segment %d not committed: %s", segment.source, segment.index, error)
             return []
