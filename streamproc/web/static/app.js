@@ -106,6 +106,12 @@ function cameraCard(camera) {
 
 function renderCameras() {
   const grid = document.getElementById("cameras");
+  if (!state.cameras.size) {
+    grid.replaceChildren(el("p", { class: "note", text: state.site && state.site.store
+      ? "No cameras run on this server; Search and Summaries read its caption store."
+      : "No cameras are configured." }));
+    return;
+  }
   grid.replaceChildren(...[...state.cameras.values()].map(cameraCard));
   // `streamproc bench web` reads this mark: time from navigation to the first caption on screen.
   if (!state.captionShown && [...state.cameras.values()].some((c) => c.caption)) {
