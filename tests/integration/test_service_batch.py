@@ -163,15 +163,15 @@ def test_caption_folder_with_a_corrupt_file_then_resume_then_force(tmp_path, vid
 
 
 def test_frames_larger_than_the_model_takes_are_refused_before_any_file(tmp_path, videos, tiny_model_dir):
-    # The default sampling (672x896, frames a quarter of it) is above the tiny model's 112x224.
+    # Unset, sampling follows the model; asked for 672x896, it is above the tiny model's 112x224.
     out = tmp_path / "captions"
     command = [sys.executable, "-m", "streamproc", "caption", str(videos), "--model", str(tiny_model_dir),
-               "--device", "cpu", "--out", str(out)]  # fmt: skip
+               "--device", "cpu", "--out", str(out), "--max-pixels", "672x896"]  # fmt: skip
     result = subprocess.run(
         command, cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=180,
         stdin=subprocess.DEVNULL,
     )
     assert result.returncode == 2, result.stderr  # a usage problem, not three failed files
     (error,) = error_lines(result)
-    assert "max_pixels" in error
+    assert "sampling.max_pixels (--max-pixels)" in error and "allowed:" in error
     assert not out.exists() or not any(out.iterdir())
