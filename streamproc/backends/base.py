@@ -3,6 +3,8 @@
 A backend turns prepared model inputs (`streamproc.qwen.ModelInputs`, built once by the
 backend-neutral model-input module) into text. Backends are registered by name with the dotted
 path of their class, so heavy imports (torch, the native engine) happen only when one is created.
+A backend class states what its model takes before loading it with a static `geometry(config)`
+returning a `streamproc.backends.geometry.ModelGeometry` (read from files; no weights).
 
 Thread safety: one backend instance serves one request at a time unless its class says otherwise;
 the service gives each worker its own instance or serialises calls.
