@@ -221,3 +221,15 @@ def test_retention_runs_in_the_writer_while_the_sink_runs(tmp_path):
             assert [h.text for h in reader.search("owl")] == ["a new owl"]
     finally:
         sink.close()
+
+
+def test_summaries_go_to_their_retained_mqtt_topic():
+    pytest.importorskip("paho.mqtt")
+    from streamproc.config.sinks import MqttConfig
+    from streamproc.sinks.mqtt import MqttSink
+
+    sink = MqttSink(MqttConfig(topic_prefix="home/cams"))
+    summary = summary_event("porch", start=T0, end=T0 + 3600, text="Quiet.", ranges=[], entries=0, model="m")
+    (message,) = sink.messages_for(summary)
+    assert message.topic == "home/cams/porch/summary" and message.retain is True
+    assert json.loads(message.payload) == summary.to_dict()
