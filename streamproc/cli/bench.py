@@ -18,12 +18,18 @@ def add_parser(subparsers) -> None:
         epilog="examples:\n  streamproc bench ingest --repeats 3\n  streamproc bench ingest --out docs/bench-ingest.md",
     )
     sub = parser.add_subparsers(dest="bench", metavar="BENCH")
-    ingest = sub.add_parser("ingest", help="1080p30 H.264 ingest: ours vs bare PyAV decode vs the seed path")
+    from .common import HelpFormatter
+
+    ingest = sub.add_parser(
+        "ingest", help="1080p30 H.264 ingest: ours vs bare PyAV decode vs the seed path", formatter_class=HelpFormatter,
+        description="Seconds of video ingested per CPU second by each method, on a generated 1080p30 clip or on "
+        "--clip (described and measured by its own duration).",
+    )
     ingest.add_argument("--duration", type=float, default=30.0,
-                        help="length of the generated clip in seconds (default 30; --clip is measured by its own length)")
+                        help="length of the generated clip in seconds (--clip is measured by its own length)")
     ingest.add_argument("--repeats", type=int, default=3, help="runs per method; the median is reported")
-    ingest.add_argument("--methods", default="full,nonref,ours,seed", help="comma-separated subset")
-    ingest.add_argument("--clip", type=Path, default=None, help="use this clip instead of the generated one")
+    ingest.add_argument("--methods", default="full,nonref,ours,seed", help="comma-separated subset of the methods")
+    ingest.add_argument("--clip", type=Path, default=None, help="measure this clip instead of a generated one")
     ingest.add_argument("--out", type=Path, default=None, help="also write the table (markdown) here")
     ingest.set_defaults(func=run_ingest)
     service = sub.add_parser("service", help="streams per CPU core, event latency to PUBACK, RSS per extra stream")
