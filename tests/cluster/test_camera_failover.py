@@ -80,11 +80,20 @@ def _run_phases(site: Site) -> None:
     assert site.owners() == owners_before
     site.wait(lambda: _captions_since(site, node_killed_at + 2) == set(site.cameras), 20, "captions from every camera")
 
-    # -- SIGTERM: every box gives its cameras back and leaves --------------------------------
+    # -- SIGTERM: a box gives its cameras back at once (no waiting for the lease) -------------
+    leaving = [c for c, (box, _) in site.owners().items() if box == "b3"]
+    terminated_at = time.time()
+    site.signal_box("b3", signal.SIGTERM)
+    site.wait(lambda: all(site.owners()[c][0] != "b3" for c in leaving), ACK_WAIT, "b3's cameras given back")
+    moved = [m["at"] - terminated_at for m in site.tap.markers(terminated_at) if m["camera"] in leaving]
+    assert max(moved) < ACK_WAIT, moved  # the segments in flight, then nak: sooner than a lease
+    assert site.boxes["b3"].wait(30) == 0, site.boxes["b3"].log()[-3000:]
+
+    # -- and the others leave too --------------------------------------------------------------
     stopped_at = time.time()
-    for name in ("b1", "b2", "b3"):
+    for name in ("b1", "b2"):
         site.signal_box(name, signal.SIGTERM)
-    for name in ("b1", "b2", "b3"):
+    for name in ("b1", "b2"):
         assert site.boxes[name].wait(30) == 0, site.boxes[name].log()[-3000:]
     _check_history(site, frozen_epochs, stopped_at)
 
