@@ -142,4 +142,4 @@ def test_examples_in_the_docs_are_valid():
         data = json.loads(block)
         validate(data)
         types.append(data["type"])
-    assert sorted(types) == ["alert", "caption", "stats", "status"]
+    assert sorted(types) == ["alert", "caption", "stats", "status", "summary", "unchanged"]
