@@ -13,7 +13,7 @@ from .model import BackendConfig, GenerationConfig, PromptConfig
 from .rules import RuleConfig
 from .service import ServiceConfig
 from .sinks import SinksConfig
-from .store import StoreConfig, SummaryConfig
+from .store import StoreConfig, SummaryConfig, check_summaries
 from .web import WebConfig
 
 
@@ -48,4 +48,5 @@ class Config(Section):
             unknown = [s for s in rule.sources if s not in known]
             if unknown:
                 raise ValueError(f"rule {rule.name} names unknown sources: {', '.join(unknown)}")
+        check_summaries(self.summaries, self.store, known)
         return self

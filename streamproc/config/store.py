@@ -75,3 +75,13 @@ class SummaryConfig(Section):
         if self.window is None:
             self.window = self.every
         return self
+
+
+def check_summaries(summaries: list[SummaryConfig], store: StoreConfig, sources: set[str]) -> None:
+    """Cross-section checks for the root config: summaries read the store and name known sources."""
+    if summaries and not store.enabled:
+        raise ValueError("summaries need the caption store: set store.enabled: true")
+    for index, summary in enumerate(summaries):
+        unknown = [s for s in summary.sources if s not in sources]
+        if unknown:
+            raise ValueError(f"summaries[{index}] names unknown sources: {', '.join(unknown)}")

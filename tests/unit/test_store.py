@@ -232,3 +232,21 @@ def test_a_newer_schema_is_refused(tmp_path):
     conn.close()
     with pytest.raises(StoreError, match="newer than this streamproc knows"):
         CaptionStore(path)
+
+
+def test_store_and_summaries_config():
+    from streamproc.config import config_from_text
+    from streamproc.errors import ConfigError
+
+    base = "sources: [{name: porch, path: a.mp4}]\n"
+    config = config_from_text(base + "store: {enabled: true, retention: {max_age: 7d, max_size_mb: 50}}\n"
+                              "summaries: [{every: 1h, window: 6h, sources: [porch]}]\n")
+    assert config.store.retention.max_age == 7 * 86400 and config.store.retention.max_size_mb == 50
+    assert (config.summaries[0].every, config.summaries[0].window) == (3600, 6 * 3600)
+    assert config_from_text(base + "store: {enabled: true}\nsummaries: [{every: 30m}]\n").summaries[0].window == 1800
+    with pytest.raises(ConfigError, match="summaries need the caption store"):
+        config_from_text(base + "summaries: [{every: 1h}]\n")
+    with pytest.raises(ConfigError, match="unknown sources: gate"):
+        config_from_text(base + "store: {enabled: true}\nsummaries: [{every: 1h, sources: [gate]}]\n")
+    with pytest.raises(ConfigError, match=r"<config>:2: store.retention.max_age: .*duration"):
+        config_from_text(base + "store: {retention: {max_age: soon}}\n")
