@@ -51,6 +51,8 @@ def add_parser(subparsers) -> None:
                         "(default 512, capped by the context)")
     parser.add_argument("--greedy-fallback", action="store_true", help="on a bmodel without a sampling head, decode "
                         "sampling requests greedily instead of answering 400")
+    parser.add_argument("--max-body-mb", type=int, default=64, help="largest request body in MiB (images come "
+                        "base64-encoded in it); larger ones get 413 (default 64)")
     parser.add_argument("--log-content", action="store_true", help="log the messages' text (default: counts only)")
     parser.set_defaults(func=run, default_verbosity=1)
 
@@ -87,8 +89,8 @@ def run(args) -> int:
     from ..server.launch import load_backends, served_model, uvicorn_server
     from ..server.media import MediaPolicy
 
-    if args.queue_size < 0 or (args.engines is not None and args.engines < 1) or args.max_tokens < 1:
-        raise UsageError("--queue-size must be >= 0, --engines and --max-tokens >= 1")
+    if args.queue_size < 0 or (args.engines is not None and args.engines < 1) or min(args.max_tokens, args.max_body_mb) < 1:
+        raise UsageError("--queue-size must be >= 0, --engines, --max-tokens and --max-body-mb >= 1")
     config, generation = backend_config(args)
     try:
         from ..server.app import ServeOptions, create_app
@@ -107,7 +109,8 @@ def run(args) -> int:
     try:
         base = GenerationParams.from_config(generation) if generation else GenerationParams()
         served = served_model(backends[0], args.served_model_name, args.max_tokens, args.greedy_fallback, base)
-        options = ServeOptions(api_key=api_key, log_content=args.log_content, media=MediaPolicy.of(args.media_dir))
+        options = ServeOptions(api_key=api_key, log_content=args.log_content, media=MediaPolicy.of(args.media_dir),
+                               max_body_bytes=args.max_body_mb * 1024 * 1024)
         app = create_app(pool, served, options)
         log = logging.getLogger("streamproc.server")
         log.info(

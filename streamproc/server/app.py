@@ -40,6 +40,7 @@ class ServeOptions:
     api_key: Optional[str] = None  # required as a Bearer token when set
     log_content: bool = False  # log the messages' text (never media bytes)
     media: MediaPolicy = MediaPolicy()
+    max_body_bytes: int = 64 * 1024 * 1024  # images arrive base64-encoded in the JSON body
 
 
 class ChatApi:
@@ -60,7 +61,7 @@ class ChatApi:
         try:
             self._authorize(request)
             try:
-                body = json.loads(await request.body())
+                body = json.loads(await _read_body(request, self.options.max_body_bytes))
             except ValueError:
                 raise bad_request("the request body is not valid JSON") from None
             job = await asyncio.to_thread(parse_chat, body, self.served, self.builder, self.options.media)
@@ -233,6 +234,21 @@ class ChatApi:
         content = f" content={info['content']!r}" if "content" in info else ""
         log.info("POST /v1/chat/completions %d in %.1f ms %s%s", status, (time.perf_counter() - started) * 1e3,
                  fields, content)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 once it passes `limit` bytes (chunked bodies too)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, f"the request body is larger than {limit // (1024 * 1024)} MiB", code="request_too_large")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, f"the request body is larger than {limit // (1024 * 1024)} MiB",
+                           code="request_too_large")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _api_error(error: BaseException) -> ApiError:
