@@ -58,15 +58,24 @@ class Event:
         return changes
 
     def visible_changes(self, width: int, height: int) -> list[tuple[float, float]]:
+        """`changes`, trimmed to when the change shows: a person entering is seen once 16 px of
+        it are in the frame, and gone once less than 16 px are left; a door's panel must have
+        narrowed by 2 px (its first moments are lost to rounding)."""
         changes = self.changes
+        if self.kind == "door" and self.duration > 0:
+            dw = int(height * 0.13)
+            lag = math.acos(max(-1.0, 1.0 - 2.0 / dw)) / (math.pi / 2 * 0.9) * self.duration
+            return [(changes[0][0] + min(lag, self.duration), changes[0][1])] + changes[1:]
         if self.kind != "person":
             return changes
         pw = _person_size(height)[1]
         stop = self.x * width
-        # walking out: the centre goes from `stop` to width + pw; seen until x0 > width - 12
-        seen = (width - 12 + pw / 2 - stop) / (width + pw - stop)
+        # walking in, the centre goes from -pw to `stop`: seen once x0 + pw >= 16
+        enter = (16 + pw / 2) / (stop + pw)
+        # walking out, from `stop` to width + pw: gone once x0 > width - 16
+        leave = (width - 16 + pw / 2 - stop) / (width + pw - stop)
         (a, b), (c, d) = changes
-        return [(a, b), (c, c + (d - c) * min(1.0, max(0.0, seen)))]
+        return [(a + (b - a) * min(1.0, max(0.0, enter)), b), (c, c + (d - c) * min(1.0, max(0.0, leave)))]
 
 
 @dataclass
@@ -117,9 +126,9 @@ class Scene:
         return np.clip(image, 0, 255).astype(np.uint8)
 
     def changed_between(self, t0: float, t1: float) -> bool:
-        """True if an event changes pixels the gate can see in (t0, t1]. A person walking out is
-        seen until its left edge is within 12 px of the frame's right edge (the gate's thumbnail
-        leaves out a margin of up to 8 px)."""
+        """True if an event changes pixels in (t0, t1]. A person walking out counts as gone once
+        less than 16 px of it are left at the frame's right edge (the gate's thumbnail leaves out
+        a margin of up to half a cell, and a sliver at the edge is not a person any more)."""
         return changed_between(self.events, t0, t1, self.width, self.height)
 
     def frames(self, start: float, count: int, fps: float = 1.0) -> Iterator[tuple[float, np.ndarray]]:

@@ -35,6 +35,9 @@ class GateHooks:
         sources = list(sources)
         if self.enabled:
             self.lanes = GatedLanes(lanes, config.gate, {s.name: s.gate for s in sources}, self._decided, deliver)
+            for source in sources:  # the series alerts are written against exist from the start
+                metrics.gate.labels(source.name, "skipped", "unchanged")
+                metrics.gate.labels(source.name, "described", "change")
         else:
             self.lanes = lanes
 

@@ -161,3 +161,22 @@ def test_gate_cost_is_small_enough_to_run_per_frame():
     scorer = FrameScorer(280, 504, ScoreParams())
     thumb = scorer.thumb(np.zeros((280, 504, 3), np.uint8))
     assert thumb.luma.shape == (68, 124) and thumb.cells.shape == (17, 31)
+
+
+def test_a_skipped_segment_of_an_idle_camera_is_delivered_at_once_else_queued_behind():
+    lanes = FairSegmentQueue()
+    lanes.add_source("cam", 4, "drop_oldest")
+    delivered = []
+    gated = GatedLanes(lanes, ON, {"cam": None}, deliver=delivered.append)
+    parts = list(segments(Scene(seed=8, noise=3.0), 4))
+    gated.put(parts[0])  # first: described, to the lanes
+    gated.put(parts[1])  # unchanged, but segment 0 is still waiting: behind it, in the lane
+    assert delivered == [] and lanes.depth("cam") == 2
+    for _ in range(2):
+        segment = lanes.get(timeout=0)
+        lanes.ack(segment)
+        gated.finished(segment)
+    gated.put(parts[2])  # unchanged, the camera idle: delivered now, never in the lane
+    assert [s.index for s in delivered] == [2] and lanes.depth("cam") == 0
+    assert isinstance(delivered[0], SkippedSegment) and delivered[0].frames[0].image.size == 3
+    assert len(delivered[0].frames) == FRAMES  # the times stay, the images go
