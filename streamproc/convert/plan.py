@@ -41,6 +41,7 @@ class ConvertPlan:
     answer_reserve: int
     input_length: Optional[int]  # history builds: chunk / max input length
     segments: SegmentPlan  # what the service's planner makes of this seq_length
+    seq_given: bool = False  # --seq-length, not derived
 
     @property
     def max_patches(self) -> int:
@@ -49,9 +50,10 @@ class ConvertPlan:
     def describe(self) -> str:
         h, w = self.frame_size
         lines = [
-            f"sequence length {self.seq_length} tokens = {self.visual_tokens} visual "
+            f"sequence length {self.seq_length} tokens for {self.visual_tokens} visual "
             f"({self.segment_s:g} s at {self.fps:g} fps, {h}x{w} frames, {self.tokens_per_pair} tokens per frame pair)"
-            f" + {self.prompt_reserve} prompt + {self.answer_reserve} answer, rounded up",
+            f" + {self.prompt_reserve} prompt + {self.answer_reserve} answer"
+            + (" (--seq-length)" if self.seq_given else ", rounded up"),
             f"ViT: max_pixels {self.max_pixels[0]}x{self.max_pixels[1]} ({self.max_patches} patches per call)",
             f"the service will cut segments of up to {self.segments.duration_s:g} s ({self.segments.frames} frames) "
             "with this bmodel",
@@ -125,4 +127,5 @@ def plan_conversion(
         answer_reserve=answer_reserve,
         input_length=chunk,
         segments=segments,
+        seq_given=seq_length is not None,
     )
