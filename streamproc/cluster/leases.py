@@ -20,7 +20,7 @@ import math
 import time
 from typing import Any
 
-from .ownership import Ownership
+from .ownership import Ownership, StaleToken
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,8 @@ class LeaseManager:
         await self._announce()
         await self.nc.flush(timeout=self.config.lease.fence)
         self.last_confirmed = time.monotonic()
-        self._tasks = [asyncio.create_task(self._heartbeats()), asyncio.create_task(self._take_and_share())]
+        self._tasks = [asyncio.create_task(task) for task in
+                       (self._heartbeats(), self._watch_fence(), self._liveness(), self._take_and_share())]
 
     async def _announce(self) -> None:
         info = {"box": self.config.box, "capacity": self.config.capacity, "holds": sorted(self.ownership.holdings)}
@@ -65,7 +66,7 @@ class LeaseManager:
         lease = self.config.lease
         while not self.stopping:
             started = time.monotonic()
-            if started - self.last_confirmed >= lease.fence:
+            if started - self.last_confirmed >= lease.fence:  # first thing after a freeze, too
                 await self._fence(started - self.last_confirmed)
             try:
                 for holding in list(self.ownership.holdings.values()):
@@ -80,11 +81,24 @@ class LeaseManager:
             except Exception as error:
                 self.counters["heartbeat_failures"] += 1
                 log.debug("cluster: heartbeat failed: %s", error)
+            await asyncio.sleep(max(0.0, lease.heartbeat - (time.monotonic() - started)))
+
+    async def _watch_fence(self) -> None:
+        """Fence on time even while a heartbeat waits for its PONG."""
+        while not self.stopping:
+            silent = time.monotonic() - self.last_confirmed
+            if silent >= self.config.lease.fence and (self.ownership.holdings or not self.fenced):
+                await self._fence(silent)
+            await asyncio.sleep(self.config.lease.heartbeat / 4)
+
+    async def _liveness(self) -> None:
+        """This box's key in the boxes bucket (fair share); a failure here fences nothing."""
+        while not self.stopping:
             try:
-                await self._announce()  # liveness for fair share; a failure here fences nothing
+                await asyncio.wait_for(self._announce(), self.config.lease.fence)
             except Exception as error:
                 log.debug("cluster: liveness update failed: %s", error)
-            await asyncio.sleep(max(0.0, lease.heartbeat - (time.monotonic() - started)))
+            await asyncio.sleep(self.config.lease.heartbeat)
 
     async def _fence(self, silent_s: float) -> None:
         if not self.ownership.holdings and self.fenced:
@@ -150,10 +164,15 @@ class LeaseManager:
             await token.nak(delay=self.config.lease.ack_wait_s)
             return
         if not self.valid() or self.stopping or camera in self.ownership.holdings:
-            await token.nak()
+            # Not nak'ed: this may be an old delivery whose lease another box holds now, and a
+            # nak would take it from that box. Unused, it comes back after ack_wait.
             return
         try:
             await self.ownership.acquire(camera, token)
+        except StaleToken as stale:
+            log.info("cluster: an old delivery of %s's token (epoch %d): %s; ignoring it",
+                     camera, token.metadata.num_delivered, stale)
+            self.ownership.holdings.pop(camera, None)
         except Exception as error:
             log.error("cluster: taking %s failed: %s; giving it back", camera, error)
             self.ownership.holdings.pop(camera, None)

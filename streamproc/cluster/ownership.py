@@ -39,6 +39,11 @@ class LostCamera(Exception):
     """Another box owns the camera now (a fence fired)."""
 
 
+class StaleToken(Exception):
+    """A token delivery older than the camera's current owner's (it sat in a client buffer while
+    its lease ran out): neither used nor acked, nor nak'ed."""
+
+
 @dataclass
 class Holding:
     camera: str
@@ -75,17 +80,18 @@ class Ownership:
         """Take `camera` over with the lease `token` (its delivery count is the epoch)."""
         holding = Holding(camera, int(token.metadata.num_delivered), token)
         self.holdings[camera] = holding  # heartbeats cover it from now on
-        async with holding.lock:
-            record = await self._claim(holding)
-            marker = await self._retry(lambda: self.js.publish(
-                self.names.event_subject(camera), b"",
-                headers={H_KIND: "acquire", H_BOX: self.box, H_EPOCH: str(holding.epoch)},
-            ))
-            holding.last_seq = marker.seq
-            for text in record.get("pending") or []:  # the last owner's last segment, once more
-                await self._publish(holding, Event.from_json(text))
-                self.counters["republished"] += 1
-            restored = rulestate.restore(self.pipeline.rules, camera, record) if record else 0
+        try:
+            async with holding.lock:
+                record = await self._claim(holding)
+                holding.last_seq = await self._open_epoch(holding)
+                for text in record.get("pending") or []:  # the last owner's last segment, once more
+                    await self._publish(holding, Event.from_json(text))
+                    self.counters["republished"] += 1
+                restored = rulestate.restore(self.pipeline.rules, camera, record) if record else 0
+        except BaseException:
+            if self.holdings.get(camera) is holding:
+                del self.holdings[camera]
+            raise
         self.counters["acquired"] += 1
         log.info(
             "cluster: %s owns %s (epoch %d, from %s, %d rule state(s))",
@@ -93,6 +99,33 @@ class Ownership:
             extra={"camera": camera, "epoch": holding.epoch},
         )
         await asyncio.to_thread(self.pipeline.start_source, camera)
+
+    async def _open_epoch(self, holding: Holding) -> int:
+        """Append the acquire marker, only right after an event of an older epoch: so epochs on a
+        camera's subject only ever grow, and the old owner's next publish fails."""
+        from nats.js.errors import NotFoundError
+
+        subject = self.names.event_subject(holding.camera)
+        for _ in range(20):  # the old owner may still be finishing a segment
+            try:
+                last = await self._retry(lambda: self.js.get_last_msg(self.names.events, subject))
+                last_seq, last_epoch = last.seq, int((last.headers or {}).get(H_EPOCH, 0))
+            except NotFoundError:
+                last_seq, last_epoch = 0, 0
+            if last_epoch > holding.epoch:
+                raise StaleToken(f"epoch {last_epoch} already owns it")
+            try:
+                marker = await self._retry(lambda: self.js.publish(
+                    subject, b"", headers={
+                        H_KIND: "acquire", H_BOX: self.box, H_EPOCH: str(holding.epoch),
+                        "Nats-Expected-Last-Subject-Sequence": str(last_seq),
+                    },
+                ))
+                return marker.seq
+            except Exception as error:
+                if not is_wrong_last_sequence(error):
+                    raise
+        raise LostCamera("its events subject keeps changing")
 
     async def _claim(self, holding: Holding) -> dict:
         """Write this box and epoch into the camera's record (the KV fence); the record before."""
@@ -104,6 +137,8 @@ class Ownership:
                 record, revision = json.loads(entry.value or b"{}"), entry.revision
             except KeyNotFoundError:
                 record, revision = {}, 0
+            if int(record.get("epoch", 0)) > holding.epoch:
+                raise StaleToken(f"{record.get('box')} owns it with epoch {record.get('epoch')}")
             claimed = {**record, "box": self.box, "epoch": holding.epoch}
             try:
                 payload = json.dumps(claimed).encode()

@@ -129,3 +129,18 @@ def test_a_stale_owner_stores_nothing_and_its_half_commit_is_finished_by_the_nex
         ("event", "b", 2), ("event", "b", 2),  # segment 3 (caption, cleared)
     ]
     assert ids[2] == events1[0].id and ids[1].endswith(":person:raised") and ids[-1].endswith(":person:cleared")
+
+
+def test_an_old_token_delivery_is_ignored(site):
+    """A token delivery that sat in a client's buffer while its lease ran out (epoch 1) reaches a
+    box after the camera's current owner took it (epoch 2): nothing is claimed or published."""
+    from streamproc.cluster.ownership import StaleToken
+
+    loop, js, names, (a, b) = site
+    loop.call(b.acquire("cam1", Token(2)), 10)
+    before = _stored(loop, js, names)
+    with pytest.raises(StaleToken):
+        loop.call(a.acquire("cam1", Token(1)), 10)
+    assert _stored(loop, js, names) == before
+    seg, events = _segment_events(b, 0, "an empty yard")
+    assert len(b.commit(seg, events)) == 1  # b still owns it
