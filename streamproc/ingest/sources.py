@@ -20,7 +20,7 @@ from typing import Callable, Iterator, Optional
 import av
 
 from ..config.ingest import SamplingConfig, SourceConfig
-from ..errors import MediaError, SourceAuthError, SourceError, SourceNotFound, SourceUnreachable
+from ..errors import MediaError, SourceError, SourceNotFound, SourceUnreachable
 from ..frames import Frame, Gap
 from ..redact import redact, redact_url, register_url, url_scheme
 from ..supervise import Backoff, GiveUp, Supervisor
@@ -259,8 +259,9 @@ class VideoSource:
 
     def _read_live(self, stop: threading.Event) -> Iterator[Frame | Gap]:
         """Frames across reconnects. This loop alone retries a live source: `max_attempts`
-        failures in a row (wrong credentials included: an operator may fix them) end it with
-        the last error; a session that delivered frames starts the count over."""
+        failures in a row end it with the last error; a session that delivered frames starts the
+        count over. An error retrying cannot help (refused credentials, an unknown scheme) ends
+        it at once."""
         policy = self.config.reconnect
         supervisor = Supervisor(
             self.name,
@@ -286,14 +287,14 @@ class VideoSource:
                 if error is None:  # stopped
                     break
                 self.counters.reconnects += 1
-            if not error.retryable and not isinstance(error, SourceAuthError):
-                self._status("failed", str(error))  # e.g. an unknown scheme: retrying cannot help
+            if not error.retryable:  # refused credentials, an unknown scheme: retrying cannot help
+                self._status("failed", str(error))
                 raise error
             try:
                 delay = supervisor.failed(str(error))
             except GiveUp as give_up:
                 self._status("failed", str(error), supervisor.failures)
-                raise SourceUnreachable(f"{error} ({give_up})", retryable=False) from None
+                raise SourceUnreachable(f"{error} ({give_up})") from None
             log.warning("%s; retrying in %.1f s", error, delay)
             self._status("reconnecting", str(error), supervisor.failures)
             stop.wait(delay)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from typing import Any, Optional
 
@@ -39,6 +40,7 @@ class SlowBackend:
         self.inner = HfBackend(config, **kwargs)
         self.model_id = self.inner.model_id
         self.calls = 0
+        self._aborted = threading.Event()
 
     @property
     def seq_length(self) -> Optional[int]:
@@ -53,9 +55,16 @@ class SlowBackend:
         result = self.inner.describe(inputs, params)
         self.calls += 1
         left = self.factor * media_seconds(inputs) - (time.monotonic() - started)
-        if left > 0:
-            time.sleep(left)
+        self._aborted.clear()
+        if left > 0 and self._aborted.wait(left):
+            from streamproc.errors import Aborted
+
+            raise Aborted("slow backend: the request was aborted")
         return result
+
+    def abort(self) -> None:
+        self.inner.abort()
+        self._aborted.set()
 
     def close(self) -> None:
         self.inner.close()
