@@ -204,10 +204,19 @@ def _print_events(host: str, port: int):
         if message.retain:  # kept by the broker from an earlier run, not news of this one
             return
         topic = message.topic[len(TOPIC_PREFIX) + 1 :]
+        payload = bytes(message.payload)
         try:
-            data = json.loads(message.payload)
+            data = json.loads(payload)
         except ValueError:
-            print(f"  mqtt {topic}: {message.payload.decode(errors='replace')}")
+            try:
+                text = payload.decode("utf-8")
+            except UnicodeDecodeError:  # a snapshot image: name it, do not print its bytes
+                kind = "JPEG" if payload[:3] == b"\xff\xd8\xff" else "binary"
+                text = f"({kind}, {len(payload)} bytes)"
+            print(f"  mqtt {topic}: {text}")
+            return
+        if not isinstance(data, dict):
+            print(f"  mqtt {topic}: {data}")
             return
         if data.get("type") == "caption":
             seg = data["segment"]
