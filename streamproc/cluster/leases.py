@@ -20,7 +20,7 @@ import math
 import time
 from typing import Any
 
-from .ownership import Ownership, StaleToken
+from .ownership import LostCamera, Ownership, StaleToken
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +169,7 @@ class LeaseManager:
             return
         try:
             await self.ownership.acquire(camera, token)
-        except StaleToken as stale:
+        except (StaleToken, LostCamera) as stale:  # a newer owner exists: leave its lease alone
             log.info("cluster: an old delivery of %s's token (epoch %d): %s; ignoring it",
                      camera, token.metadata.num_delivered, stale)
             self.ownership.holdings.pop(camera, None)
