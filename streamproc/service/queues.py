@@ -42,7 +42,9 @@ class SegmentLanes(Protocol):
         policy in POLICIES."""
 
     def put(self, segment: Segment) -> bool:
-        """Queue a segment; False if it was dropped or the lanes are shut."""
+        """Queue a segment; False if it was dropped or the lanes are shut. A segment whose `light`
+        attribute is true (skipped by the gate) keeps its place but never counts against the
+        capacity, never blocks and is never the one dropped."""
 
     def close_source(self, source: str) -> None:
         """The source will put nothing more."""
