@@ -297,11 +297,14 @@ class TpuBackend:
                 tokens = engine.generate(first, params.max_new_tokens, list(self.builder.stop_ids), sampling)
             else:
                 tokens = self._stream(engine, first, params, sampling, on_token)
-        except native.NativeError as exc:
-            # Each native call restores the history it found; generate's starts after prefill.
+        except BaseException as exc:
+            # The request's history as before it, whatever failed (a native call, an on_token
+            # callback): each native call restores what it found, but generate's starts after prefill.
             if engine.history_length > history_before:
                 engine.truncate_history(history_before)
-            raise translate_native_error(exc, self.model_id) from None
+            if isinstance(exc, native.NativeError):
+                raise translate_native_error(exc, self.model_id) from None
+            raise
         native_s = time.perf_counter() - prepared
         device = engine.times()
         self.last_times = RequestTimes(engine=device, host_prepare_s=prepared - begin, native_call_s=native_s)

@@ -6,32 +6,37 @@
 # Without CHECKPOINT_DIR it converts the project's own tiny model (`streamproc make-tiny-model`,
 # written to $STREAMPROC_CONVERTER_CACHE/tiny-model), the one the tests and the demo use.
 #
-# Needs the converter venvs from tools/bmodel/setup_converter.sh (--with-old for the old-layout
-# fixture; it is skipped with a warning when that venv is missing). One fixture is not a Qwen
-# model at all: `not_qwen_add` (y = x + 1, written by make_not_qwen_onnx.py and compiled with
-# TPU-MLIR's model_transform.py + model_deploy.py, F32) for the engine's "not a Qwen2.5-VL
-# bmodel" error; it needs the onnx packages setup_converter.sh puts in the 1.30.2 venv. Each fixture is converted in
-# its own work folder under $STREAMPROC_CONVERTER_CACHE/fixture-build, stripped of its embedded
-# kernel module (model_tool --kernel_remove: the simulator and the SDK runtime bring their own) and
-# copied to OUT_DIR/NAME.bmodel; OUT_DIR/MANIFEST.json and OUT_DIR/README.md are then rewritten
-# from `model_tool --info` of every fixture present (build records of fixtures not rebuilt this
-# time are kept from the previous MANIFEST.json). Output is deterministic except for the
-# timestamps the converter writes into each bmodel.
+# Each Qwen fixture is made by `streamproc convert` (which sets up the converter venvs on first
+# use, normalizes the checkpoint and runs llm_convert.py) with the fixture's geometry given
+# explicitly (--seq-length etc.) and a fixture config with small reserves (fixture_config.yaml),
+# so seq 128 builds plan. The old-layout fixture needs the tpu_mlir 1.21 venv; it is skipped with
+# a warning when that venv is missing (tools/bmodel/setup_converter.sh --with-old). One fixture
+# is not a Qwen model at all: `not_qwen_add` (y = x + 1, written by make_not_qwen_onnx.py and
+# compiled with TPU-MLIR's model_transform.py + model_deploy.py, F32) for the engine's "not a
+# Qwen2.5-VL bmodel" error. Each fixture is converted in its own work folder under
+# $STREAMPROC_CONVERTER_CACHE/fixture-build, stripped of its embedded kernel module (model_tool
+# --kernel_remove: the simulator and the SDK runtime bring their own) and copied to
+# OUT_DIR/NAME.bmodel; OUT_DIR/MANIFEST.json and OUT_DIR/README.md are then rewritten from
+# `model_tool --info` of every fixture present (build records of fixtures not rebuilt this time
+# are kept from the previous MANIFEST.json). Output is deterministic except for the timestamps
+# the converter writes into each bmodel.
 #
 # Environment:
-#   STREAMPROC_CONVERTER_CACHE  venvs and work folders (default /work/cache)
+#   STREAMPROC_CONVERTER_CACHE  venvs and work folders (default ~/.cache/streamproc/converter)
 #   FIXTURES                    space-separated subset of fixture names to (re)build (default: all)
-#   KEEP_WORK=1                 keep the converter's work folders (mlir files, logs)
+#   KEEP_WORK=1                 keep the work folders (logs)
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
-CACHE="${STREAMPROC_CONVERTER_CACHE:-/work/cache}"
+CACHE="${STREAMPROC_CONVERTER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/streamproc/converter}"
+export STREAMPROC_CONVERTER_CACHE="$CACHE"
+STREAMPROC="${STREAMPROC:-$REPO/.venv/bin/streamproc}"
 CKPT="${1:-}"
 OUT="${2:-$REPO/tests/fixtures/bmodels}"
 if [[ -z "$CKPT" ]]; then
   CKPT="$CACHE/tiny-model"
-  "${STREAMPROC:-$REPO/.venv/bin/streamproc}" make-tiny-model "$CKPT" --force >&2
+  "$STREAMPROC" make-tiny-model "$CKPT" --force >&2
 fi
 NEW_VENV="$CACHE/convert-1.30.2"
 OLD_VENV="$CACHE/convert-1.21"
@@ -43,22 +48,20 @@ OUT="$(cd "$OUT" && pwd)"
 
 log() { echo "[build_fixtures] $*" >&2; }
 
-[[ -f "$NEW_VENV/.streamproc-ready" ]] || { log "missing $NEW_VENV: run tools/bmodel/setup_converter.sh"; exit 1; }
-command -v parallel >/dev/null || { log "GNU parallel missing: run tools/bmodel/setup_converter.sh"; exit 1; }
 
 # name | converter (new = 1.30.2, old = 1.21, onnx = 1.30.2's model_transform/model_deploy of
-# make_not_qwen_onnx.py's model) | chip | flags (llm_convert.py besides -m -c -o; model_deploy.py
-# besides --mlir --chip --model) | purpose
-# All bf16. Image-token budget: --max_pixels 112,224 -> 128 patches -> 32 image tokens (a 112x224
+# make_not_qwen_onnx.py's model) | chip | flags (`streamproc convert` besides CKPT --chip --out;
+# model_deploy.py besides --mlir --chip --model) | purpose
+# All bf16. Image-token budget: --max-pixels 112x224 -> 128 patches -> 32 image tokens (a 112x224
 # image spans two 112 px attention windows; a 112x112 video frame pair is 64 patches, so a 6-frame
-# video needs two ViT calls); 112,112 -> 64 patches -> 16 tokens (one frame pair per call).
+# video needs two ViT calls); 112x112 -> 64 patches -> 16 tokens (one frame pair per call).
 FIXTURE_TABLE=(
-  "static_bf16_s128|new|bm1684x|-s 128 -q bf16 --max_pixels 112,224|static prefill (attention_mask input, full-length rows); static vit 128 patches"
-  "dynamic_bf16_s256|new|bm1684x|-s 256 -q bf16 --dynamic --max_pixels 112,224|dynamic prefill (no mask input) and dynamic vit 128 patches; the main fixture"
-  "history_bf16_s256_c64|new|bm1684x|-s 256 -q bf16 --use_history_kv --chunk_length 64 --max_pixels 112,224|new history layout: block_N + block_kv_N (chunks of 64), 3-stage block_cache_N"
-  "sample_dynamic_bf16_s128|new|bm1684x|-s 128 -q bf16 --dynamic --do_sample --max_pixels 112,112|lm_head returns f32 logits; greedy_head and sample_head nets; dynamic vit 64 patches"
-  "oldhist_bf16_s256_m64|old|bm1684x|-s 256 -q bf16 --use_block_with_kv --max_input_length 64 --max_pixels 112,224|old history layout (tpu_mlir 1.21): static 5-input block_N, static vit 128 patches"
-  "bm1688_dynamic_bf16_s128|new|bm1688|-s 128 -q bf16 --dynamic --max_pixels 112,112|BM1688 (2-core build): needs libcmodel_bm1688.so; the BM1684X runtime must refuse it"
+  "static_bf16_s128|new|bm1684x|--seq-length 128 --max-pixels 112x224|static prefill (attention_mask input, full-length rows); static vit 128 patches"
+  "dynamic_bf16_s256|new|bm1684x|--seq-length 256 --dynamic --max-pixels 112x224|dynamic prefill (no mask input) and dynamic vit 128 patches; the main fixture"
+  "history_bf16_s256_c64|new|bm1684x|--seq-length 256 --history --input-length 64 --max-pixels 112x224|new history layout: block_N + block_kv_N (chunks of 64), 3-stage block_cache_N"
+  "sample_dynamic_bf16_s128|new|bm1684x|--seq-length 128 --dynamic --do-sample --max-pixels 112x112|lm_head returns f32 logits; greedy_head and sample_head nets; dynamic vit 64 patches"
+  "oldhist_bf16_s256_m64|old|bm1684x|--seq-length 256 --history --old-layout --input-length 64 --max-pixels 112x224|old history layout (tpu_mlir 1.21): static 5-input block_N, static vit 128 patches"
+  "bm1688_dynamic_bf16_s128|new|bm1688|--seq-length 128 --dynamic --max-pixels 112x112|BM1688 (2-core build): needs libcmodel_bm1688.so; the BM1684X runtime must refuse it"
   "not_qwen_add|onnx|bm1684x|--quantize F32|not a Qwen model: one static net y = x + 1 on float32 [1,4] (ONNX); the engine must refuse it by its nets"
 )
 
@@ -69,11 +72,10 @@ selected() {
   return 1
 }
 
-# Converter view of the checkpoint (released-checkpoint config form, original weight keys).
-VIEW="$WORK/ckpt"
 RECORDS="$WORK/records"
 rm -rf "$RECORDS"; mkdir -p "$RECORDS"
-"$NEW_VENV/bin/python" "$HERE/normalize_checkpoint.py" "$CKPT" "$VIEW"
+# `streamproc convert` sets up the 1.30.2 venv on first use (the onnx fixture needs it too).
+"$REPO/.venv/bin/python" -c 'from streamproc.convert.env import ensure_converter; ensure_converter()' >&2
 
 failed=()
 for row in "${FIXTURE_TABLE[@]}"; do
@@ -92,7 +94,7 @@ for row in "${FIXTURE_TABLE[@]}"; do
   if [[ "$which" == onnx ]]; then
     command="make_not_qwen_onnx.py $name.onnx; model_transform.py --model_name $name --model_def $name.onnx --input_shapes [[1,4]] --mlir $name.mlir; model_deploy.py --mlir $name.mlir --chip $chip $flags --model OUT.bmodel; model_tool --kernel_remove OUT.bmodel"
   else
-    command="llm_convert.py -m CHECKPOINT -c $chip $flags -o OUT; model_tool --kernel_remove OUT/*.bmodel"
+    command="streamproc convert CHECKPOINT --chip $chip --out OUT --quantize bf16 --config fixture_config.yaml $flags; model_tool --kernel_remove OUT/$name.bmodel"
   fi
   log "converting $name with tpu_mlir $version: ${command%%;*}"
   start=$(date +%s.%N)
@@ -107,9 +109,8 @@ for row in "${FIXTURE_TABLE[@]}"; do
     ) >"$wd/convert.log" 2>&1 </dev/null || ok=0
   else
     ok=1
-    ( cd "$wd" && export PATH="$venv/bin:$PATH" VIRTUAL_ENV="$venv" &&
-      "$venv/bin/python" "$venv/bin/llm_convert.py" -m "$VIEW" -c "$chip" $flags -o "$wd/out"
-    ) >"$wd/convert.log" 2>&1 </dev/null || ok=0
+    "$STREAMPROC" convert "$CKPT" --chip "$chip" --out "$wd/out" --quantize bf16 --config "$HERE/fixture_config.yaml" \
+      --name "$name" --no-check $flags >"$wd/convert.log" 2>&1 </dev/null || ok=0
   fi
   if [[ $ok -eq 0 ]]; then
     log "FAILED $name (log: $wd/convert.log):"; grep -v 'local:\|/dev/tty' "$wd/convert.log" | tail -15 >&2 || true
