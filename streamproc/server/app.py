@@ -14,6 +14,7 @@ import asyncio
 import hmac
 import json
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Optional
@@ -72,7 +73,7 @@ class ChatApi:
             if job.stream:
                 status = 200
                 return StreamingResponse(
-                    self._stream(job, backend, started, info),
+                    self._stream(job, backend, started, info),  # the model starts now, not at the first read
                     media_type="text/event-stream",
                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
                 )
@@ -144,18 +145,24 @@ class ChatApi:
         self._observe(outcome, started, run_started, stream=False)
         return outcome
 
-    async def _stream(self, job: ChatJob, backend, started: float, info: dict) -> AsyncIterator[bytes]:
+    def _stream(self, job: ChatJob, backend, started: float, info: dict) -> AsyncIterator[bytes]:
+        """Start the model call now and return the events that follow it. Starting here, not in
+        the generator, gives the engine back even if the response is never read."""
         loop = asyncio.get_running_loop()
         deltas: asyncio.Queue = asyncio.Queue()
-        gone = False
+        gone = threading.Event()
 
         def emit(text: str) -> None:  # on the worker thread
             loop.call_soon_threadsafe(deltas.put_nowait, text)
 
         run_started = time.perf_counter()
-        future = self.pool.run(run_job, backend, job, emit, lambda: gone)
+        future = self.pool.run(run_job, backend, job, emit, gone.is_set)
         self.pool.release_when_done(backend, future, run_started)
         future.add_done_callback(lambda _: deltas.put_nowait(_DONE))
+        return self._events(job, backend, future, deltas, gone, started, run_started, info)
+
+    async def _events(self, job: ChatJob, backend, future, deltas: asyncio.Queue, gone: threading.Event,
+                      started: float, run_started: float, info: dict) -> AsyncIterator[bytes]:
         status = 200
         try:
             yield _sse(self._chunk(job, {"role": "assistant", "content": ""}))
@@ -179,7 +186,7 @@ class ChatApi:
             yield b"data: [DONE]\n\n"
         finally:
             if not future.done():  # the client went away mid-answer: stop the model call
-                gone = True  # (at its next token)
+                gone.set()  # (at its next token)
                 info["error"] = "client_gone"
                 abort = getattr(backend, "abort", None)
                 if abort is not None:  # (or sooner: between prefill chunks and ViT calls)

@@ -208,3 +208,32 @@ def test_log_has_no_message_content(client, server):
     log = server.log()
     assert "POST /v1/chat/completions 200" in log
     assert "purple-giraffe" not in log
+
+
+def test_a_client_that_leaves_mid_stream_frees_its_engine(client, server):
+    import http.client
+    import json
+
+    body = {"model": MODEL, "messages": user("Go on and on."), "max_tokens": 3000, "stream": True}
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    connection.request("POST", "/v1/chat/completions", body=json.dumps(body),
+                       headers={"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"})
+    response = connection.getresponse()
+    assert response.status == 200
+    while b'"content"' not in response.readline():
+        pass
+    connection.close()  # gone after the first event
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and "client_gone" not in server.log():
+        time.sleep(0.1)
+    assert "client_gone" in server.log()
+
+    def idle() -> bool:
+        with urllib.request.urlopen(f"{server.root}/healthz") as health:
+            return b'"busy":0' in health.read()
+
+    deadline = time.monotonic() + 5  # 3000 tokens would take far longer: generation stopped
+    while not idle():
+        assert time.monotonic() < deadline, "the engine was not given back"
+        time.sleep(0.05)
+    assert ask(client, user("Still there?"), max_tokens=2).usage.completion_tokens >= 1

@@ -106,3 +106,20 @@ def test_errors(client, bmodel, change, status, code, param):
     assert raised.value.code == code and raised.value.body["param"] == param
     if code == "unsupported_value":
         assert "greedily only" in raised.value.message
+
+
+def test_sampling_head_takes_temperature_and_seed(runtime_dir, tiny_model_dir, tmp_path):
+    """A bmodel compiled with --do_sample: temperature/top_p/seed reach its sample head, and the
+    same seed gives the same answer."""
+    bmodel = bmodel_path("sample_dynamic_bf16_s128")
+    args = ["--bmodel", str(bmodel), "--tokenizer", str(tiny_model_dir), "--runtime-dir", runtime_dir]
+    with serve_process(tmp_path, args, env={"STREAMPROC_API_KEY": ""}, name="serve-sample") as served:
+        client = openai.OpenAI(base_url=served.base_url, api_key="unused", max_retries=0, timeout=300)
+
+        def sampled():
+            answer = client.chat.completions.create(model=bmodel.name, messages=user(QUESTION), max_tokens=2,
+                                                    temperature=0.8, top_p=0.9, seed=11)
+            assert answer.usage.completion_tokens == 2
+            return answer.choices[0].message.content
+
+        assert sampled() == sampled()
