@@ -217,6 +217,106 @@ async def heartbeat_load(urls: list[str], tokens: int, *, heartbeat_s: float, ho
             "holds": lost == 0 and max(rounds) < heartbeat_s}
 
 
+# -- bridge throughput -----------------------------------------------------------------------
+
+
+def _mosquitto(work: Path) -> tuple[subprocess.Popen, int]:
+    import shutil
+
+    from ..cluster.local import free_port
+
+    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    port = free_port()
+    conf = work / "mosquitto.conf"
+    lines = [f"listener {port} 127.0.0.1", "allow_anonymous true", "persistence false", "max_queued_messages 100000"]
+    if os.geteuid() == 0:
+        lines.append("user root")
+    conf.write_text("\n".join(lines) + "\n")
+    proc = subprocess.Popen([binary, "-c", str(conf)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    import socket
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return proc, port
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("mosquitto did not start (apt-get install mosquitto)")
+
+
+def bridge_throughput(urls: list[str], work: Path, *, events: int, bridges: int) -> dict:
+    """`events` captions stored in an events stream, forwarded to a local mosquitto by `bridges`
+    bridge workers in this process; events/s until the subscriber has them all."""
+    import threading
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from ..cluster.bridge import MqttBridge
+    from ..cluster.connection import LoopThread
+    from ..cluster.layout import H_BOX, H_EPOCH, H_KIND, ensure_layout
+    from ..config.cluster import ClusterConfig
+    from ..config.sinks import MqttConfig
+
+    work.mkdir(parents=True, exist_ok=True)
+    broker, port = _mosquitto(work)
+    loop = LoopThread("bench")
+    got, done = [0], threading.Event()
+    subscriber = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-sub")
+
+    def on_message(client, userdata, message) -> None:
+        got[0] += 1
+        if got[0] >= events:
+            done.set()
+
+    subscriber.on_message = on_message
+    subscriber.connect("127.0.0.1", port)
+    subscriber.subscribe("bb/+/captions", qos=1)
+    subscriber.loop_start()
+    bridge_list = []
+    try:
+        import nats
+
+        nc = loop.call(nats.connect(urls), 30)
+        js = nc.jetstream()
+        config = ClusterConfig(servers=urls, name=f"bridge{bridges}", box="bench", lease={"ack_wait_s": 4.0})
+        names = loop.call(ensure_layout(js, config, []), 30)
+        payload = '{"v":1,"type":"caption","id":"%s","source":"cam%d","ts":0,"text":"an empty yard"}'
+
+        async def fill() -> None:
+            for start in range(0, events, 200):
+                await asyncio.gather(*(js.publish(
+                    names.event_subject(f"cam{i % 12}"), (payload % (f"e{i}", i % 12)).encode(),
+                    headers={"Nats-Msg-Id": f"e{i}", H_KIND: "event", H_BOX: "bench", H_EPOCH: "1"},
+                ) for i in range(start, min(events, start + 200))))
+
+        loop.call(fill(), 120)
+        mqtt_config = MqttConfig(port=port, topic_prefix="bb", client_id="bench")
+        started = time.monotonic()
+        for index in range(bridges):
+            bridge = MqttBridge(loop, js, names, mqtt_config, f"b{index}", hold_limit_s=2.0)
+            bridge.start()
+            bridge_list.append(bridge)
+        finished = done.wait(600)
+        seconds = time.monotonic() - started
+        return {"events": events, "bridges": bridges, "forwarded": got[0], "seconds": round(seconds, 2),
+                "events_per_s": round(got[0] / seconds, 1), "complete": finished}
+    finally:
+        for bridge in bridge_list:
+            bridge.stop()
+        subscriber.loop_stop()
+        try:
+            loop.call(nc.close(), 5)
+        except Exception:
+            pass
+        loop.stop()
+        broker.kill()
+        broker.wait()
+
+
 def _server_cpu(cluster: Any) -> float:
     total = 0.0
     for proc in cluster.processes:
@@ -232,17 +332,20 @@ def _server_cpu(cluster: Any) -> float:
 
 def run(*, cameras: int = 12, boxes: int = 3, kills: int = 5, ack_wait: float = 4.0,
         loads: tuple[int, ...] = (1000, 4000, 16000), heartbeat_s: float = 1.0, hold_s: float = 8.0,
-        workdir: Optional[Path] = None) -> dict:
+        workdir: Optional[Path] = None, bridge_events: int = 1000, bridges: tuple[int, ...] = (1, 3)) -> dict:
     from ..cluster.local import NatsCluster
 
     with tempfile.TemporaryDirectory(prefix="streamproc-bench-cluster-") as tmp:
         work = Path(workdir or tmp)
         work.mkdir(parents=True, exist_ok=True)
-        results: dict[str, Any] = {"failover": None, "load": []}
+        results: dict[str, Any] = {"failover": None, "load": [], "bridge": []}
         with NatsCluster(work, 3, name="bench") as cluster:
             if kills:
                 results["failover"] = asyncio.run(
                     failover(cluster.urls, work, cameras=cameras, boxes=boxes, kills=kills, ack_wait=ack_wait))
+            for count in bridges if bridge_events else ():
+                results["bridge"].append(bridge_throughput(cluster.urls, work / f"bridge{count}", events=bridge_events,
+                                                           bridges=count))
             for tokens in loads:
                 before, wall = _server_cpu(cluster), time.monotonic()
                 row = asyncio.run(heartbeat_load(cluster.urls, tokens, heartbeat_s=heartbeat_s, hold_s=hold_s,
@@ -265,6 +368,18 @@ def table(results: dict) -> str:
             f"| {fo['min_s']:.2f} s | {fo['median_s']:.2f} s | {fo['max_s']:.2f} s | {', '.join(map(str, fo['all_s']))} |",
             "",
         ]
+    if results.get("bridge"):
+        lines += [
+            "Bridge: stored captions to MQTT (one message in flight cluster-wide, acked after PUBACK); the bridge "
+            "workers run in this one process",
+            "",
+            "| bridge workers | events | events/s | seconds |",
+            "|---|---|---|---|",
+        ]
+        for row in results["bridge"]:
+            lines.append(f"| {row['bridges']} | {row['forwarded']}{'' if row['complete'] else ' (incomplete)'} | "
+                         f"{row['events_per_s']} | {row['seconds']} |")
+        lines.append("")
     if results.get("load"):
         lines += [
             "Lease heartbeats on the 3-node cluster (one in_progress per camera per second, R3 work queue):",
@@ -293,6 +408,8 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--ack-wait", type=float, default=4.0, help="the lease in seconds (default 4)")
     parser.add_argument("--loads", default="1000,4000,16000", help="cameras for the heartbeat load (default 1000,4000,16000)")
     parser.add_argument("--hold", type=float, default=8.0, help="seconds each load is held (default 8)")
+    parser.add_argument("--bridge-events", type=int, default=1000, help="events through the MQTT bridge, with 1 and "
+                        "with 3 bridge workers (default 1000; 0 skips)")
     parser.add_argument("--out", type=Path, default=None, help="also write the table (markdown) here")
     parser.set_defaults(func=_run_command)
 
@@ -307,7 +424,7 @@ def _run_command(args: Any) -> int:
     if args.cameras < 1 or args.boxes < 2 or args.kills < 0 or args.ack_wait < 1:
         raise UsageError("--cameras >= 1, --boxes >= 2, --kills >= 0 and --ack-wait >= 1 please")
     text = table(run(cameras=args.cameras, boxes=args.boxes, kills=args.kills, ack_wait=args.ack_wait, loads=loads,
-                     hold_s=args.hold))
+                     hold_s=args.hold, bridge_events=args.bridge_events))
     print(text)
     if args.out is not None:
         args.out.write_text(text)

@@ -177,7 +177,7 @@ class MqttBridge:
 
     def _ack(self, message: Any) -> None:
         try:
-            self.loop.call(message.ack_sync(timeout=5.0), timeout=10)
+            self.loop.call(message.ack(), timeout=10)  # in order on the connection; a lost ack means a redelivery, which already_sent() catches
         except Exception as error:  # it comes back after ack_wait: MQTT may see it twice
             log.warning("bridge: ack failed (%s); the event may be forwarded again", error)
 
