@@ -64,7 +64,7 @@ def run_until_done(pipeline: Pipeline, *, install_signals: bool = True, poll_s: 
 
 def _exit_code(pipeline: Pipeline, workers_gone: bool) -> int:
     lost = pipeline.events_lost()
-    if workers_gone:
+    if workers_gone or pipeline.workers_gave_up():
         log.error("no model worker is left (their backends kept failing): stopped")
         return EXIT_BACKEND
     if pipeline.sources_failed():

@@ -32,7 +32,7 @@ from .metrics import HealthServer, Metrics
 from .planning import effective_seq_length, prompt_reserve
 from .queues import FairSegmentQueue
 from ..gate.hooks import GateHooks
-from ..supervise import Backoff, GiveUp, RestartBudget, StuckWatchdog, Supervisor
+from ..supervise import Backoff, RestartBudget, StuckWatchdog, Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +105,7 @@ class Pipeline:
         self._busy: list[Optional[float]] = []  # per worker: monotonic start of its current segment
         self._described = 0
         self._failed = 0
+        self._gave_up = 0  # workers that gave up
         self._started_at = time.time()
         self._sink_lock = threading.Lock()
         self._stats_thread: Optional[threading.Thread] = None
@@ -250,10 +251,11 @@ class Pipeline:
                         if failures % _RESTART_AFTER == 0:
                             if supervisor.budget is not None and not supervisor.budget.take():
                                 log.error(
-                                    "model worker %d: its backend failed %d times in a row after %d restarts "
-                                    "within %.0f s; the worker gives up", index, failures, _RESTARTS_PER_WINDOW,
+                                    "model worker %d: its backend failed %d times in a row, restarted %d times "
+                                    "within %.0f s; the worker gives up", index, failures, supervisor.budget.used(),
                                     _RESTART_WINDOW_S,
                                 )
+                                self._gave_up += 1
                                 return
                             describer = self._restart_backend(index, describer, failures)
                         delay = 1.0 if retry else supervisor.backoff.next()
@@ -310,6 +312,10 @@ class Pipeline:
 
     def workers_alive(self) -> int:
         return sum(t.is_alive() for t in self._workers)
+
+    def workers_gave_up(self) -> bool:
+        """Every model worker gave up (its backend kept failing past the restart budget)."""
+        return bool(self._workers) and self._gave_up >= len(self._workers)
 
     def sources_failed(self) -> bool:
         """Every source ended with an error (none could be read, or every live one gave up)."""

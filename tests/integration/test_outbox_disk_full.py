@@ -15,8 +15,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
-
 from streamproc.sinks.outbox import Outbox
 from tests.support.prerequisites import unavailable
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import sys
 import threading
-import time
 from typing import Any, Optional
 
 from streamproc.backends.base import GenerationParams, Result, Timings
