@@ -191,8 +191,8 @@ def _serve_backends(args) -> list:
 
     if args.model:
         return [create_backend(HfBackendConfig(model=args.model, device="cpu", dtype="float32"))]
-    from ..backends.tpu import silence_simulator_stdout
     from ..bench import engine
+    from .common import quiet_simulator
 
     bmodel = args.bmodel or engine.default_bmodel()
     if not bmodel.is_file():
@@ -200,10 +200,8 @@ def _serve_backends(args) -> list:
     DEFAULT_CACHE.mkdir(parents=True, exist_ok=True)
     tokenizer = args.tokenizer or engine.tiny_tokenizer(DEFAULT_CACHE)
     config = TpuBackendConfig(bmodel=bmodel, tokenizer=tokenizer, runtime_dir=args.runtime_dir)
-    backends = [create_backend(config)]
-    silence_simulator_stdout()
-    backends += [create_backend(config) for _ in range(args.engines - 1)]
-    return backends
+    quiet_simulator(args.runtime_dir)  # its debug lines go to C stdout, not into the table
+    return [create_backend(config) for _ in range(args.engines)]
 
 
 def run_web(args) -> int:
