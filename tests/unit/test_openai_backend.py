@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
@@ -15,7 +16,7 @@ import pytest
 from streamproc.backends.base import GenerationParams, create_backend
 from streamproc.config import Config
 from streamproc.config.openai import OpenAIBackendConfig
-from streamproc.errors import BackendError, ConfigError, InputTooLarge, ModelError
+from streamproc.errors import Aborted, BackendError, ConfigError, InputTooLarge, ModelError
 
 COMPLETION = {
     "id": "x", "object": "chat.completion", "model": "remote-vl",
@@ -27,8 +28,9 @@ COMPLETION = {
 class Scripted:
     """Answers each POST with the next (status, headers, body) of `script`; records requests."""
 
-    def __init__(self, script):
+    def __init__(self, script, delay_s: float = 0.0):
         self.script = list(script)
+        self.delay_s = delay_s
         self.requests: list[dict] = []
         outer = self
 
@@ -36,6 +38,7 @@ class Scripted:
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 outer.requests.append({"path": self.path, "headers": dict(self.headers), "body": json.loads(body)})
+                time.sleep(outer.delay_s)
                 status, headers, answer = outer.script.pop(0) if outer.script else (200, {}, COMPLETION)
                 data = json.dumps(answer).encode()
                 self.send_response(status)
@@ -177,3 +180,15 @@ def test_config_union_takes_type_openai():
     assert isinstance(config.backend, OpenAIBackendConfig) and config.backend.base_url == "http://gpu:8000/v1"
     with pytest.raises(ValueError):
         Config.model_validate({"backend": {"type": "openai", "base_url": "gpu:8000", "model": "m"}})
+
+
+def test_abort_stops_a_request_waiting_for_its_answer():
+    with Scripted([], delay_s=5.0) as server:
+        backend = backend_for(server)
+        request = backend.inputs.build("Hi", video=frames(2))
+        threading.Timer(0.3, backend.abort).start()
+        started = time.monotonic()
+        with pytest.raises(Aborted):
+            backend.describe(request, GenerationParams())
+        assert time.monotonic() - started < 3
+        assert len(server.requests) == 1  # not retried
