@@ -83,10 +83,14 @@ class Ownership:
         try:
             async with holding.lock:
                 record = await self._claim(holding)
-                holding.last_seq = await self._open_epoch(holding)
-                for text in record.get("pending") or []:  # the last owner's last segment, once more
-                    await self._publish(holding, Event.from_json(text))
-                    self.counters["republished"] += 1
+                holding.last_seq, last_id = await self._open_epoch(holding)
+                pending = [Event.from_json(text) for text in record.get("pending") or []]
+                if pending and pending[-1].id != last_id:  # the last owner's last segment, once more
+                    for event in pending:
+                        await self._publish(holding, event)
+                        self.counters["republished"] += 1
+                if pending:  # done with: later owners must not send them again (after the dedup window)
+                    await self._write_record(holding, {**record, "box": self.box, "epoch": holding.epoch, "pending": []})
                 restored = rulestate.restore(self.pipeline.rules, camera, record) if record else 0
         except BaseException:
             if self.holdings.get(camera) is holding:
@@ -100,9 +104,10 @@ class Ownership:
         )
         await asyncio.to_thread(self.pipeline.start_source, camera)
 
-    async def _open_epoch(self, holding: Holding) -> int:
+    async def _open_epoch(self, holding: Holding) -> tuple[int, str]:
         """Append the acquire marker, only right after an event of an older epoch: so epochs on a
-        camera's subject only ever grow, and the old owner's next publish fails."""
+        camera's subject only ever grow, and the old owner's next publish fails. The marker's
+        sequence, and the id of the event before it ("" for a marker or none)."""
         from nats.js.errors import NotFoundError
 
         subject = self.names.event_subject(holding.camera)
@@ -110,8 +115,9 @@ class Ownership:
             try:
                 last = await self._retry(lambda: self.js.get_last_msg(self.names.events, subject))
                 last_seq, last_epoch = last.seq, int((last.headers or {}).get(H_EPOCH, 0))
+                last_id = json.loads(last.data)["id"] if last.data else ""
             except NotFoundError:
-                last_seq, last_epoch = 0, 0
+                last_seq, last_epoch, last_id = 0, 0, ""
             if last_epoch > holding.epoch:
                 raise StaleToken(f"epoch {last_epoch} already owns it")
             try:
@@ -121,7 +127,7 @@ class Ownership:
                         "Nats-Expected-Last-Subject-Sequence": str(last_seq),
                     },
                 ))
-                return marker.seq
+                return marker.seq, last_id
             except Exception as error:
                 if not is_wrong_last_sequence(error):
                     raise

@@ -108,6 +108,8 @@ def test_a_stale_owner_stores_nothing_and_its_half_commit_is_finished_by_the_nex
     # ... b takes the camera over (the lease ran out), with the rule state and a's last segment
     loop.call(b.acquire("cam1", Token(2)), 10)
     assert b.pipeline.started == ["cam1"]
+    record = json.loads(loop.call(b.kv.get("cam1"), 10).value)
+    assert (record["box"], record["epoch"], record["pending"]) == ("b", 2, [])  # sent once, not again later
     assert b.pipeline.rules.state("person", "cam1").on  # raised on a, ON on b
     # a wakes up: its publish fails (the acquire marker), its next commit fails (the KV record)
     with pytest.raises(LostCamera):
