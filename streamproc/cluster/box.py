@@ -22,6 +22,7 @@ from .connection import ClusterError, LoopThread, connect
 log = logging.getLogger(__name__)
 
 EXIT_NOW = 130
+EXIT_BACKEND = 5  # as in single-box mode (service/lifecycle.py)
 
 
 def run_box(config: Any, *, install_signals: bool = True, poll_s: float = 0.5) -> int:
@@ -74,10 +75,16 @@ def run_box(config: Any, *, install_signals: bool = True, poll_s: float = 0.5) -
             "cluster: box %s joined %s (%d camera(s), capacity %d, ack_wait %.1f s, fence after %.1f s)",
             cluster.box, cluster.name, len(cameras), cluster.capacity, cluster.lease.ack_wait_s, cluster.lease.fence,
         )
-        requested.wait()
+        code = 0
+        while not requested.wait(poll_s):
+            if pipeline.workers_gave_up():  # no engine left here: the cameras go to boxes that have one
+                log.error("cluster: every model worker of %s gave up; giving the cameras back (exit %d)",
+                          cluster.box, EXIT_BACKEND)
+                code = EXIT_BACKEND
+                break
         loop.call(leases.shutdown(drain_s=cluster.lease.fence), timeout=cluster.lease.ack_wait_s * 2)
         log.info("cluster: box %s left; counters %s %s", cluster.box, ownership.counters, leases.counters)
-        return 0
+        return code
     except TimeoutError:
         raise ClusterError("the NATS cluster did not answer in time") from None
     finally:
