@@ -23,7 +23,10 @@ def test_service_through_an_openai_compatible_server(broker, subscribe, make_vid
     sub = subscribe(broker.port, ["sp/#"])
     clip = make_video(duration_s=6, fps=10, width=224, height=168, seed=4)
     key_env = {"STREAMPROC_API_KEY": "sk-e2e-key-123456", "REMOTE_KEY": "sk-e2e-key-123456"}
-    with serve_process(tmp_path, ["--model", str(tiny_model_dir), "--served-model-name", "tiny-remote"],
+    # The server takes its backend from a config file, as `streamproc serve CONFIG` does on a box.
+    served_config = write_config(tmp_path, {"backend": {"type": "hf", "model": str(tiny_model_dir), "device": "cpu",
+                                                        "dtype": "float32"}}, name="serve.yaml")
+    with serve_process(tmp_path, [str(served_config), "--served-model-name", "tiny-remote"],
                        env=key_env, name="serve") as server:
         config = service_config(
             tiny_model_dir,
