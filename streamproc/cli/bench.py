@@ -71,6 +71,7 @@ def add_parser(subparsers) -> None:
     serve = sub.add_parser(
         "serve",
         help="streamproc serve's HTTP overhead (first token, total) vs a direct engine call; requests/s",
+        formatter_class=HelpFormatter,
         description="The same streamed request (a small image + text) through `streamproc serve` on 127.0.0.1 and "
         "as a direct call on the same backend, interleaved; then requests/s with several clients. Default: the "
         "tiny dynamic_bf16_s256 fixture on the simulator ($STREAMPROC_BMRT_DIR); --model for transformers.",

@@ -1,7 +1,6 @@
 """`streamproc serve`: the model behind an OpenAI-compatible API (/v1/chat/completions)."""
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 from pathlib import Path
@@ -21,10 +20,12 @@ Images as data: URLs (or local paths inside --media-dir); remote URLs are refuse
 
 
 def add_parser(subparsers) -> None:
+    from .common import HelpFormatter
+
     parser = subparsers.add_parser(
         "serve",
         help="serve the model over an OpenAI-compatible HTTP API",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
         description="Serve a Qwen2.5-VL bmodel (TPU or simulator) or transformers checkpoint over OpenAI's "
         "chat-completions API, for Frigate, Home Assistant, Open WebUI and scripts.",
         epilog=EPILOG,

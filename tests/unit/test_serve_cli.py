@@ -22,3 +22,15 @@ def test_config_without_backend(tmp_path, capsys):
     config.write_text("sources: []\n")
     assert main(["serve", str(config)]) == 2
     assert "has no backend section" in capsys.readouterr().err
+
+
+def test_every_flag_has_help_and_shows_its_default():
+    from streamproc.cli import build_parser
+
+    commands = next(a for a in build_parser()._actions if a.dest == "command").choices
+    sub = commands["serve"]
+    assert sub.description and "examples:" in sub.format_help()
+    for action in sub._actions:
+        assert action.help, action.option_strings
+        if action.option_strings and action.default not in (None, False, [], "==SUPPRESS=="):
+            assert "default" in sub.formatter_class("x")._get_help_string(action).lower(), action.option_strings
