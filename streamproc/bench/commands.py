@@ -33,6 +33,8 @@ def add_gate_and_capacity(sub) -> None:
     capacity.add_argument("--bmodel", type=Path, default=None,
                           help="measure the profile on this bmodel with the TPU backend instead (needs --tokenizer)")
     capacity.add_argument("--tokenizer", type=Path, default=None, help="folder with tokenizer.json, for --bmodel")
+    capacity.add_argument("--caption-tokens", type=int, default=80,
+                          help="tokens per caption for --bmodel's profile (default 80; the shipped profiles say theirs)")
     capacity.add_argument("--runtime-dir", type=Path, default=None,
                           help="folder with libbmrt.so, for --bmodel (default $STREAMPROC_BMRT_DIR)")
     capacity.add_argument("--activity", default="0.05,0.15,0.3",
@@ -71,7 +73,10 @@ def run_capacity(args) -> int:
         from ..cli.bench import DEFAULT_CACHE
 
         DEFAULT_CACHE.mkdir(parents=True, exist_ok=True)
-        profile = capacity.measure_profile(args.bmodel, args.tokenizer, args.runtime_dir, DEFAULT_CACHE, progress=progress)
+        if args.caption_tokens < 1:
+            raise UsageError("--caption-tokens must be at least 1")
+        profile = capacity.measure_profile(args.bmodel, args.tokenizer, args.runtime_dir, DEFAULT_CACHE,
+                                           caption_tokens=args.caption_tokens, progress=progress)
         print(f"measured profile: {profile}", file=sys.stderr)
     else:
         path = args.profile or capacity.DEFAULT_PROFILE

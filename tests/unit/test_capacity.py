@@ -59,3 +59,23 @@ def test_a_short_run_end_to_end():
     assert on["missed"] == 0 and on["described_share"] < 0.6
     assert on["cameras"] > off["cameras"]
     assert "simulated clock" in C.table(report)
+
+
+def test_a_measured_profile_comes_from_the_engines_timers(monkeypatch, tmp_path):
+    # the arithmetic only: on hardware bench/engine.py's rows come from the TPU backend's timers
+    # (on the CPU simulator one segment of the tiny fixture takes minutes, too slow for a test)
+    from types import SimpleNamespace
+
+    from streamproc.bench import engine
+
+    def row(vit, prefill, decode):
+        return SimpleNamespace(visual_tokens=384, generated=40, frame_size=(336, 448),
+                               device={"vit": vit, "prefill": prefill, "decode": decode})
+
+    report = {"rows": [row(9.0, 9.0, 9.0), row(0.5, 3.0, 2.0), row(0.7, 3.2, 2.0)], "runtime": "/opt/sophon/lib",
+              "info": SimpleNamespace(chip="BM1684X", seq_length=2048)}
+    monkeypatch.setattr(engine, "run", lambda **kwargs: report)
+    profile = C.measure_profile(tmp_path / "m.bmodel", tmp_path, None, tmp_path, caption_tokens=40)
+    assert profile.kind == "measured" and profile.frame == (336, 448) and profile.seq_length == 2048
+    assert profile.vit_s_per_768_tokens == pytest.approx(1.2)  # the first row warms up, left out
+    assert profile.first_token_s == pytest.approx(3.1) and profile.tokens_per_s == pytest.approx(20.0)
