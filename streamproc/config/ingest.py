@@ -38,6 +38,15 @@ class SourceConfig(Section):
     realtime: bool = Field(False, description="read a file at its own pace, like a camera (demos, soak tests)")
     gate: SourceGateConfig = SourceGateConfig()  # `always` and ignore regions for the scene-change gate
 
+    @field_validator("path", mode="before")
+    @classmethod
+    def _not_a_url(cls, value: object) -> object:
+        # A location with :// is never a file path (Path would fold it to "scheme:/..."); the value
+        # may hold a password, so the message does not repeat it.
+        if isinstance(value, str) and "://" in value:
+            raise ValueError("a location with :// is a URL, not a file path: give it as url:")
+        return value
+
     @field_validator("path", mode="after")
     @classmethod
     def _expand_home(cls, value: Optional[Path]) -> Optional[Path]:

@@ -286,6 +286,8 @@ SECRET_CASES = [
     Case("secret-from-environment", env_secret, 0, "gave up after 1 attempt"),
     Case("secret-json-logs", json_logs_secret, 0, "gave up after 1 attempt"),
     Case("secret-debug-logs", debug_logs_secret, 0, "gave up after 1 attempt"),
+    Case("secret-url-given-as-path", lambda c: run_config(
+        c, [{"name": "cam", "path": f"rtsp://admin:{password(44)}@127.0.0.1/s"}], secrets=[password(44)]), 2, "url:"),
 ]
 
 
