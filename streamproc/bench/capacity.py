@@ -28,7 +28,6 @@ Method (simulated time, stated in every table):
 from __future__ import annotations
 
 import dataclasses
-import heapq
 import json
 import math
 import statistics
