@@ -75,6 +75,12 @@ def test_text_streamed_and_not_agree(client):
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == whole.usage.completion_tokens
 
 
+def test_max_completion_tokens_limits_the_answer(client):
+    answer = client.chat.completions.create(model=MODEL, messages=user("Go on and on."), temperature=0,
+                                            max_completion_tokens=3)
+    assert answer.usage.completion_tokens == 3 and answer.choices[0].finish_reason == "length"
+
+
 def test_one_and_two_images_count_their_tokens(client):
     text_only = ask(client, user("What is shown?"))
     one = ask(client, user(image_part(data_url(test_image(1))), "What is shown?"))
