@@ -59,7 +59,9 @@ def add_parser(subparsers) -> None:
 
 
 def backend_config(args):
-    """The backend section to serve: from the config file or from the flags."""
+    """The backend section to serve and its generation settings: from the config file or from the
+    flags. The whole config, when one was given, is kept in `args.loaded_config` (its caption
+    store, if enabled, is served too: search, summaries and the web view)."""
     from ..config.model import HfBackendConfig, TpuBackendConfig
 
     given = [bool(args.config), bool(args.bmodel), bool(args.model)]
@@ -71,6 +73,7 @@ def backend_config(args):
         config = load_config(args.config)
         if config.backend is None:
             raise UsageError(f"{args.config} has no backend section")
+        args.loaded_config = config
         return config.backend, config.generation
     if args.model:
         return HfBackendConfig(model=args.model), None
@@ -112,7 +115,9 @@ def run(args) -> int:
         served = served_model(backends[0], args.served_model_name, args.max_tokens, args.greedy_fallback, base)
         options = ServeOptions(api_key=api_key, log_content=args.log_content, media=MediaPolicy.of(args.media_dir),
                                max_body_bytes=args.max_body_mb * 1024 * 1024)
-        app = create_app(pool, served, options)
+        from ..web.asgi import serve_routes  # the config's caption store: read API and web view
+
+        app = create_app(pool, served, options, extra_routes=serve_routes(getattr(args, "loaded_config", None)))
         log = logging.getLogger("streamproc.server")
         log.info(
             "serving %s on http://%s:%d/v1 (%d engine%s, queue %d, context %s, %s, API key %s)",

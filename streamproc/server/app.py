@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Optional
+from typing import Any, AsyncIterator, Optional, Sequence
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -299,7 +299,11 @@ def _message_text(body: Any) -> list[str]:
     return texts
 
 
-def create_app(pool: EnginePool, served: ServedModel, options: Optional[ServeOptions] = None) -> Starlette:
+def create_app(
+    pool: EnginePool, served: ServedModel, options: Optional[ServeOptions] = None, extra_routes: Sequence = ()
+) -> Starlette:
+    """The OpenAI-compatible API; `extra_routes` (e.g. the caption store's read API and the web
+    view, streamproc/web/asgi.py) come after its own routes."""
     api = ChatApi(pool, served, options or ServeOptions())
     routes = [
         Route("/v1/chat/completions", api.chat_completions, methods=["POST"]),
@@ -307,6 +311,7 @@ def create_app(pool: EnginePool, served: ServedModel, options: Optional[ServeOpt
         Route("/v1/models/{model:path}", api.model, methods=["GET"]),
         Route("/metrics", api.prometheus, methods=["GET"]),
         Route("/healthz", api.healthz, methods=["GET"]),
+        *extra_routes,
     ]
     app = Starlette(routes=routes)
     app.state.api = api

@@ -51,3 +51,32 @@ def test_search_api_and_page_on_the_asgi_server(served, browser):
         "return [...document.querySelectorAll('#search-results li')].map(li => li.textContent).join('|')"), 10)
     assert "The gate opens for a cyclist." in found
     assert console_errors(browser) == []
+
+
+@pytest.mark.integration
+@pytest.mark.hf
+def test_streamproc_serve_with_a_store_config_serves_the_page(tmp_path, tiny_model_dir):
+    """`streamproc serve CONFIG` whose config enables the caption store: the OpenAI API, the store's
+    read API and the web view on one port."""
+    pytest.importorskip("transformers")
+    import yaml
+
+    from tests.support.serve import serve_process
+
+    path = tmp_path / "captions.sqlite"
+    store = CaptionStore(path)
+    store.add_events([caption_event(make_segment("gate", 0), make_result("A heron lands by the pond.")).to_dict()])
+    store.close()
+    config = {
+        "sources": [{"name": "gate", "path": str(tmp_path / "unused.mp4")}],
+        "backend": {"type": "hf", "model": str(tiny_model_dir), "device": "cpu", "dtype": "float32"},
+        "store": {"enabled": True, "path": str(path)},
+    }
+    (tmp_path / "serve.yaml").write_text(yaml.safe_dump(config))
+    with serve_process(tmp_path, [str(tmp_path / "serve.yaml")]) as server:
+        with urllib.request.urlopen(server.root + "/api/search?q=heron", timeout=10) as response:
+            assert [h["text"] for h in json.loads(response.read())["hits"]] == ["A heron lands by the pond."]
+        with urllib.request.urlopen(server.root + "/", timeout=10) as response:
+            assert response.headers["Content-Type"].startswith("text/html") and b"/static/app.js" in response.read()
+        with urllib.request.urlopen(server.root + "/v1/models", timeout=10) as response:
+            assert json.loads(response.read())["data"]
