@@ -11,22 +11,20 @@ SIGINT/SIGTERM: stop taking cameras, finish the segments already read, give ever
 """
 from __future__ import annotations
 
+import contextlib
 import logging
-import os
-import signal
-import threading
 from typing import Any
 
 from .connection import ClusterError, LoopThread, connect
 
 log = logging.getLogger(__name__)
 
-EXIT_NOW = 130
 EXIT_BACKEND = 5  # as in single-box mode (service/lifecycle.py)
 
 
 def run_box(config: Any, *, install_signals: bool = True, poll_s: float = 0.5) -> int:
     """Run this box until a signal; the process exit code."""
+    from ..service.lifecycle import stop_signals
     from ..service.pipeline import Pipeline
     from ..sinks.base import create_sinks
     from .bridge import MqttBridge
@@ -36,19 +34,8 @@ def run_box(config: Any, *, install_signals: bool = True, poll_s: float = 0.5) -
 
     cluster = config.cluster
     cameras = [s.name for s in config.sources if s.enabled]
-    requested = threading.Event()
-    previous = {}
-
-    def handle(signum, frame) -> None:
-        if requested.is_set():
-            log.warning("second %s: exiting now", signal.Signals(signum).name)
-            os._exit(EXIT_NOW)
-        log.warning("%s: giving the cameras back and stopping", signal.Signals(signum).name)
-        requested.set()
-
-    if install_signals and threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            previous[sig] = signal.signal(sig, handle)
+    signals = contextlib.ExitStack()  # SIGINT/SIGTERM set `requested`; the handlers are put back at the end
+    requested = signals.enter_context(stop_signals("giving the cameras back and stopping", install=install_signals))
 
     loop = LoopThread()
     nc = None
@@ -98,5 +85,4 @@ def run_box(config: Any, *, install_signals: bool = True, poll_s: float = 0.5) -
             except Exception:
                 pass
         loop.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        signals.close()

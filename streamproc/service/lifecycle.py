@@ -11,10 +11,12 @@ ended, live ones that gave up (`reconnect.max_attempts`) included.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import threading
+from typing import Iterator
 
 from .pipeline import Pipeline
 
@@ -24,8 +26,10 @@ EXIT_NOW = 130
 EXIT_SOURCE, EXIT_BACKEND, EXIT_SINK = 3, 5, 6
 
 
-def run_until_done(pipeline: Pipeline, *, install_signals: bool = True, poll_s: float = 0.2) -> int:
-    """Start `pipeline`, wait, stop it cleanly; the process exit code."""
+@contextlib.contextmanager
+def stop_signals(doing: str, *, install: bool = True) -> Iterator[threading.Event]:
+    """An event the first SIGINT/SIGTERM sets (logged with `doing`); a second signal exits at once
+    (130). Installed only in the main thread; the previous handlers come back on exit."""
     requested = threading.Event()
     previous = {}
 
@@ -33,13 +37,23 @@ def run_until_done(pipeline: Pipeline, *, install_signals: bool = True, poll_s: 
         if requested.is_set():
             log.warning("second %s: exiting now", signal.Signals(signum).name)
             os._exit(EXIT_NOW)
-        log.warning("%s: stopping (finishing the segments in flight; again to exit now)", signal.Signals(signum).name)
+        log.warning("%s: %s", signal.Signals(signum).name, doing)
         requested.set()
 
-    if install_signals and threading.current_thread() is threading.main_thread():
+    if install and threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous[sig] = signal.signal(sig, handle)
     try:
+        yield requested
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def run_until_done(pipeline: Pipeline, *, install_signals: bool = True, poll_s: float = 0.2) -> int:
+    """Start `pipeline`, wait, stop it cleanly; the process exit code."""
+    doing = "stopping (finishing the segments in flight; again to exit now)"
+    with stop_signals(doing, install=install_signals) as requested:
         try:
             pipeline.start()
         except BaseException:
@@ -57,9 +71,6 @@ def run_until_done(pipeline: Pipeline, *, install_signals: bool = True, poll_s: 
         if not delivered and not pipeline.events_lost():
             log.warning("some events were not delivered before the stop timeout; they stay in the outbox")
         return _exit_code(pipeline, workers_gone)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def _exit_code(pipeline: Pipeline, workers_gone: bool) -> int:
