@@ -29,6 +29,7 @@ from typing import Any, Optional
 
 import yaml
 
+from .measure import publish_table
 
 # -- the stand-in model of the boxes ----------------------------------------------------------
 
@@ -425,10 +426,7 @@ def _run_command(args: Any) -> int:
         raise UsageError("--cameras >= 1, --boxes >= 2, --kills >= 0 and --ack-wait >= 1 please")
     text = table(run(cameras=args.cameras, boxes=args.boxes, kills=args.kills, ack_wait=args.ack_wait, loads=loads,
                      hold_s=args.hold, bridge_events=args.bridge_events))
-    print(text)
-    if args.out is not None:
-        args.out.write_text(text)
-    return 0
+    return publish_table(text, args.out)
 
 
 if __name__ == "__main__":  # the box processes of the failover measure

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from ..errors import UsageError
+from .measure import publish_table as _publish
 
 
 def add_gate_and_capacity(sub) -> None:
@@ -93,8 +94,3 @@ def run_capacity(args) -> int:
     return _publish(capacity.table(report), args.out)
 
 
-def _publish(text: str, out) -> int:
-    print(text)
-    if out:
-        out.write_text(text + "\n", encoding="utf-8")
-    return 0

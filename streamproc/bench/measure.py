@@ -37,3 +37,12 @@ def run_worker(module: str, args: list[str], timeout_s: float = 1800) -> dict:
 def cpu_seconds() -> float:
     usage = os.times()
     return usage.user + usage.system
+
+
+def publish_table(text: str, out=None) -> int:
+    """Print a bench command's results table (its output, on stdout), and write it to `out` (a
+    Path, --out) when given; the command's exit status."""
+    print(text)
+    if out:
+        out.write_text(text + "\n", encoding="utf-8")
+    return 0

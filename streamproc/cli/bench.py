@@ -232,8 +232,6 @@ def _clip_path(duration: float) -> Path:
 
 
 def _publish(text: str, out) -> int:
-    """Print the results table, and write it to --out when given."""
-    print(text)
-    if out:
-        out.write_text(text + "\n", encoding="utf-8")
-    return 0
+    from ..bench.measure import publish_table
+
+    return publish_table(text, out)

@@ -32,12 +32,7 @@ def add_parser(subparsers) -> None:
         epilog=EPILOG,
     )
     parser.add_argument("inputs", nargs="+", metavar="FILE|DIR|GLOB", help="videos, folders of videos, or glob patterns")
-    parser.add_argument("--config", type=Path, help="take backend, prompt, sampling, segmenting and rules from this config")
-    parser.add_argument("--model", help="transformers checkpoint folder or hub id (hf backend; needs streamproc[hf])")
-    parser.add_argument("--bmodel", type=Path, help="Qwen2.5-VL bmodel (tpu backend)")
-    parser.add_argument("--tokenizer", type=Path, help="folder with tokenizer.json for --bmodel (default: beside the bmodel)")
-    parser.add_argument("--runtime-dir", type=Path, help="folder with libbmrt.so (default: $STREAMPROC_BMRT_DIR, the SDK)")
-    parser.add_argument("--device", default=None, help="hf backend device: auto, cpu or cuda (default: auto)")
+    add_model_arguments(parser)
     parser.add_argument("--prompt", help="the question asked for every segment (default: config prompt.user)")
     parser.add_argument("--max-new-tokens", type=int, help="longest caption in tokens (default: 64)")
     parser.add_argument("--seq-length", type=int, help="context to size segments for (default: the model's, else 2048)")
@@ -52,6 +47,16 @@ def add_parser(subparsers) -> None:
                         "write the outputs (no model needed here; default: caption here)")
     parser.add_argument("--detach", action="store_true", help="with --queue: submit and exit without waiting")
     parser.set_defaults(func=run)
+
+
+def add_model_arguments(parser) -> None:
+    """The config and model options `build_config` reads (shared with `streamproc worker`)."""
+    parser.add_argument("--config", type=Path, help="take backend, prompt, sampling, segmenting and rules from this config")
+    parser.add_argument("--model", help="transformers checkpoint folder or hub id (hf backend; needs streamproc[hf])")
+    parser.add_argument("--bmodel", type=Path, help="Qwen2.5-VL bmodel (tpu backend)")
+    parser.add_argument("--tokenizer", type=Path, help="folder with tokenizer.json for --bmodel (default: beside the bmodel)")
+    parser.add_argument("--runtime-dir", type=Path, help="folder with libbmrt.so (default: $STREAMPROC_BMRT_DIR, the SDK)")
+    parser.add_argument("--device", default=None, help="hf backend device: auto, cpu or cuda (default: auto)")
 
 
 def build_config(args):

@@ -20,6 +20,7 @@ worker after the queue's ack wait. See docs/scale-out.md.
 
 
 def add_parser(subparsers) -> None:
+    from .caption import add_model_arguments
     from .common import HelpFormatter
 
     parser = subparsers.add_parser(
@@ -31,12 +32,7 @@ def add_parser(subparsers) -> None:
         epilog=EPILOG,
     )
     parser.add_argument("--queue", required=True, metavar="nats://HOST:PORT[/NAME]", help="the job queue (name default: streamproc)")
-    parser.add_argument("--config", type=Path, help="take backend, prompt, sampling, segmenting and rules from this config")
-    parser.add_argument("--model", help="transformers checkpoint folder or hub id (hf backend; needs streamproc[hf])")
-    parser.add_argument("--bmodel", type=Path, help="Qwen2.5-VL bmodel (tpu backend)")
-    parser.add_argument("--tokenizer", type=Path, help="folder with tokenizer.json for --bmodel (default: beside the bmodel)")
-    parser.add_argument("--runtime-dir", type=Path, help="folder with libbmrt.so (default: $STREAMPROC_BMRT_DIR, the SDK)")
-    parser.add_argument("--device", default=None, help="hf backend device: auto, cpu or cuda (default: auto)")
+    add_model_arguments(parser)
     parser.add_argument("--name", help="this worker's name in the job states (default: the host name)")
     parser.add_argument("--ack-wait", type=float, default=30.0, help="seconds a job may go without progress before "
                         "another worker gets it; used when this worker creates the queue (default: 30)")

@@ -165,7 +165,7 @@ def submit_and_collect(queue: Queue, paths: Sequence[Path], out_dir: Path, forma
         queued = duplicates = skipped = missing = 0
         for path in paths:
             if not path.is_file():
-                print(f"streamproc: error: {path}: no such file", file=sys.stderr)
+                log.error("%s: no such file; not submitted", path)
                 missing += 1
                 continue
             job = {"id": job_id(path, formats, prompt), "path": str(path.resolve()), "stem": stems[path],
