@@ -122,7 +122,7 @@ class Scene:
             dy, dx = (index * 7) % 16, (index * 11) % 16
             image += bank[dy:dy + self.height, dx:dx + self.width]
         if self.clock:
-            _draw_clock(image, t)
+            draw_clock(image, t)
         return np.clip(image, 0, 255).astype(np.uint8)
 
     def changed_between(self, t0: float, t1: float) -> bool:
@@ -216,7 +216,8 @@ def _draw_foliage(image: np.ndarray, leaves: np.ndarray, t: float) -> None:
     region[...] = region * (1 - cover) + green * cover  # (cast back to int16)
 
 
-def _draw_clock(image: np.ndarray, t: float) -> None:
+def draw_clock(image: np.ndarray, t: float) -> None:
+    """Burn an HH:MM:SS overlay into `image` (in place) in the top left, as cameras do."""
     seconds = int(t) + 13 * 3600 + 59 * 60 + 20  # starts at 13:59:20: minutes and hours roll too
     text = f"{seconds // 3600 % 24:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
     scale = 2
