@@ -23,26 +23,35 @@ def add_gate_and_capacity(sub) -> None:
     gate.set_defaults(func=run_gate)
     capacity = sub.add_parser(
         "capacity",
-        help="cameras one chip describes in real time, scene-change gate on and off, per scene activity",
-        description="Generated scenes at the profile's frame size through the real segmenter, gate and lanes on "
-        "a simulated clock, with a model stand-in whose time per segment comes from a timing profile "
-        "(default: the seed's published BM1684X 3B 2K figures). See docs/benchmarks.md for the method.",
+        help="cameras per chip with rules and alerts: joint call and urgency policy against the old way",
+        description="Generated scenes through the real gate (segments cut as the urgency policy says), then one "
+        "chip on a simulated clock priced by a timing profile (default: the seed's published BM1684X 3B 2K "
+        "figures): chip load, event-to-alert and event-to-caption delay, changes missed, segments dropped, per "
+        "activity, rule count and mode. Cameras per chip: p95 event-to-alert <= 20 s, load <= 85%%, nothing "
+        "missed or dropped. See docs/benchmarks.md and streamproc/bench/policy.py.",
     )
     capacity.add_argument("--profile", type=Path, default=None,
                           help="timing profile: a JSON file, or the name of a shipped one (default bm1684x-3b-2k; "
-                          "also bm1688-3b-2k, bm1684x-7b-2k, bm1684x-3b-8k in streamproc/bench/profiles/)")
+                          "see streamproc/bench/profiles/)")
+    capacity.add_argument("--others", default="",
+                          help="more shipped profiles with the same frame size and sequence length, comma-separated "
+                          "(e.g. bm1684x-7b-2k,bm1688-3b-2k): joint call, 2 rules, same tapes")
     capacity.add_argument("--bmodel", type=Path, default=None,
                           help="measure the profile on this bmodel with the TPU backend instead (needs --tokenizer)")
     capacity.add_argument("--tokenizer", type=Path, default=None, help="folder with tokenizer.json, for --bmodel")
-    capacity.add_argument("--caption-tokens", type=int, default=80,
-                          help="tokens per caption for --bmodel's profile (default 80; the shipped profiles say theirs)")
     capacity.add_argument("--runtime-dir", type=Path, default=None,
                           help="folder with libbmrt.so, for --bmodel (default $STREAMPROC_BMRT_DIR)")
     capacity.add_argument("--activity", default="0.05,0.15,0.3",
                           help="scene activities to generate: share of segments with change (default 0.05,0.15,0.3)")
-    capacity.add_argument("--tapes", type=int, default=6, help="distinct generated scenes per activity (default 6)")
+    capacity.add_argument("--rules", default="0,1,2,3", help="rule counts to model (default 0,1,2,3)")
+    capacity.add_argument("--seeds", type=int, default=3, help="scene sets; min and median are reported (default 3)")
+    capacity.add_argument("--tapes", type=int, default=4, help="distinct scenes per seed and activity (default 4)")
     capacity.add_argument("--minutes", type=float, default=30.0, help="length of each scene in minutes (default 30)")
-    capacity.add_argument("--queue-size", type=int, default=4, help="segments waiting per camera (default 4)")
+    capacity.add_argument("--caption-tokens", type=int, default=40, help="caption token budget (default 40)")
+    capacity.add_argument("--mixed", action="store_true",
+                          help="also the mixed site: 1 or 2 cameras that change in every segment beside quiet ones (5%%)")
+    capacity.add_argument("--host", action="store_true",
+                          help="also measure decode + gate CPU per camera on this machine (1080p30 H.264)")
     capacity.add_argument("--out", type=Path, default=None, help="also write the table (markdown) here")
     capacity.set_defaults(func=run_capacity)
 
@@ -56,17 +65,33 @@ def run_gate(args) -> int:
     return _publish(gate.table(results, gate.frame_cost()), args.out)
 
 
+def _profile(capacity, path: Path):
+    if not path.is_file() and (capacity.PROFILES / f"{path}.json").is_file():  # a shipped one, by name
+        path = capacity.PROFILES / f"{path}.json"
+    if not path.is_file():
+        raise UsageError(f"no timing profile at {path}")
+    try:
+        return capacity.Profile.load(path)
+    except (ValueError, KeyError, TypeError) as error:
+        raise UsageError(f"timing profile {path}: {error}") from None
+
+
+def _shares(text: str, option: str, kind=float) -> list:
+    try:
+        return [kind(a) for a in text.split(",") if a.strip()]
+    except ValueError:
+        raise UsageError(f"{option} takes a comma-separated list, e.g. 0.05,0.15: got {text!r}") from None
+
+
 def run_capacity(args) -> int:
     from . import capacity
 
-    try:
-        activities = [float(a) for a in args.activity.split(",") if a.strip()]
-    except ValueError:
-        raise UsageError(f"--activity takes shares such as 0.05,0.15: got {args.activity!r}") from None
+    activities = _shares(args.activity, "--activity")
+    rules = tuple(_shares(args.rules, "--rules", int))
     if not activities or not all(0.0 < a < 1.0 for a in activities):
         raise UsageError("--activity takes shares between 0 and 1, e.g. 0.05,0.15,0.3")
-    if args.tapes < 1 or args.minutes <= 0 or args.queue_size < 1:
-        raise UsageError("--tapes and --queue-size must be at least 1, --minutes above 0")
+    if not rules or min(rules) < 0 or args.seeds < 1 or args.tapes < 1 or args.minutes <= 0 or args.caption_tokens < 1:
+        raise UsageError("--rules must be counts >= 0; --seeds, --tapes and --caption-tokens at least 1; --minutes above 0")
     progress = lambda m: print(m, file=sys.stderr)  # noqa: E731
     if args.bmodel is not None:
         if args.tokenizer is None:
@@ -74,23 +99,19 @@ def run_capacity(args) -> int:
         from ..cli.bench import DEFAULT_CACHE
 
         DEFAULT_CACHE.mkdir(parents=True, exist_ok=True)
-        if args.caption_tokens < 1:
-            raise UsageError("--caption-tokens must be at least 1")
-        profile = capacity.measure_profile(args.bmodel, args.tokenizer, args.runtime_dir, DEFAULT_CACHE,
-                                           caption_tokens=args.caption_tokens, progress=progress)
-        print(f"measured profile: {profile}", file=sys.stderr)
+        profile = capacity.measure_profile(args.bmodel, args.tokenizer, args.runtime_dir, DEFAULT_CACHE, progress)
+        print(f"measured profile: {capacity.describe(profile)}", file=sys.stderr)
     else:
-        path = args.profile or capacity.DEFAULT_PROFILE
-        if not path.is_file() and (capacity.PROFILES / f"{path}.json").is_file():  # a shipped one, by name
-            path = capacity.PROFILES / f"{path}.json"
-        if not path.is_file():
-            raise UsageError(f"no timing profile at {path}")
-        try:
-            profile = capacity.Profile.load(path)
-        except (ValueError, KeyError, TypeError) as error:
-            raise UsageError(f"timing profile {path}: {error}") from None
-    report = capacity.run(profile, activities, tapes=args.tapes, minutes=args.minutes, queue_size=args.queue_size,
-                          progress=progress)
-    return _publish(capacity.table(report), args.out)
-
-
+        profile = _profile(capacity, args.profile or capacity.DEFAULT_PROFILE)
+    others = tuple(_profile(capacity, Path(name.strip())) for name in args.others.split(",") if name.strip())
+    if any((o.frame, o.seq_length) != (profile.frame, profile.seq_length) for o in others):
+        raise UsageError("--others must have the profile's frame size and sequence length (they share its tapes)")
+    host = capacity.host_cost() if args.host else None
+    report = capacity.run(profile, activities, rules=rules, seeds=args.seeds, tapes=args.tapes, minutes=args.minutes,
+                          caption_tokens=args.caption_tokens, others=others, progress=progress)
+    text = capacity.table(report, host)
+    if args.mixed:
+        rows = [capacity.mixed_site(profile, busy=busy, seeds=args.seeds, tapes=args.tapes, minutes=args.minutes,
+                                    caption_tokens=args.caption_tokens, progress=progress) for busy in (1, 2)]
+        text += "\n\nmixed site, joint call, urgency policy:\n\n" + capacity.mixed_table(rows)
+    return _publish(text, args.out)

@@ -73,6 +73,15 @@ class SceneGate:
         """The last segment passed on was not described: describe the next one whatever it shows."""
         self._resync = True
 
+    def moved(self, before: np.ndarray, after: np.ndarray) -> bool:
+        """Whether frame `after` differs from frame `before` (RGB images at the source's size),
+        with the current flicker mask: the onset check (change starting inside a running
+        segment, docs/gate.md). False until the gate has seen the source's first segment."""
+        scorer = self._scorer
+        if scorer is None or self._flicker is None or scorer.frame_size != before.shape[:2]:
+            return False
+        return scorer.score(scorer.thumb(before), scorer.thumb(after), self._flicker.mask()) >= 1.0
+
     def decide(self, segment: Segment) -> Decision:
         if self.config.mode == "off":
             return Decision(True, "off")
