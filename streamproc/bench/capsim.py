@@ -176,13 +176,13 @@ def _judge(camera: _Camera, warmup_s: float, outcome: Outcome) -> None:
         outcome.alert_delays.append(alert_at - seen)
 
 
-def cameras_per_chip(scenario: Scenario, limit: int = 48) -> tuple[int, Optional[Outcome]]:
+def cameras_per_chip(scenario: Scenario, limit: int = 48, p95_alert_s: float = 20.0) -> tuple[int, Optional[Outcome]]:
     """The largest camera count that meets `Outcome.fits`, counting up from one (the first count
     that fails ends the search)."""
     best, best_outcome = 0, None
     for cameras in range(max(1, len(scenario.fixed)), limit + 1):
         outcome = simulate(scenario.with_cameras(cameras))
-        if not outcome.fits():
+        if not outcome.fits(p95_alert_s):
             break
         best, best_outcome = cameras, outcome
     return best, best_outcome

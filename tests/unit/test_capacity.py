@@ -145,3 +145,13 @@ def test_a_measured_profile_fills_the_same_fields_from_the_engines_timers(monkey
     assert profile.vit_s_per_768_tokens.value == pytest.approx(1.2)  # the first row warms up, left out
     assert profile.prefill_s.value == pytest.approx(3.1)  # prefill alone: the ViT is its own field
     assert profile.host_s.value == pytest.approx(0.25) and profile.tokens_per_s.value == pytest.approx(20.0)
+
+
+def test_simulate_clips_gives_a_live_runs_delays_for_the_same_files(make_video):
+    # the entry point for the time-scaled live run (item 5): same files, same ingest and gate
+    clip = make_video(".mp4", duration_s=40, fps=10, width=320, height=240)
+    slow = C.simulate_clips([clip, clip], SEED, URGENT, rules=2, k=1.0)
+    fast = C.simulate_clips([clip, clip], SEED, URGENT, rules=2, k=10.0)
+    assert slow.events > 0 and slow.calls > 1
+    assert fast.alert_delays == pytest.approx([d / 10 for d in slow.alert_delays])
+    assert fast.load == slow.load and fast.dropped == slow.dropped == 0
