@@ -182,7 +182,7 @@ def table(report: dict, host: dict | None = None) -> str:
     for r in report["rows"]:
         o: Outcome | None = r["outcome"]
         cells = ("-", "-", "-", "-", "-") if o is None else (
-            f"{o.load:.0%}", f"{_ms(o.alert(0.5))} / {_ms(o.alert(0.95))} / {_ms(o.alert(1.0))}",
+            f"{o.load:.0%}", f"{_ms(o.alert(0.5))} / {_ms(o.alert(0.95))} / {_ms(o.alert(1.0))} ({o.events} events)",
             f"{_ms(o.caption(0.5))} / {_ms(o.caption(0.95))} / {_ms(o.caption(1.0))}", str(o.missed), str(o.dropped))
         lines.append(f"| {r['activity']:.0%} ({r['truth']:.1%}) | {r['label']} | {r['rules']} | **{r['min']}** / "
                      f"{r['median']:g} | {r['at30']:g} | {' | '.join(cells)} |")

@@ -64,6 +64,7 @@ class Outcome:
     dropped_warmup: int = 0
     events: int = 0
     calls: int = 0
+    aborted: int = 0  # calls aborted for an onset (policy.preempt)
 
     @staticmethod
     def _pick(values: list[float], q: float) -> float:
@@ -120,36 +121,68 @@ def _take(camera: _Camera, policy: Policy) -> list[Recorded]:
     return job
 
 
+@dataclass
+class _Chip:
+    """The job in flight: which camera, its segments, its class, when it ends."""
+
+    camera: int = -1
+    job: list[Recorded] = field(default_factory=list)
+    rank: int = 0
+    until: float = 0.0
+    busy_s: float = 0.0
+
+
+def _arrive(s: Scenario, cameras: list[_Camera], chip: _Chip, clock: float, c: int, record: Recorded,
+            outcome: Outcome) -> None:
+    camera = cameras[c]
+    camera.waiting.append(record)
+    if not s.policy.coalesce and len(camera.waiting) > s.policy.queue_size:
+        gone = camera.waiting.pop(0)  # drop_oldest
+        camera.dropped.add(gone.index)
+        outcome.dropped_warmup += clock < s.warmup_s
+        outcome.dropped += clock >= s.warmup_s
+    rank = urgency(record.reason, record.onset)
+    if s.policy.preempt and chip.job and clock < chip.until and rank < chip.rank:
+        # abort the running call (Backend.abort: the engine rolls its history back); its
+        # segments wait again, the chip time it used is spent
+        owner = cameras[chip.camera]
+        owner.waiting[:0] = chip.job
+        for r in chip.job:
+            owner.done.pop(r.index, None)
+        chip.busy_s -= chip.until - clock
+        chip.until, chip.job = clock, []
+        outcome.aborted += 1
+
+
+def _serve(s: Scenario, cameras: list[_Camera], chip: _Chip, clock: float, outcome: Outcome) -> None:
+    c = _choose(cameras, s.policy, chip.camera)
+    assert c is not None
+    job = _take(cameras[c], s.policy)
+    frames = min(s.plan_frames, sum(r.frames for r in job))
+    cost = call_cost(s.profile, s.policy, s.rules, frames // 2 * cameras[c].tape.tokens_per_pair)
+    for r in job:
+        cameras[c].done[r.index] = (clock + cost.caption_at, clock + cost.alert_at)
+    chip.camera, chip.job, chip.until = c, job, clock + cost.total
+    chip.rank = min(urgency(r.reason, r.onset) for r in job)
+    chip.busy_s += cost.total
+    outcome.calls += 1
+
+
 def simulate(scenario: Scenario) -> Outcome:
     s = scenario
     cameras = s.layout()
     arrivals = _arrivals(cameras)
-    outcome = Outcome(s.cameras)
-    clock, busy_until, busy_s, last, i = 0.0, 0.0, 0.0, -1, 0
+    outcome, chip = Outcome(s.cameras), _Chip()
+    clock, i = 0.0, 0
     while i < len(arrivals) or any(camera.waiting for camera in cameras):
-        if i < len(arrivals) and (arrivals[i][0] <= busy_until or not any(c.waiting for c in cameras)):
+        if i < len(arrivals) and (arrivals[i][0] <= chip.until or not any(c.waiting for c in cameras)):
             clock, c, record = arrivals[i]
             i += 1
-            camera = cameras[c]
-            camera.waiting.append(record)
-            if not s.policy.coalesce and len(camera.waiting) > s.policy.queue_size:
-                gone = camera.waiting.pop(0)  # drop_oldest
-                camera.dropped.add(gone.index)
-                outcome.dropped_warmup += clock < s.warmup_s
-                outcome.dropped += clock >= s.warmup_s
+            _arrive(s, cameras, chip, clock, c, record, outcome)
             continue
-        clock = max(clock, busy_until)
-        c = _choose(cameras, s.policy, last)
-        assert c is not None
-        last, job = c, _take(cameras[c], s.policy)
-        frames = min(s.plan_frames, sum(r.frames for r in job))
-        cost = call_cost(s.profile, s.policy, s.rules, frames // 2 * cameras[c].tape.tokens_per_pair)
-        for r in job:
-            cameras[c].done[r.index] = (clock + cost.caption_at, clock + cost.alert_at)
-        busy_until, busy_s = clock + cost.total, busy_s + cost.total
-        outcome.calls += 1
-    length = max(camera.tape.length for camera in cameras)
-    outcome.load = busy_s / length
+        clock = max(clock, chip.until)
+        _serve(s, cameras, chip, clock, outcome)
+    outcome.load = chip.busy_s / max(camera.tape.length for camera in cameras)
     for camera in cameras:
         _judge(camera, s.warmup_s, outcome)
     return outcome

@@ -35,6 +35,9 @@ service identically. Its parameters:
                      2. other changed segments (gate reasons change, first, gap, resync),
                      3. heartbeat segments of quiet cameras (gate reason heartbeat);
                    ROUND_ROBIN (the old way): cameras in turn, whatever they hold.
+  preempt          An onset segment that arrives while the chip runs a lower-class call aborts
+                   that call (Backend.abort; the engine rolls its history back); the aborted
+                   call's segments wait again (coalesced) and the time it had used is lost.
   heartbeat_s      The gate's heartbeat (gate.heartbeat_s): a quiet camera is described at
                    least this often, at the lowest priority.
 
@@ -72,6 +75,7 @@ class Policy:
     quiet_s: float = 2.0
     hold_s: Optional[float] = 8.0
     verdicts_first: bool = True
+    preempt: bool = False
     caption_tokens: int = 40
     verdict_tokens: int = 6
     rules_mode: RulesMode = RulesMode.JOINT
@@ -86,6 +90,8 @@ class Policy:
                  f"onset {self.onset_s:g} s" if self.onset_s is not None else "fixed segments")
         if self.verdicts_first and self.rules_mode is RulesMode.JOINT:
             onset += ", verdicts first"
+        if self.preempt:
+            onset += ", onset preempts"
         lanes = "coalesced" if self.coalesce else f"lanes of {self.queue_size}, drop oldest"
         return (f"{self.rules_mode.value} rules, {self.caption_tokens}-token captions, {onset}, {lanes}, "
                 f"{self.order.value.replace('_', ' ')}")
