@@ -4,7 +4,7 @@ One description, read by the simulator (bench/capacity.py) and meant to be imple
 service identically. Its parameters:
 
   onset_s          When the gate sees change start in a camera that was quiet (no frame-to-frame
-                   change in its last onset_s seconds, `SceneGate.moved`), the running segment is closed
+                   change in its last quiet_s seconds, `SceneGate.moved`), the running segment is closed
                    `onset_s` seconds after the first changed frame (an even frame count: at 1 fps,
                    onset_s=4 closes it after frames t, t+1, t+2, t+3 with t the first changed one;
                    frames before t that the segment held stay in it). That short *onset* segment
@@ -30,7 +30,7 @@ service identically. Its parameters:
                    is dropped, only thinned. False (the old way): segments wait one by one in a
                    lane of `queue_size` and a full lane drops its oldest (live drop_oldest).
   order            URGENCY: the chip takes the camera whose waiting work has the highest class,
-                   then the oldest (earliest change start among its waiting segments):
+                   then the oldest (earliest segment end among its waiting segments):
                      1. onset segments,
                      2. other changed segments (gate reasons change, first, gap, resync),
                      3. heartbeat segments of quiet cameras (gate reason heartbeat);
@@ -40,6 +40,10 @@ service identically. Its parameters:
                    call's segments wait again (coalesced) and the time it had used is lost.
   heartbeat_s      The gate's heartbeat (gate.heartbeat_s): a quiet camera is described at
                    least this often, at the lowest priority.
+
+URGENT below holds the defaults the benchmarks use: onset 4 s after 2 s quiet, hold 8 s, verdicts
+first, 40-token captions, 6 tokens per verdict, joint call, coalescing, urgency order, no preempt.
+OLD is the service before issue 22.
 
 Skipped (unchanged) segments never take the chip; their events go out at once when their camera
 has nothing waiting, else after its waiting work (as GatedLanes does).
