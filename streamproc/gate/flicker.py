@@ -41,7 +41,7 @@ class FlickerTracker:
 
     def __init__(self, rate: float, fps: float, memory_s: float = MEMORY_S):
         self.rate = rate
-        self._frames: deque[np.ndarray] = deque(maxlen=max(3, int(round(memory_s * fps)) + 1))
+        self._frames: deque[Thumb] = deque(maxlen=max(3, int(round(memory_s * fps)) + 1))
         self._rates: Optional[np.ndarray] = None  # per cell: share of pairs that changed to a repeat
         self._changes: Optional[np.ndarray] = None  # per cell: share of pairs that changed at all
         self._pairs = 0
@@ -54,20 +54,19 @@ class FlickerTracker:
 
     def seed(self, thumb: Thumb) -> None:
         """The first frame of a source (nothing before it to compare with)."""
-        self._frames.append(_blocks(thumb))
+        self._frames.append(thumb)
 
     def update(self, after: Thumb, changed: np.ndarray, bar: float) -> None:
         """`after` followed the last frame; `changed` (cells, bool) is where it differed."""
-        blocks = _blocks(after)
         repeated = np.zeros(changed.shape, bool)
         earlier = list(self._frames)[:-1]  # the frame just before is what it changed from
         if earlier and changed.any():
             rows, cols = np.nonzero(changed)
-            now = blocks[rows, cols]  # (n, 16)
-            past = np.stack([frame[rows, cols] for frame in earlier])  # (k, n, 16)
+            now = _cells(after, rows, cols)  # (n, 16)
+            past = np.stack([_cells(frame, rows, cols) for frame in earlier])  # (k, n, 16)
             differing = (np.abs(past - now[None]) > bar).sum(axis=2)  # (k, n)
             repeated[rows, cols] = (differing < 2).any(axis=0)
-        self._frames.append(blocks)
+        self._frames.append(after)
         if self._rates is None or self._changes is None:
             self._rates, self._changes = np.zeros(changed.shape, np.float32), np.zeros(changed.shape, np.float32)
         self._pairs += 1
@@ -104,8 +103,9 @@ def _small_groups(hot: np.ndarray, limit: int) -> np.ndarray:
     return out
 
 
-def _blocks(thumb: Thumb) -> np.ndarray:
-    """(cell rows, cell cols, CELL*CELL): each cell's pixels less the cell's mean."""
-    rows, cols = thumb.luma.shape[0] // CELL, thumb.luma.shape[1] // CELL
-    blocks = thumb.luma.reshape(rows, CELL, cols, CELL).swapaxes(1, 2).reshape(rows, cols, CELL * CELL)
-    return blocks - thumb.cells[:, :, None]
+def _cells(thumb: Thumb, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """(n, CELL*CELL): the pixels of cells (rows[i], cols[i]) less each cell's mean (only these
+    cells are copied: most frames change in a few)."""
+    r, c = thumb.luma.shape[0] // CELL, thumb.luma.shape[1] // CELL
+    view = thumb.luma.reshape(r, CELL, c, CELL)
+    return view[rows, :, cols, :].reshape(len(rows), CELL * CELL) - thumb.cells[rows, cols][:, None]
