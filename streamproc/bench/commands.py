@@ -52,6 +52,9 @@ def add_gate_and_capacity(sub) -> None:
                           help="also the mixed site: 1 or 2 cameras that change in every segment beside quiet ones (5%%)")
     capacity.add_argument("--host", action="store_true",
                           help="also measure decode + gate CPU per camera on this machine (1080p30 H.264)")
+    capacity.add_argument("--tape-cache", type=Path, default=None,
+                          help="keep the recorded tapes in this folder and reuse them (they depend only on the scenes, "
+                          "the frame plan and the policy's cuts)")
     capacity.add_argument("--out", type=Path, default=None, help="also write the table (markdown) here")
     capacity.set_defaults(func=run_capacity)
 
@@ -108,7 +111,8 @@ def run_capacity(args) -> int:
         raise UsageError("--others must have the profile's frame size and sequence length (they share its tapes)")
     host = capacity.host_cost() if args.host else None
     report = capacity.run(profile, activities, rules=rules, seeds=args.seeds, tapes=args.tapes, minutes=args.minutes,
-                          caption_tokens=args.caption_tokens, others=others, progress=progress)
+                          caption_tokens=args.caption_tokens, others=others, tape_cache=args.tape_cache,
+                          progress=progress)
     text = capacity.table(report, host)
     if args.mixed:
         rows = [capacity.mixed_site(profile, busy=busy, seeds=args.seeds, tapes=args.tapes, minutes=args.minutes,
