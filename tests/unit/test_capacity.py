@@ -155,3 +155,12 @@ def test_simulate_clips_gives_a_live_runs_delays_for_the_same_files(make_video):
     assert slow.events > 0 and slow.calls > 1
     assert fast.alert_delays == pytest.approx([d / 10 for d in slow.alert_delays])
     assert fast.load == slow.load and fast.dropped == slow.dropped == 0
+
+
+def test_a_count_is_judged_on_every_scene_not_only_the_first():
+    from streamproc.bench.capsim import pooled
+
+    a = tape([(0, 10, True, "first", False), (20, 26, True, "change", True)], events=[21.0], length=60)
+    b = tape([(0, 10, True, "first", False), (30, 36, True, "change", True)], events=[31.0], length=60)
+    assert simulate(scenario([a, b], 1, URGENT)).events == 1  # one camera: the first scene only
+    assert pooled(scenario([a, b], 1, URGENT)).events == 2
