@@ -11,6 +11,7 @@ import statistics
 import subprocess
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 @dataclass
@@ -21,6 +22,10 @@ class Measurement:
 
     def median(self, key: str) -> float:
         return statistics.median(run[key] for run in self.runs)
+
+
+# Clips, tokenizers and stores the benches make once and reuse.
+DEFAULT_CACHE = Path.home() / ".cache" / "streamproc" / "bench"
 
 
 def run_worker(module: str, args: list[str], timeout_s: float = 1800) -> dict:

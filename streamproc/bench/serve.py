@@ -48,7 +48,7 @@ class Report:
 
 
 def request_body(model: str, max_tokens: int, stream: bool, image: bool = True) -> dict[str, Any]:
-    from ..sinks.snapshot import encode_jpeg
+    from ..media.jpeg import encode_jpeg
 
     parts: list[dict[str, Any]] = []
     if image:

@@ -5,9 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..bench.measure import DEFAULT_CACHE
 from ..errors import UsageError
-
-DEFAULT_CACHE = Path.home() / ".cache" / "streamproc" / "bench"
 
 
 def add_parser(subparsers) -> None:

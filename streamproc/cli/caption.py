@@ -188,7 +188,7 @@ def planned_segments(captioner, path: Path):
     from ..ingest.sampling import model_frame_size
     from ..ingest.segmenter import plan_segments
     from ..service.batch import _duration
-    from ..service.planning import prompt_reserve
+    from ..pipeline.planning import prompt_reserve
 
     config = captioner.config
     try:

@@ -22,7 +22,7 @@ def is_image(path: Path) -> bool:
 def caption_images(config, backend, paths: Sequence[Path], out_dir: Path, formats: Sequence[str],
                    on_file: Optional[Callable] = None) -> list:
     from ..backends.base import GenerationParams
-    from ..describe import describe_images
+    from ..pipeline.describer import describe_images
     from ..service.batch import FileOutcome, stems_for
     from ..sinks.captions import srt_cue, vtt_cue, wrap_cues
     from .chat import load_image

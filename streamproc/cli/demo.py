@@ -143,10 +143,10 @@ def _config(video: Path, backend: dict, host, port):
 
 
 def _run_pipeline(config) -> int:
-    from ..service.lifecycle import run_until_done
-    from ..service.pipeline import Pipeline
+    from ..app import App
+    from ..app.lifecycle import run_until_done
 
-    return run_until_done(Pipeline(config))
+    return run_until_done(App(config))
 
 
 class _broker:

@@ -171,7 +171,7 @@ def _geometry(config) -> tuple[str, str]:
 
 
 def _sinks(config) -> tuple[str, str]:
-    from ..service.pipeline import require_a_sink
+    from ..app.wiring import require_a_sink
 
     require_a_sink(config)
     s = config.sinks

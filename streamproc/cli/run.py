@@ -23,9 +23,9 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
+    from ..app import App
+    from ..app.lifecycle import run_until_done
     from ..config import load_config
-    from ..service.lifecycle import run_until_done
-    from ..service.pipeline import Pipeline
     from .common import quiet_simulator_if_used
 
     config = load_config(args.config)
@@ -34,11 +34,11 @@ def run(args) -> int:
 
         quiet_simulator_if_used(config)
         return run_box(config)
-    pipeline = Pipeline(config)
+    app = App(config)
     quiet_simulator_if_used(config)
-    logging.getLogger("streamproc").info("starting %d source(s) from %s", len(pipeline.sources), args.config)
-    code = run_until_done(pipeline)
-    if pipeline.workers_alive():
+    logging.getLogger("streamproc").info("starting %d source(s) from %s", len(app.sources), args.config)
+    code = run_until_done(app)
+    if app.workers_alive():
         # A model call that did not stop even when aborted: a normal exit would run the engines'
         # exit handlers (and libbmrt's destructors) under it, a hang or a crash. The sinks are
         # closed and the outbox is on disk, so leave now.

@@ -56,13 +56,15 @@ SOURCE_STATES = ("online", "offline", "reconnecting")
 @dataclass(frozen=True)
 class Event:
     """One event. `data` is the whole JSON payload; `snapshot` (a representative RGB frame) stays
-    in-process for sinks that publish images and is never serialised."""
+    in-process for sinks that publish images and is never serialised. `segment` is the segment
+    the event is about, set by the bus for its ENRICH plug-ins only (streamproc/bus.py)."""
 
     type: EventType
     id: str
     source: Optional[str]
     data: dict[str, Any]
     snapshot: Optional["np.ndarray"] = field(default=None, repr=False, compare=False)
+    segment: Optional["Segment"] = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # The one redaction point of events: every builder makes an Event, so no field of any

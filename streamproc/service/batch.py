@@ -26,8 +26,8 @@ from ..ingest.sources import VideoSource
 from ..qwen.budget import check_sampling
 from ..rules.alerts import RuleEngine
 from ..sinks.captions import CaptionFileSink
-from .describer import SegmentDescriber
-from .planning import effective_seq_length, prompt_reserve
+from ..pipeline.describer import SegmentDescriber, describe_settings
+from ..pipeline.planning import effective_seq_length, prompt_reserve
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class BatchCaptioner:
         # otherwise fail every file in turn, and be retried by every later run.
         check_sampling(backend.inputs.vision, config.sampling)
         self.rules = RuleEngine(config.rules)
-        self.describer = SegmentDescriber(backend, config, self.rules)
+        self.describer = SegmentDescriber(backend, describe_settings(config), self.rules)
         self.seq_length = effective_seq_length(getattr(backend, "seq_length", None), config)
         self.manifest_path = self.out_dir / MANIFEST
         self.manifest = self._load_manifest()
@@ -168,7 +168,7 @@ class BatchCaptioner:
         except StreamprocError as error:
             outcome.status, outcome.error = "failed", str(error)
         finally:
-            sink.close()
+            sink.stop()
         outcome.seconds = time.perf_counter() - started
         if outcome.status == "done":
             self.manifest[str(path)] = {

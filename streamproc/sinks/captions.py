@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO, Iterable, Mapping, Optional
 
 from ..errors import SinkError
-from .base import BaseSink
+from ..bus import BasePlugin
 from ..events import Event
 
 log = logging.getLogger(__name__)
@@ -121,7 +121,7 @@ class _SourceFiles:
         self.handles.clear()
 
 
-class CaptionFileSink(BaseSink):
+class CaptionFileSink(BasePlugin):
     name = "files"
 
     def __init__(self, out_dir: str | Path, formats: Iterable[str] = ("jsonl",), *, stems: Optional[Mapping[str, str]] = None):
@@ -163,7 +163,7 @@ class CaptionFileSink(BaseSink):
             except OSError as exc:
                 raise SinkError(f"cannot write caption files for {event.source}: {exc.strerror or exc}") from None
 
-    def close(self, timeout_s: float = 10.0) -> None:
+    def stop(self, timeout_s: float = 10.0) -> None:
         with self._lock:
             for files in self._files.values():
                 files.close()

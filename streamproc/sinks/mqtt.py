@@ -17,7 +17,7 @@ from typing import Any, Optional, Sequence
 from ..config.rules import RuleConfig
 from ..config.sinks import HomeAssistantConfig, MqttConfig, OutboxConfig
 from ..errors import SinkError
-from .base import BaseSink, StatusEventsMixin
+from ..bus import BasePlugin
 from ..events import Event, stats_event
 from .outbox import Message, Outbox
 from .topics import STATE_OFF, STATE_ON, Topics
@@ -25,7 +25,7 @@ from .topics import STATE_OFF, STATE_ON, Topics
 log = logging.getLogger(__name__)
 
 
-class MqttSink(StatusEventsMixin, BaseSink):
+class MqttSink(BasePlugin):
     name = "mqtt"
 
     def __init__(
@@ -36,6 +36,7 @@ class MqttSink(StatusEventsMixin, BaseSink):
         homeassistant: Optional[HomeAssistantConfig] = None,
         rules: Sequence[RuleConfig] = (),
         source_names: Sequence[str] = (),
+        control: Any = None,
     ):
         self.config = config
         self.outbox_config = outbox if outbox is not None else OutboxConfig()
@@ -48,14 +49,13 @@ class MqttSink(StatusEventsMixin, BaseSink):
         self._lock = threading.Lock()
         self._closed = False
         self._handled = 0
-        self.control: Any = None  # service.control.PipelineControl once bound (HA switches)
+        # The run-time switches (streamproc.control.PipelineControl), offered on MQTT as Home
+        # Assistant's switches (`<prefix>/<source>/describe/set`, `<prefix>/rules/<rule>/enabled/set`)
+        # with their retained state.
+        self.control: Any = control
+        if control is not None:
+            control.add_listener(self._control_changed)
         self._discovery_topics: Optional[frozenset[str]] = None
-
-    def bind_control(self, control: Any) -> None:
-        """Offer the pipeline's run-time switches on MQTT (`<prefix>/<source>/describe/set`,
-        `<prefix>/rules/<rule>/enabled/set`) and publish their retained state. Before start()."""
-        self.control = control
-        control.add_listener(self._control_changed)
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -99,6 +99,9 @@ class MqttSink(StatusEventsMixin, BaseSink):
             )
             self.publisher.start()
 
+    def events_lost(self) -> int:
+        return self.outbox.lost_since_open() if self.outbox is not None else 0
+
     def wait_connected(self, timeout_s: float = 10.0) -> bool:
         """True once connected; raises SinkError at once if the broker refused the credentials or
         TLS failed (the publisher keeps retrying in the background either way)."""
@@ -115,7 +118,7 @@ class MqttSink(StatusEventsMixin, BaseSink):
             time.sleep(0.02)
         return True
 
-    def close(self, timeout_s: float = 10.0) -> None:
+    def stop(self, timeout_s: float = 10.0) -> None:
         with self._lock:
             if self._closed or self.publisher is None:
                 self._closed = True
@@ -311,7 +314,7 @@ def _read(path: str) -> Optional[bytes]:
 
 
 def _jpeg(image: Any) -> bytes:
-    from .snapshot import encode_jpeg
+    from ..media.jpeg import encode_jpeg
 
     return encode_jpeg(image)
 

@@ -5,7 +5,7 @@ import sys
 import threading
 from typing import IO, Optional
 
-from .base import BaseSink
+from ..bus import BasePlugin
 from .captions import timestamp
 from ..events import Event
 
@@ -28,7 +28,7 @@ def format_text(event: Event) -> str:
     return f"[stats] {event.to_json()}"
 
 
-class StdoutSink(BaseSink):
+class StdoutSink(BasePlugin):
     name = "stdout"
 
     def __init__(self, format: str = "text", stream: Optional[IO[str]] = None):
@@ -46,11 +46,6 @@ class StdoutSink(BaseSink):
         with self._lock:
             stream.write(line + "\n")  # this sink's whole job is stdout
             stream.flush()
-
-    def source_status(self, source: str, state: str, detail: str = "") -> None:
-        from ..events import status_event
-
-        self.handle(status_event(source, state, detail))
 
     def flush(self, timeout_s: float = 10.0) -> bool:
         (self.stream or sys.stdout).flush()

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from ..errors import SinkError
 from ..events import Event
 from ..redact import redact, register_secret
-from .base import BaseSink
+from ..bus import BasePlugin
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..config.sinks import WebhookConfig
@@ -39,7 +39,7 @@ _RETRY_STATUSES = {408, 425, 429}  # and every 5xx
 _REPEAT_WARNING_S = 300.0
 
 
-class WebhookSink(BaseSink):
+class WebhookSink(BasePlugin):
     name = "webhook"
 
     def __init__(self, config: "WebhookConfig"):
@@ -91,7 +91,7 @@ class WebhookSink(BaseSink):
             time.sleep(0.02)
         return True
 
-    def close(self, timeout_s: float = 10.0) -> None:
+    def stop(self, timeout_s: float = 10.0) -> None:
         if self._closed or self.outbox is None:
             self._closed = True
             return

@@ -26,7 +26,7 @@ def store_router(store_path: Path, web: Any = None) -> Router:
     from ..store.api import register
     from .hub import SiteHub
     from .routes import mount
-    from .service import store_timeline
+    from .plugin import store_timeline
 
     router = Router()
     register(router.route, store_path)

@@ -64,9 +64,7 @@ class _Subscriber:
 
 
 class SiteHub:
-    """A sink (see sinks/base.py) that the web routes read."""
-
-    name = "web"
+    """What the web plug-in (plugin.py) keeps of every event, for the routes to read."""
 
     def __init__(self, sources: Sequence[str], rules: Sequence[str] = ()):
         self._lock = threading.Lock()
@@ -75,10 +73,7 @@ class SiteHub:
         self._jpeg_cache: dict[str, tuple[str, bytes]] = {}  # source -> (event id, JPEG)
         self._closed = False
 
-    # -- sink protocol ----------------------------------------------------------------------
-
-    def start(self) -> None:
-        pass
+    # -- events ------------------------------------------------------------------------------
 
     def handle(self, event: Event) -> None:
         data = event.to_dict()
@@ -90,21 +85,7 @@ class SiteHub:
         for subscriber in subscribers:
             subscriber.offer(data)
 
-    def source_status(self, source: str, state: str, detail: str = "") -> None:
-        with self._lock:
-            camera = self._cameras.get(source)
-            if camera is None:
-                return
-            camera.state, camera.state_detail, camera.updated = state, detail, time.time()
-            subscribers = list(self._subscribers)
-        item = {"type": "status", "source": source, "state": state, "detail": detail, "ts": time.time()}
-        for subscriber in subscribers:
-            subscriber.offer(item)
-
-    def flush(self, timeout_s: float = 10.0) -> bool:
-        return True
-
-    def close(self, timeout_s: float = 10.0) -> None:
+    def stop(self, timeout_s: float = 10.0) -> None:
         with self._lock:
             self._closed = True
             subscribers, self._subscribers = self._subscribers, []
@@ -182,7 +163,7 @@ class SiteHub:
             cached = self._jpeg_cache.get(source)
         if cached is not None and cached[0] == key:
             return cached[1]
-        from ..sinks.snapshot import encode_jpeg  # PyAV, only when a page asks
+        from ..media.jpeg import encode_jpeg  # PyAV, only when a page asks
 
         jpeg = encode_jpeg(image)
         with self._lock:

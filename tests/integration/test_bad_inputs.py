@@ -124,7 +124,7 @@ def png(ctx: Ctx) -> str:
 
 
 def jpeg(ctx: Ctx) -> str:
-    from streamproc.sinks.snapshot import encode_jpeg
+    from streamproc.media.jpeg import encode_jpeg
     import numpy as np
 
     path = ctx.tmp / "still.jpg"

@@ -68,7 +68,7 @@ def test_every_shipped_config_loads_and_fits_its_model(path, demo_home, monkeypa
     for name, value in SECRETS.items():
         monkeypatch.setenv(name, value)
     config = load_config(path)
-    from streamproc.service.pipeline import require_a_sink
+    from streamproc.app.wiring import require_a_sink
 
     require_a_sink(config)
     if path.name == "demo.yaml":  # its model is there: the real rule on the real files
@@ -119,7 +119,7 @@ def test_caption_refuses_a_size_that_does_not_fit_before_loading_weights(tiny_mo
 
 
 def test_the_service_refuses_a_size_that_does_not_fit_before_loading_weights(tiny_model_dir):
-    from streamproc.service.pipeline import Pipeline
+    from streamproc.app import App
 
     config = config_from_data({
         "sources": [{"name": "a", "path": "/nonexistent.mp4"}],
@@ -131,7 +131,7 @@ def test_the_service_refuses_a_size_that_does_not_fit_before_loading_weights(tin
     def no_loading():
         raise AssertionError("weights were loaded before the settings were checked")
 
-    pipeline = Pipeline(config, backend_factory=no_loading, serve_metrics=False)
+    pipeline = App(config, backend_factory=no_loading, serve_http=False)
     with pytest.raises(ConfigError, match=r"segmenting.seq_length \(--seq-length\) 8192: .* allowed: 64..4096"):
         pipeline.start()
 

@@ -20,8 +20,8 @@ import paho.mqtt.publish as publish
 import pytest
 
 from streamproc.config.rules import RuleConfig
-from streamproc.events import caption_event
-from streamproc.service.control import PipelineControl
+from streamproc.events import status_event, caption_event
+from streamproc.control import PipelineControl
 from tests.support.segments import make_result, make_segment
 
 pytestmark = pytest.mark.integration
@@ -103,14 +103,13 @@ def test_discovery_payloads_use_only_documented_keys(broker, subscribe, start_si
 
 def test_switches_are_documented_and_answer_commands(broker, subscribe, tmp_path):
     from streamproc.config.sinks import SinksConfig
-    from streamproc.sinks.base import create_sinks
+    from streamproc.sinks import create_sinks
     from tests.integration.conftest import mqtt_section
 
     sub = subscribe(broker.port, ["homeassistant/#", "sp/#"])
     config = SinksConfig.model_validate(mqtt_section(broker, tmp_path, **HA))
-    (sink,) = create_sinks(config, RULES, ["gate"])
     control = PipelineControl(["gate"], ["fence"])
-    sink.bind_control(control)
+    (sink,) = create_sinks(config, RULES, ["gate"], control=control)
     sink.start()
     try:
         assert sink.wait_connected(10)
@@ -144,7 +143,7 @@ def test_switches_are_documented_and_answer_commands(broker, subscribe, tmp_path
             "sp/gate/describe": ("ON", True), "sp/rules/fence/enabled": ("OFF", True),
         }
     finally:
-        sink.close(2.0)
+        sink.stop(2.0)
 
 
 def test_caption_restores_and_connectivity_follows_the_camera(broker, subscribe, start_sink):
@@ -157,9 +156,9 @@ def test_caption_restores_and_connectivity_follows_the_camera(broker, subscribe,
     connected_cfg = found["homeassistant/binary_sensor/sp1/gate_connected/config"]
     fence_cfg = found["homeassistant/binary_sensor/sp1/gate_fence/config"]
 
-    sink.source_status("gate", "online")
+    sink.handle(status_event("gate", "online"))
     sink.handle(caption_event(make_segment("gate", 0), make_result("Tom & Jerry at the gate")))
-    sink.source_status("gate", "offline", "connection refused")
+    sink.handle(status_event("gate", "offline", "connection refused"))
     assert sink.flush(5)
     # a Home Assistant that starts now (a late subscriber) gets the last caption and the status
     late = subscribe(broker.port, [caption_cfg["state_topic"], connected_cfg["state_topic"]])
@@ -176,7 +175,7 @@ def test_caption_restores_and_connectivity_follows_the_camera(broker, subscribe,
     assert camera["topic"] == "sp/gate/status"
     assert render(camera["value_template"], status) == camera["payload_not_available"]
     # ... and available again once it delivers
-    sink.source_status("gate", "online")
+    sink.handle(status_event("gate", "online"))
     assert sink.flush(5)
     assert sub.wait_for(lambda: sub.on("sp/gate/status")[-1].json()["state"] == "online", 5)
     online = sub.on("sp/gate/status")[-1].json()

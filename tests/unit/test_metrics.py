@@ -9,7 +9,8 @@ import urllib.request
 from prometheus_client.parser import text_string_to_metric_families
 
 from streamproc import __version__
-from streamproc.service.metrics import ERROR_STAGES, HealthServer, Metrics
+from streamproc.metrics import ERROR_STAGES, Metrics
+from streamproc.service.metrics import HealthServer
 
 
 def samples(metrics: Metrics) -> dict:

@@ -43,7 +43,7 @@ def site(request):
     try:
         yield hub, f"http://127.0.0.1:{http.port}", control
     finally:
-        hub.close()
+        hub.stop()
         http.stop()
 
 

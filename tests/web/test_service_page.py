@@ -18,7 +18,7 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from streamproc.config import config_from_data  # noqa: E402
-from streamproc.service.pipeline import Pipeline  # noqa: E402
+from streamproc.app import App  # noqa: E402
 from tests.support.browser import browser, console_errors  # noqa: E402,F401 - fixture
 from tests.support.service import service_config, wait_until  # noqa: E402
 
@@ -50,10 +50,10 @@ def service(tmp_path, make_video, tiny_model_dir):
     data["store"] = {"enabled": True, "path": str(tmp_path / "captions.sqlite")}
     data["summaries"] = [{"every": "5s", "window": "1h", "max_new_tokens": 8, "context_tokens": 2048}]
     data["web"] = {"control": True, "api_key": "page-key"}
-    pipeline = Pipeline(config_from_data(data))
+    pipeline = App(config_from_data(data))
     pipeline.start()
     try:
-        yield pipeline, f"http://127.0.0.1:{pipeline.health_server.port}"
+        yield pipeline, f"http://127.0.0.1:{pipeline.http.port}"
     finally:
         pipeline.stop(timeout_s=10)
 
@@ -106,10 +106,11 @@ def test_the_site_in_a_browser(service, browser, tmp_path):
     browser.get(base + "/")
     wait_js(browser, "return document.querySelector('button.control[data-action=\"pause\"]')")
     browser.execute_script("window.prompt = () => 'page-key'")
-    browser.find_element("css selector", "button.control[data-action='pause']").click()
+    # found and clicked in one step: a live event may re-render the card between two WebDriver calls
+    browser.execute_script("document.querySelector(\"button.control[data-action='pause']\").click()")
     assert wait_until(lambda: pipeline.control.is_paused("front-door"), 10)
     wait_js(browser, "return document.querySelector('button.control[data-action=\"resume\"]')")
-    browser.find_element("css selector", "button.control[data-action='resume']").click()
+    browser.execute_script("document.querySelector(\"button.control[data-action='resume']\").click()")
     assert wait_until(lambda: not pipeline.control.is_paused("front-door"), 10)
 
     # Phone width: nothing scrolls sideways, on every page.

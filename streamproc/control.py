@@ -1,21 +1,21 @@
 """Run-time switches of a running pipeline: pause describing a source, enable or disable a rule.
 
-Home Assistant's switch entities (the MQTT sink's command topics) and anything else that holds a
-pipeline call these; changes apply to the next segment, without a restart. A paused source keeps
-reading (a live camera stays connected and its status stays true), but its segments are
+Home Assistant's switch entities (the MQTT plug-in's command topics) and the web view call
+these; changes apply to the next segment, without a restart. A paused source keeps reading (a live camera stays connected and its status stays true), but its segments are
 acknowledged without being described, and counted (`streamproc_segments_paused_total`).
 
 The switches start from the config at every start: a pause is not remembered across restarts.
-Listeners hear every change (the MQTT sink publishes the retained switch state, metrics follow it).
+Listeners hear every change (the MQTT plug-in publishes the retained switch state, metrics and
+the rule engine follow it; the composition root wires them).
 Thread-safe: commands come from the MQTT thread, reads from the model workers.
 """
 from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Callable, Iterable, Literal
+from typing import Callable, Iterable, Literal
 
-from ..errors import ConfigError
+from .errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -94,35 +94,3 @@ class PipelineControl:
                 listener(kind, name, on)
             except Exception:  # one listener's trouble must not stop the switch
                 log.exception("control listener failed for %s %s", kind, name)
-
-
-def control_for(pipeline: Any) -> PipelineControl:
-    """The pipeline's switches, wired to its rule engine and metrics (every series made at zero)."""
-    sources = [s.name for s in pipeline.sources]
-    rules = list(pipeline.config.rules)
-    metrics, engine = pipeline.metrics, pipeline.rules
-    metrics.prepare(sources, [(r.name, [s for s in sources if r.applies_to(s)]) for r in rules])
-    control = PipelineControl(sources, [r.name for r in rules])
-
-    def changed(kind: Kind, name: str, on: bool) -> None:
-        if kind == "source":
-            metrics.source_paused.labels(name).set(0 if on else 1)
-            return
-        engine.set_enabled(name, on)
-        metrics.rule_enabled.labels(name).set(1 if on else 0)
-        if not on:
-            for rule in rules:
-                if rule.name == name:
-                    for source in sources:
-                        if rule.applies_to(source):
-                            metrics.rule_on.labels(source, name).set(0)
-
-    control.add_listener(changed)  # first: the engine knows before any sink says so
-    return control
-
-
-def count_alert(metrics: Any, event: Any) -> None:
-    """An alert event in the metrics: its transition counted, the rule's state gauge set."""
-    rule, transition = event.data["rule"], event.data["transition"]
-    metrics.alerts.labels(event.source, rule, transition).inc()
-    metrics.rule_on.labels(event.source, rule).set(1 if transition == "raised" else 0)

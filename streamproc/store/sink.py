@@ -18,7 +18,7 @@ from typing import Any, Optional
 
 from ..config.store import StoreConfig
 from ..events import Event
-from .base import BaseSink
+from ..bus import BasePlugin
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ _STORED = frozenset(("caption", "alert", "unchanged", "summary"))
 _FLUSH = object()  # a marker: the writer sets the event it carries once everything before it is written
 
 
-class StoreSink(BaseSink):
+class StoreSink(BasePlugin):
     name = "store"
 
     def __init__(self, config: StoreConfig):
@@ -45,7 +45,7 @@ class StoreSink(BaseSink):
         return self.store is not None
 
     def start(self) -> None:
-        from ..store.db import CaptionStore, StoreError
+        from .db import CaptionStore, StoreError
 
         try:
             self.store = CaptionStore(self.config.path)
@@ -86,7 +86,7 @@ class StoreSink(BaseSink):
             return False
         return done.wait(timeout_s)
 
-    def close(self, timeout_s: float = 10.0) -> None:
+    def stop(self, timeout_s: float = 10.0) -> None:
         if self._thread is not None:
             self.flush(timeout_s)
             self._stop.set()
@@ -133,7 +133,7 @@ class StoreSink(BaseSink):
     def _write(self, batch: list[dict[str, Any]]) -> None:
         if not batch:
             return
-        from ..store.db import StoreError
+        from .db import StoreError
 
         try:
             self._count("stored", self.store.add_events(batch))
@@ -145,7 +145,7 @@ class StoreSink(BaseSink):
             log.error("%s (%d events lost)", error, len(batch))
 
     def _retention(self, max_age: Optional[float], max_bytes: Optional[int]) -> None:
-        from ..store.db import StoreError
+        from .db import StoreError
 
         try:
             self._count("retention_deleted", self.store.enforce_retention(max_age, max_bytes))

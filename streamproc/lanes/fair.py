@@ -8,19 +8,20 @@ state of a source is only ever touched by the one worker that holds its segment.
 `SegmentLanes` is the interface the pipeline uses; `FairSegmentQueue` is the in-process
 implementation. A distributed one (several boxes) keeps the same contract.
 
-Each lane is bounded, with a named policy when full:
-  block        the producer waits (file sources: nothing is lost, reading just slows down)
-  drop_oldest  the oldest waiting segment is dropped and counted (live sources: stay current)
-  drop_newest  the new segment is dropped and counted
+Each lane is bounded, with a `LanePolicy` when full:
+  BLOCK        the producer waits (file sources: nothing is lost, reading just slows down)
+  DROP_OLDEST  the oldest waiting segment is dropped and counted (live sources: stay current)
+  DROP_NEWEST  the new segment is dropped and counted
 Workers take segments round robin across the sources that have nothing in flight, so a busy
 camera cannot starve the others.
 
-A segment with a true `light` attribute (a `SkippedSegment`: the scene-change gate found nothing
+A light segment (`Segment.light`: a `SkippedSegment`: the scene-change gate found nothing
 new, so no model time is needed and its images are gone) waits in its lane to keep the source's
 order, but does not count against the capacity and is never the one dropped or waited for.
 """
 from __future__ import annotations
 
+import enum
 import threading
 import time
 from collections import deque
@@ -29,7 +30,13 @@ from typing import Callable, Optional, Protocol
 
 from ..frames import Segment
 
-POLICIES = ("block", "drop_oldest", "drop_newest")
+
+class LanePolicy(enum.Enum):
+    """What a full lane does with a new segment."""
+
+    BLOCK = "block"  # the producer waits (files: nothing lost)
+    DROP_OLDEST = "drop_oldest"  # the oldest waiting segment goes (live: stay current)
+    DROP_NEWEST = "drop_newest"  # the new segment goes
 
 
 class SegmentLanes(Protocol):
@@ -37,13 +44,12 @@ class SegmentLanes(Protocol):
 
     Thread-safe: any number of producers (one per source) and consumers (workers)."""
 
-    def add_source(self, source: str, capacity: int, policy: str) -> None:
-        """Open a lane for `source` with `capacity` waiting segments (light ones not counted) and a
-        policy in POLICIES."""
+    def add_source(self, source: str, capacity: int, policy: LanePolicy) -> None:
+        """Open a lane for `source` with `capacity` waiting segments (light ones not counted)."""
 
     def put(self, segment: Segment) -> bool:
-        """Queue a segment; False if it was dropped or the lanes are shut. A segment whose `light`
-        attribute is true (skipped by the gate) keeps its place but never counts against the
+        """Queue a segment; False if it was dropped or the lanes are shut. A light segment
+        (`Segment.light`: skipped by the gate) keeps its place but never counts against the
         capacity, never blocks and is never the one dropped."""
 
     def close_source(self, source: str) -> None:
@@ -55,6 +61,9 @@ class SegmentLanes(Protocol):
     def ack(self, segment: Segment) -> None:
         """`segment` (from get) is finished with: described, skipped or failed. Its source's next
         segment may now be taken."""
+
+    def idle(self, source: str) -> bool:
+        """Nothing of `source` waiting or in flight: only its producer can change that."""
 
     def drained(self) -> bool:
         """Every source closed, nothing waiting and nothing in flight."""
@@ -75,7 +84,7 @@ class SegmentLanes(Protocol):
 @dataclass
 class _Lane:
     capacity: int
-    policy: str
+    policy: LanePolicy
     items: deque = field(default_factory=deque)
     heavy: int = 0  # items that count against the capacity (not light)
     dropped: int = 0
@@ -96,9 +105,7 @@ class FairSegmentQueue:
         self._shutdown = False
         self._on_drop = on_drop
 
-    def add_source(self, source: str, capacity: int, policy: str) -> None:
-        if policy not in POLICIES:
-            raise ValueError(f"unknown queue policy {policy!r}")
+    def add_source(self, source: str, capacity: int, policy: LanePolicy) -> None:
         with self._cond:
             self._lanes[source] = _Lane(max(1, capacity), policy)
             self._order.append(source)
@@ -106,19 +113,19 @@ class FairSegmentQueue:
     def put(self, segment: Segment) -> bool:
         """Queue a segment; False if it (or nothing, for drop_oldest) was dropped or the queue is shut."""
         dropped: Optional[Segment] = None
-        light = bool(getattr(segment, "light", False))
+        light = segment.light
         with self._cond:
             lane = self._lanes[segment.source]
-            while not light and lane.policy == "block" and lane.heavy >= lane.capacity and not self._shutdown:
+            while not light and lane.policy is LanePolicy.BLOCK and lane.heavy >= lane.capacity and not self._shutdown:
                 self._cond.wait()
             if self._shutdown:
                 return False
             if not light and lane.heavy >= lane.capacity:
                 lane.dropped += 1
-                if lane.policy == "drop_newest":
+                if lane.policy is LanePolicy.DROP_NEWEST:
                     dropped = segment
                 else:
-                    dropped = next(item for item in lane.items if not getattr(item, "light", False))
+                    dropped = next(item for item in lane.items if not item.light)
                     lane.items.remove(dropped)
                     lane.heavy -= 1
             if dropped is not segment:
@@ -167,7 +174,7 @@ class FairSegmentQueue:
             if lane.items and lane.in_flight is None:
                 self._next = (index + 1) % count
                 segment = lane.items.popleft()
-                lane.heavy -= 0 if getattr(segment, "light", False) else 1
+                lane.heavy -= 0 if segment.light else 1
                 lane.in_flight = segment.index
                 return segment
         return None
@@ -184,6 +191,11 @@ class FairSegmentQueue:
     def in_flight(self, source: str) -> bool:
         with self._cond:
             return self._lanes[source].in_flight is not None
+
+    def idle(self, source: str) -> bool:
+        with self._cond:
+            lane = self._lanes[source]
+            return not lane.items and lane.in_flight is None
 
     def drained(self) -> bool:
         """Every source closed, nothing waiting and nothing in flight.

@@ -7,7 +7,7 @@ from typing import Optional
 
 from ..config import Config
 from ..errors import ConfigError
-from ..ingest.segmenter import DEFAULT_SEQ_LENGTH
+from ..ingest.segmenter import DEFAULT_SEQ_LENGTH, Segmenter, SegmentPlan, plan_segments
 from ..qwen.prompt import continuation
 from ..rules.alerts import RuleEngine
 
@@ -29,3 +29,29 @@ def effective_seq_length(model_seq_length: Optional[int], config: Config) -> int
     if model_seq_length and configured and configured > model_seq_length:
         raise ConfigError(f"segmenting.seq_length {configured} is longer than the model's {model_seq_length}")
     return configured or model_seq_length or DEFAULT_SEQ_LENGTH
+
+
+class SegmentSizer:
+    """Segment plans per source for the loaded model: its sequence length (capped by the config)
+    and each source's prompt reserve. `check()` fails now, not at the first segment, when a
+    prompt leaves no room for frames."""
+
+    def __init__(self, config: Config, builder, rules: RuleEngine, model_seq_length: Optional[int]):
+        self.config = config
+        self.seq_length = effective_seq_length(model_seq_length, config)
+        enabled = [s for s in config.sources if s.enabled]
+        self.reserves = {s.name: prompt_reserve(config, builder, rules, s.name) for s in enabled}
+
+    def check(self) -> None:
+        for source in self.reserves:
+            self.plan(source, 28, 28)
+
+    def plan(self, source: str, height: int, width: int) -> SegmentPlan:
+        seg = self.config.segmenting
+        return plan_segments(
+            self.seq_length, height, width, self.config.sampling.fps, self.reserves[source], seg.answer_reserve,
+            seg.overlap_s, seg.max_duration_s,
+        )
+
+    def segmenter(self, source: str) -> Segmenter:
+        return Segmenter(source, self.config.sampling.fps, lambda h, w: self.plan(source, h, w))

@@ -1,4 +1,4 @@
-"""Run a pipeline until its files are done or a signal arrives.
+"""Run the application until its files are done or a signal arrives.
 
 SIGINT/SIGTERM: stop intake, let the segments in flight finish (calls still running near
 `service.shutdown_timeout_s` are aborted), flush the outbox, publish offline, exit 0. A second
@@ -18,7 +18,7 @@ import signal
 import threading
 from typing import Iterator
 
-from .pipeline import Pipeline
+from . import App
 
 log = logging.getLogger(__name__)
 
@@ -50,35 +50,35 @@ def stop_signals(doing: str, *, install: bool = True) -> Iterator[threading.Even
             signal.signal(sig, handler)
 
 
-def run_until_done(pipeline: Pipeline, *, install_signals: bool = True, poll_s: float = 0.2) -> int:
-    """Start `pipeline`, wait, stop it cleanly; the process exit code."""
+def run_until_done(app: App, *, install_signals: bool = True, poll_s: float = 0.2) -> int:
+    """Start `app`, wait, stop it cleanly; the process exit code."""
     doing = "stopping (finishing the segments in flight; again to exit now)"
     with stop_signals(doing, install=install_signals) as requested:
         try:
-            pipeline.start()
+            app.start()
         except BaseException:
-            pipeline.stop(timeout_s=5.0)  # free what did start (models, sinks, threads)
+            app.stop(timeout_s=5.0)  # free what did start (models, sinks, threads)
             raise
         workers_gone = False
         while not requested.wait(poll_s):
-            if pipeline.finished():
+            if app.finished():
                 log.info("all sources done")
                 break
-            if not pipeline.workers_alive():
+            if not app.workers_alive():
                 workers_gone = True
                 break
-        delivered = pipeline.stop()
-        if not delivered and not pipeline.events_lost():
+        delivered = app.stop()
+        if not delivered and not app.events_lost():
             log.warning("some events were not delivered before the stop timeout; they stay in the outbox")
-        return _exit_code(pipeline, workers_gone)
+        return _exit_code(app, workers_gone)
 
 
-def _exit_code(pipeline: Pipeline, workers_gone: bool) -> int:
-    lost = pipeline.events_lost()
-    if workers_gone or pipeline.workers_gave_up():
+def _exit_code(app: App, workers_gone: bool) -> int:
+    lost = app.events_lost()
+    if workers_gone or app.workers_gave_up():
         log.error("no model worker is left (their backends kept failing): stopped")
         return EXIT_BACKEND
-    if pipeline.sources_failed():
+    if app.sources_failed():
         log.info("stopped: no source could be read (exit %d)", EXIT_SOURCE)
         return EXIT_SOURCE
     if lost:
