@@ -86,6 +86,8 @@ class App:
         self.stopped = threading.Event()  # set by stop(); the stats ticker and a model load watch it
         self._started_at = time.time()
         self._ticker: Optional[threading.Thread] = None
+        self._loading = threading.Event()  # a backend is being loaded (a native load cannot be interrupted)
+        self.load_progress = {"loaded": 0, "of": models.worker_count(config)}
 
     def _plugins(self, given: Optional[Sequence[Plugin]], names: list[str]) -> list[Plugin]:
         config = self.config
@@ -118,7 +120,11 @@ class App:
             self._start_http()
         self.bus.start()
         config = models.fit_to_files(self.config, self.rules)
-        self.backends = models.load_backends(self.backend_factory, models.worker_count(config), self.stopped)
+        self._loading.set()
+        try:
+            self.backends = models.load_backends(self.backend_factory, self.load_progress, self.stopped)
+        finally:
+            self._loading.clear()
         if self.stopped.is_set():
             return
         sizer = models.size_segments(config, self.backends, self.rules)
@@ -170,6 +176,10 @@ class App:
             self.metrics.outbox_dropped.labels(reason).set(lost)
         return {"uptime_s": round(time.time() - self._started_at, 1), **pipeline, "sinks": plugins}
 
+    def loading(self) -> bool:
+        """A model backend is loading now (a stop cannot wait for it)."""
+        return self._loading.is_set()
+
     def health(self) -> dict[str, Any]:
         pipeline = self.pipeline
         busy = pipeline.busy_seconds() if pipeline is not None else []
@@ -182,6 +192,7 @@ class App:
             "workers": {"alive": alive, "busy_s": busy},
             "sources": {r.name: r.state.value for r in pipeline.runners} if pipeline is not None else {},
             "described": pipeline.stats()["described"] if pipeline is not None else 0,
+            "model": dict(self.load_progress),  # backends loaded of those the workers need
         }
 
     def start_source(self, name: str) -> None:
@@ -229,7 +240,7 @@ class App:
 
     def _close_backends(self) -> None:
         pipeline = self.pipeline
-        current = pipeline.backends() if pipeline is not None else self.backends
+        current = pipeline.backends() if pipeline is not None else list(self.backends)
         for index, backend in enumerate(current):
             if pipeline is not None and pipeline.workers[index].thread.is_alive():
                 log.error("model worker %d did not stop; its backend is left open", index)

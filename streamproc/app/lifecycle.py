@@ -3,6 +3,10 @@
 SIGINT/SIGTERM: stop intake, let the segments in flight finish (calls still running near
 `service.shutdown_timeout_s` are aborted), flush the outbox, publish offline, exit 0. A second
 signal exits at once (status 130), leaving undelivered events in the outbox for the next run.
+A signal during the model load (minutes for a large model) is honoured at once: the application
+starts on a thread of its own, so the main thread can stop the plug-ins (MQTT says offline) while
+a backend is still loading; the caller then leaves without waiting for that load
+(`App.loading()`), since a native load cannot be interrupted.
 
 The exit code tells the truth about the run (README): 3 when every source failed, 5 when no
 model worker is left, 6 when events were lost (a full outbox or disk; the log and
@@ -54,11 +58,10 @@ def run_until_done(app: App, *, install_signals: bool = True, poll_s: float = 0.
     """Start `app`, wait, stop it cleanly; the process exit code."""
     doing = "stopping (finishing the segments in flight; again to exit now)"
     with stop_signals(doing, install=install_signals) as requested:
-        try:
-            app.start()
-        except BaseException:
-            app.stop(timeout_s=5.0)  # free what did start (models, sinks, threads)
-            raise
+        if not _start(app, requested, poll_s):
+            log.info("stopped while the model was loading")
+            app.stop()
+            return 0
         workers_gone = False
         while not requested.wait(poll_s):
             if app.finished():
@@ -71,6 +74,28 @@ def run_until_done(app: App, *, install_signals: bool = True, poll_s: float = 0.
         if not delivered and not app.events_lost():
             log.warning("some events were not delivered before the stop timeout; they stay in the outbox")
         return _exit_code(app, workers_gone)
+
+
+def _start(app: App, requested: threading.Event, poll_s: float) -> bool:
+    """Start `app` on a thread of its own; False if a stop was requested first. Errors of the
+    start are raised here, after what did start is stopped."""
+    failure: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            app.start()
+        except BaseException as error:  # raised in the caller's thread below
+            failure.append(error)
+
+    starter = threading.Thread(target=start, name="start", daemon=True)
+    starter.start()
+    while starter.is_alive():
+        if requested.wait(poll_s):
+            return False
+    if failure:
+        app.stop(timeout_s=5.0)  # free what did start (models, sinks, threads)
+        raise failure[0]
+    return True
 
 
 def _exit_code(app: App, workers_gone: bool) -> int:

@@ -37,14 +37,17 @@ def worker_count(config: Config) -> int:
     return config.service.workers
 
 
-def load_backends(factory: BackendFactory, count: int, stop: Optional[threading.Event] = None) -> list[Any]:
-    """`count` backends, one after another; stops early (returning what loaded) once `stop` is set."""
+def load_backends(factory: BackendFactory, progress: dict, stop: Optional[threading.Event] = None) -> list[Any]:
+    """`progress["of"]` backends, one after another, counted in `progress["loaded"]` (health shows
+    it); stops early (returning what loaded) once `stop` is set."""
+    count = progress["of"]
     log.info("loading %d model backend%s", count, "s" if count > 1 else "")
-    backends = []
+    backends: list[Any] = []
     for index in range(count):
         if stop is not None and stop.is_set():
             break
         backends.append(factory())
+        progress["loaded"] = index + 1
         log.info("model backend %d of %d loaded", index + 1, count)
     return backends
 

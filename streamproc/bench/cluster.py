@@ -63,11 +63,16 @@ class _InstantHf:
 
 
 def box_main(argv: list[str]) -> int:
-    from ..backends.base import register_backend
-    from ..cli import main as cli_main
+    """`run CONFIG`: one cluster box, as `streamproc run CONFIG` runs it, with the stand-in model."""
+    import logging
 
+    from ..backends.base import register_backend
+    from ..cluster.box import run_box
+    from ..config import load_config
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     register_backend("hf", _InstantHf)
-    return cli_main(argv)
+    return run_box(load_config(Path(argv[-1])))
 
 
 # -- failover --------------------------------------------------------------------------------

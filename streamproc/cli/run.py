@@ -38,11 +38,12 @@ def run(args) -> int:
     quiet_simulator_if_used(config)
     logging.getLogger("streamproc").info("starting %d source(s) from %s", len(app.sources), args.config)
     code = run_until_done(app)
-    if app.workers_alive():
-        # A model call that did not stop even when aborted: a normal exit would run the engines'
-        # exit handlers (and libbmrt's destructors) under it, a hang or a crash. The sinks are
-        # closed and the outbox is on disk, so leave now.
-        logging.getLogger("streamproc").error("a model call did not stop when aborted; exiting without waiting for it")
+    if app.workers_alive() or app.loading():
+        # A model call that did not stop even when aborted, or a model still loading when the stop
+        # came: a normal exit would run the engines' exit handlers (and libbmrt's destructors)
+        # under it, a hang or a crash. The sinks are closed and the outbox is on disk, so leave now.
+        if app.workers_alive():
+            logging.getLogger("streamproc").error("a model call did not stop when aborted; exiting without waiting for it")
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()
