@@ -18,6 +18,7 @@ from typing import Callable, Optional, Sequence
 
 from ..backends.base import Backend, create_backend
 from ..config import Config
+from ..config.checks import require_a_sink  # re-exported: the one rule, in config/checks.py
 from ..errors import Aborted, ConfigError, ModelError, StreamprocError
 from ..ingest.segmenter import DEFAULT_SEQ_LENGTH, Segmenter, SegmentPlan, plan_segments
 from ..ingest.sources import SourceStatus
@@ -43,24 +44,6 @@ _RESTART_AFTER = 3  # backend failures in a row before the worker makes its back
 _RESTARTS_PER_WINDOW, _RESTART_WINDOW_S = 5, 600.0  # backend restarts a worker may make per window
 _ABORT_GRACE_S = 2.0  # on stop: calls still running this long before the deadline are aborted
 _ABORT_LATE_S = 0.5  # and may take until this long after it to return (an engine step must end)
-
-
-def require_a_sink(config: Config) -> None:
-    """Events that go nowhere are a mistake: refuse a config that enables no sink."""
-    sinks = config.sinks
-    store = getattr(config, "store", None)
-    if (
-        sinks.stdout.enabled
-        or sinks.files.dir is not None
-        or (sinks.mqtt is not None and sinks.mqtt.enabled)
-        or (sinks.webhook is not None and sinks.webhook.enabled)
-        or (store is not None and store.enabled)
-    ):
-        return
-    raise ConfigError(
-        "the config enables no sink, so events would go nowhere: add one of sinks.mqtt (host: ...), "
-        "sinks.files (dir: ...), sinks.stdout (enabled: true) or store (enabled: true)"
-    )
 
 
 class Pipeline:
