@@ -129,10 +129,17 @@ class OutboxConfig(Section):
     synchronous: Literal["full", "normal"] = "full"
 
 
+DEFAULT_NODE_ID = "streamproc"
+
+
 class HomeAssistantConfig(Section):
     enabled: bool = False
     discovery_prefix: str = Field("homeassistant", pattern=r"^[^#+\s]+$")
-    node_id: str = Field("streamproc", pattern=r"^[A-Za-z0-9_-]+$")
+    node_id: str = Field(DEFAULT_NODE_ID, pattern=r"^[A-Za-z0-9_-]+$")
+    device_name: Optional[str] = Field(
+        None, min_length=1, max_length=64,
+        description="the service device's name in HA (default: streamproc, or streamproc <node_id> for another node_id)",
+    )
     support_url: Optional[str] = Field(
         None, pattern=r"^https?://\S+$", description="shown by HA as the integration's support link (origin.support_url)"
     )
