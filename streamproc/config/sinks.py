@@ -5,6 +5,7 @@ See docs/mqtt.md for the topic layout and delivery guarantees these settings con
 """
 from __future__ import annotations
 
+import enum
 import ipaddress
 import re
 from pathlib import Path
@@ -145,9 +146,20 @@ class HomeAssistantConfig(Section):
     )
 
 
+class UnchangedCues(str, enum.Enum):
+    """What SRT/WebVTT show for a span the scene-change gate found unchanged (JSONL always has
+    its events): one cue saying so over the whole span, or nothing."""
+
+    CUE = "cue"
+    NONE = "none"
+
+
 class FilesConfig(Section):
     dir: Optional[Path] = Field(None, description="write caption files here; none = no files")
     formats: list[Literal["jsonl", "srt", "vtt"]] = Field(default_factory=lambda: ["jsonl"], min_length=1)
+    unchanged: UnchangedCues = Field(
+        UnchangedCues.CUE, description="SRT/WebVTT for spans the gate found unchanged: cue (one cue says so) or none"
+    )
 
 
 class StdoutConfig(Section):

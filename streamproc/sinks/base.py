@@ -92,7 +92,7 @@ def create_sinks(
     if out_dir is not None:
         from .captions import CaptionFileSink
 
-        sinks.append(CaptionFileSink(out_dir, config.files.formats, stems=file_stems))
+        sinks.append(CaptionFileSink(out_dir, config.files.formats, stems=file_stems, unchanged=config.files.unchanged))
     if config.mqtt is not None and config.mqtt.enabled:
         from .mqtt import MqttSink  # imports paho only now
 
