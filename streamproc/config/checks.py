@@ -115,6 +115,11 @@ def _sink_problems(config: "Config") -> Iterator[tuple[PathKey, str]]:
             yield ("sinks", "attachments", "dir"), why
 
 
+def config_problems(config: "Config") -> list[tuple[str, str]]:
+    """(key, what is wrong) for each problem `check_config` would refuse (for `doctor`'s lines)."""
+    return [(format_path(key), why) for key, why in _problems(config)]
+
+
 def check_config(config: "Config", document: Optional[YamlDocument] = None) -> None:
     """Raise ConfigError (exit 2) for the first thing this machine cannot give the config: one
     line with the file and line (when `document` is known), the key and what is wrong; the others
@@ -142,4 +147,4 @@ def writable_or_error(folder: Path, what: str) -> None:
         raise UsageError(f"{what}: {why}")
 
 
-__all__ = ["check_config", "file_target_problem", "folder_problem", "require_a_sink", "writable_or_error"]
+__all__ = ["check_config", "config_problems", "file_target_problem", "folder_problem", "require_a_sink", "writable_or_error"]
