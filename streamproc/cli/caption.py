@@ -124,6 +124,10 @@ def run(args) -> int:
     if args.queue:  # several boxes: streamproc/cluster/jobs.py
         from ..cluster.jobs import Queue, submit_and_collect
 
+        if args.store is not None or args.gate != "auto" or args.unchanged is not None:
+            raise UsageError("--store, --gate, --no-gate and --unchanged are not passed to queue workers yet: "
+                             "caption here, without --queue, to use them")
+
         return submit_and_collect(Queue.parse(args.queue), expand_inputs(args.inputs), args.out, formats,
                                   prompt=args.prompt, force=args.force, wait=not args.detach, progress=not args.no_progress)
     from ..backends.geometry import fit_to_model

@@ -140,84 +140,96 @@ def discovery_messages(
     pipeline's controls are bound (pause a camera, enable a rule); `snapshots`: per-segment JPEGs."""
     b = _Builder(config, topics)
     for source in source_names:
-        camera = _camera_availability(topics, source)
-        b.add("sensor", source, "caption", {
-            "name": "Caption",
-            "state_topic": topics.last_caption(source),
-            "value_template": _CAPTION_STATE_TEMPLATE,
-            "json_attributes_topic": topics.last_caption(source),
-            "json_attributes_template": _CAPTION_ATTRIBUTES_TEMPLATE,
-            "icon": "mdi:text-box-outline",
-            **camera,
-        })
-        b.add("binary_sensor", source, "connected", {
-            "name": "Connected",
-            "state_topic": topics.status(source),
-            "value_template": _CONNECTED_TEMPLATE,
-            "payload_on": STATE_ON,
-            "payload_off": STATE_OFF,
-            "device_class": "connectivity",
-            "entity_category": "diagnostic",
-            **_service_availability(topics),
-        })
-        b.add("image", source, "alert_snapshot", {
-            "name": "Alert snapshot",
-            "image_topic": topics.alert_snapshot(source),
+        _camera_entities(b, topics, source, snapshots=snapshots, switches=switches)
+        _rule_sensors(b, topics, source, rules)
+    if switches:
+        _rule_switches(b, topics, rules)
+    return b.messages
+
+
+def _camera_entities(b: _Builder, topics: Topics, source: str, *, snapshots: bool, switches: bool) -> None:
+    camera = _camera_availability(topics, source)
+    b.add("sensor", source, "caption", {
+        "name": "Caption",
+        "state_topic": topics.last_caption(source),
+        "value_template": _CAPTION_STATE_TEMPLATE,
+        "json_attributes_topic": topics.last_caption(source),
+        "json_attributes_template": _CAPTION_ATTRIBUTES_TEMPLATE,
+        "icon": "mdi:text-box-outline",
+        **camera,
+    })
+    b.add("binary_sensor", source, "connected", {
+        "name": "Connected",
+        "state_topic": topics.status(source),
+        "value_template": _CONNECTED_TEMPLATE,
+        "payload_on": STATE_ON,
+        "payload_off": STATE_OFF,
+        "device_class": "connectivity",
+        "entity_category": "diagnostic",
+        **_service_availability(topics),
+    })
+    b.add("image", source, "alert_snapshot", {
+        "name": "Alert snapshot",
+        "image_topic": topics.alert_snapshot(source),
+        "content_type": "image/jpeg",
+        **camera,
+    })
+    if snapshots:
+        b.add("image", source, "snapshot", {
+            "name": "Snapshot",
+            "image_topic": topics.snapshot(source),
             "content_type": "image/jpeg",
             **camera,
         })
-        if snapshots:
-            b.add("image", source, "snapshot", {
-                "name": "Snapshot",
-                "image_topic": topics.snapshot(source),
-                "content_type": "image/jpeg",
-                **camera,
-            })
-        if switches:
-            b.add("switch", source, "describe", {
-                "name": "Describe",
-                "command_topic": topics.describe_set(source),
-                "state_topic": topics.describe(source),
-                "payload_on": STATE_ON,
-                "payload_off": STATE_OFF,
-                "state_on": STATE_ON,
-                "state_off": STATE_OFF,
-                "optimistic": False,
-                "retain": False,
-                "icon": "mdi:cctv",
-                "entity_category": "config",
-                **_service_availability(topics),
-            })
-        for rule in rules:
-            if not rule.applies_to(source):
-                continue
-            sensor: dict[str, object] = {
-                "name": rule.name.replace("_", " "),
-                "state_topic": topics.rule_state(source, rule.name),
-                "payload_on": STATE_ON,
-                "payload_off": STATE_OFF,
-                **camera,
-            }
-            if rule.device_class:
-                sensor["device_class"] = rule.device_class
-            b.add("binary_sensor", source, rule.name, sensor)
     if switches:
-        for rule in rules:
-            b.add("switch", None, f"rule_{rule.name}", {
-                "name": f"Rule {rule.name.replace('_', ' ')}",
-                "command_topic": topics.rule_enabled_set(rule.name),
-                "state_topic": topics.rule_enabled(rule.name),
-                "payload_on": STATE_ON,
-                "payload_off": STATE_OFF,
-                "state_on": STATE_ON,
-                "state_off": STATE_OFF,
-                "optimistic": False,
-                "retain": False,
-                "icon": "mdi:bell-cog-outline",
-                "entity_category": "config",
-                **_service_availability(topics),
-            })
-    return b.messages
+        b.add("switch", source, "describe", {
+            "name": "Describe",
+            **_switch(topics.describe_set(source), topics.describe(source)),
+            "icon": "mdi:cctv",
+            **_service_availability(topics),
+        })
+
+
+def _rule_sensors(b: _Builder, topics: Topics, source: str, rules: Sequence["RuleConfig"]) -> None:
+    camera = _camera_availability(topics, source)
+    for rule in rules:
+        if not rule.applies_to(source):
+            continue
+        sensor: dict[str, object] = {
+            "name": rule.name.replace("_", " "),
+            "state_topic": topics.rule_state(source, rule.name),
+            "payload_on": STATE_ON,
+            "payload_off": STATE_OFF,
+            **camera,
+        }
+        if rule.device_class:
+            sensor["device_class"] = rule.device_class
+        b.add("binary_sensor", source, rule.name, sensor)
+
+
+def _rule_switches(b: _Builder, topics: Topics, rules: Sequence["RuleConfig"]) -> None:
+    """The service device's switches: one per rule, to enable or disable it."""
+    for rule in rules:
+        b.add("switch", None, f"rule_{rule.name}", {
+            "name": f"Rule {rule.name.replace('_', ' ')}",
+            **_switch(topics.rule_enabled_set(rule.name), topics.rule_enabled(rule.name)),
+            "icon": "mdi:bell-cog-outline",
+            **_service_availability(topics),
+        })
+
+
+def _switch(command_topic: str, state_topic: str) -> dict[str, object]:
+    return {
+        "command_topic": command_topic,
+        "state_topic": state_topic,
+        "payload_on": STATE_ON,
+        "payload_off": STATE_OFF,
+        "state_on": STATE_ON,
+        "state_off": STATE_OFF,
+        "optimistic": False,
+        "retain": False,
+        "entity_category": "config",
+    }
 
 
 def birth_topic(config: "HomeAssistantConfig") -> str:
