@@ -6,8 +6,9 @@ import sys
 from pathlib import Path
 
 from ..errors import UsageError
+from ..paths import cache_dir
 
-DEFAULT_CACHE = Path.home() / ".cache" / "streamproc" / "bench"
+DEFAULT_CACHE = cache_dir() / "bench"  # $XDG_CACHE_HOME/streamproc, else ~/.cache/streamproc
 
 
 def add_parser(subparsers) -> None:
