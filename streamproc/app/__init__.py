@@ -28,6 +28,7 @@ from typing import Any, Callable, Optional, Sequence
 from ..backends.base import create_backend
 from ..bus import EventBus, Plugin, Publisher
 from ..config import Config
+from ..config.checks import require_a_sink
 from ..control import PipelineControl
 from ..errors import ConfigError
 from ..events import stats_event, status_event
@@ -41,7 +42,7 @@ from ..rules.alerts import RuleEngine
 from . import models
 from ..sinks import create_sinks
 from .plugins import MetricsPlugin, attachments_plugin, store_plugin
-from .wiring import require_a_sink, wire_control
+from .wiring import wire_control
 
 log = logging.getLogger(__name__)
 

@@ -1,29 +1,9 @@
-"""Small pieces of wiring the composition root does: the control switches' listeners, and the
-rule that a service must send its events somewhere."""
+"""Small pieces of wiring the composition root does: the control switches' listeners."""
 from __future__ import annotations
 
 from typing import Any, Sequence
 
-from ..config import Config
 from ..control import Kind, PipelineControl
-from ..errors import ConfigError
-
-
-def require_a_sink(config: Config) -> None:
-    """Events that go nowhere are a mistake: refuse a config that enables no sink."""
-    sinks, store = config.sinks, config.store
-    if (
-        sinks.stdout.enabled
-        or sinks.files.dir is not None
-        or (sinks.mqtt is not None and sinks.mqtt.enabled)
-        or (sinks.webhook is not None and sinks.webhook.enabled)
-        or (store is not None and store.enabled)
-    ):
-        return
-    raise ConfigError(
-        "the config enables no sink, so events would go nowhere: add one of sinks.mqtt (host: ...), "
-        "sinks.files (dir: ...), sinks.stdout (enabled: true) or store (enabled: true)"
-    )
 
 
 def wire_control(control: PipelineControl, metrics: Any, engine: Any, rules: Sequence[Any]) -> PipelineControl:

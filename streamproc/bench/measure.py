@@ -13,6 +13,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..paths import cache_dir
+
 
 @dataclass
 class Measurement:
@@ -24,8 +26,9 @@ class Measurement:
         return statistics.median(run[key] for run in self.runs)
 
 
-# Clips, tokenizers and stores the benches make once and reuse.
-DEFAULT_CACHE = Path.home() / ".cache" / "streamproc" / "bench"
+# Clips, tokenizers and stores the benches make once and reuse ($XDG_CACHE_HOME/streamproc, else
+# ~/.cache/streamproc).
+DEFAULT_CACHE = cache_dir() / "bench"
 
 
 def run_worker(module: str, args: list[str], timeout_s: float = 1800) -> dict:

@@ -105,6 +105,9 @@ def add_parser(subparsers) -> None:
     from ..bench.cluster import add_parser as add_cluster  # bench cluster
 
     add_cluster(sub)
+    from ..bench.doctor import add_parser as add_doctor  # bench doctor
+
+    add_doctor(sub)
     parser.set_defaults(func=lambda args: parser.print_help() or 2)
 
 

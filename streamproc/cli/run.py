@@ -28,7 +28,9 @@ def run(args) -> int:
     from ..config import load_config
     from .common import quiet_simulator_if_used
 
-    config = load_config(args.config)
+    # check=True: source files, writable folders and the like fail here, in the first second
+    # (exit 2), not after the model has loaded
+    config = load_config(args.config, check=True)
     if config.cluster is not None:  # several boxes share the cameras (docs/scale-out.md)
         from ..cluster.box import run_box
 

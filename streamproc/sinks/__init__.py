@@ -40,7 +40,7 @@ def create_sinks(
     if out_dir is not None:
         from ..sinks.captions import CaptionFileSink
 
-        plugins.append(CaptionFileSink(out_dir, config.files.formats, stems=file_stems))
+        plugins.append(CaptionFileSink(out_dir, config.files.formats, stems=file_stems, unchanged=config.files.unchanged))
     if config.mqtt is not None and config.mqtt.enabled:
         from ..sinks.mqtt import MqttSink  # imports paho only now
 

@@ -56,6 +56,7 @@ class MqttSink(BasePlugin):
         if control is not None:
             control.add_listener(self._control_changed)
         self._discovery_topics: Optional[frozenset[str]] = None
+        self._retained: Optional[frozenset[str]] = None  # the topics this run may retain, from start()
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -88,6 +89,8 @@ class MqttSink(BasePlugin):
                 raise
             # The rule engine starts with every rule OFF; say so, so that a state left ON by a
             # previous run does not stay ON forever (appended after any rows still pending from it).
+            # Then clear what a previous run retained for cameras and rules no longer configured.
+            clears, current = self._stale_retained()
             self.outbox.append_many(
                 [
                     Message(self.topics.rule_state(source, rule.name), STATE_OFF.encode(), self.config.qos.state, True)
@@ -96,7 +99,11 @@ class MqttSink(BasePlugin):
                     if rule.applies_to(source)
                 ]
                 + self._switch_states()
+                + clears
             )
+            from .retained import record_path, save_record
+
+            save_record(record_path(self.outbox.path), current)
             self.publisher.start()
 
     def events_lost(self) -> int:
@@ -227,15 +234,34 @@ class MqttSink(BasePlugin):
         return []
 
     def _ha_stale(self, payload: bytes, topic: str) -> list[tuple[str, bytes, int, bool]]:
-        """A retained config under our node: removed (empty payload) if no longer configured."""
-        from .homeassistant import removals
+        """A retained config under our node: removed (empty payload) if no longer configured,
+        with the retained state topics it read that nothing configured produces any more (the
+        record of retained topics covers runs since it exists; this covers older ones)."""
+        from .homeassistant import removals, state_topics
 
         if self._discovery_topics is None:  # sources and rules are fixed for the sink's life
             self._discovery_topics = frozenset(t for t, _, _, _ in self._discovery())
         found = removals(self._discovery_topics, topic, payload)
         for stale, _ in found:
             log.info("Home Assistant: removing the entity of %s (no longer configured)", stale)
+        if found:
+            retained = self._retained or frozenset()
+            found += [(t, b"") for t in state_topics(payload, self.topics.prefix) if t not in retained]
         return [(t, p, 1, True) for t, p in found]
+
+    def _stale_retained(self) -> tuple[list[Message], set[str]]:
+        """Empty retained messages for the topics the previous run recorded and this one does not
+        produce, and the topics this one may retain (sinks/retained.py)."""
+        from .retained import load_record, record_path, retained_topics, stale
+
+        current = retained_topics(self.topics, self.source_names, self.rules,
+                                  switches=self.control is not None, snapshots=self.config.snapshots)
+        self._retained = frozenset(current)
+        gone = stale(load_record(record_path(self.outbox.path)), current)
+        if gone:
+            log.info("MQTT: clearing %d retained topic(s) no longer configured: %s%s", len(gone), ", ".join(gone[:5]),
+                     " ..." if len(gone) > 5 else "")
+        return [Message(t, b"", self.config.qos.state, True) for t in gone], current
 
     # -- run-time switches (service/control.py) --------------------------------------------------
 

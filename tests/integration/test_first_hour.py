@@ -68,7 +68,7 @@ def test_every_shipped_config_loads_and_fits_its_model(path, demo_home, monkeypa
     for name, value in SECRETS.items():
         monkeypatch.setenv(name, value)
     config = load_config(path)
-    from streamproc.app.wiring import require_a_sink
+    from streamproc.config.checks import require_a_sink
 
     require_a_sink(config)
     if path.name == "demo.yaml":  # its model is there: the real rule on the real files
