@@ -25,7 +25,7 @@ from prometheus_client.exposition import generate_latest
 
 _LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120, 300)
 ERROR_STAGES = ("source", "model", "model_restart", "sink", "attachment")
-EVENT_TYPES = ("caption", "alert", "status", "stats")
+EVENT_TYPES = ("caption", "alert", "status", "stats", "service")
 STATES = ("loading", "ready", "stopping")
 
 

@@ -31,7 +31,7 @@ from ..config import Config
 from ..config.checks import require_a_sink
 from ..control import PipelineControl
 from ..errors import ConfigError
-from ..events import stats_event, status_event
+from ..events import service_event, stats_event, status_event
 from ..gate import GateStage
 from ..lanes import FairSegmentQueue, LanePolicy
 from ..metrics import Metrics
@@ -120,10 +120,13 @@ class App:
         if self.serve_http:
             self._start_http()
         self.bus.start()
+        self._announce("loading")  # MQTT and Home Assistant know this box from its first second
         config = models.fit_to_files(self.config, self.rules)
         self._loading.set()
         try:
-            self.backends = models.load_backends(self.backend_factory, self.load_progress, self.stopped)
+            self.backends = models.load_backends(
+                self.backend_factory, self.load_progress, self.stopped, lambda: self._announce("loading")
+            )
         finally:
             self._loading.clear()
         if self.stopped.is_set():
@@ -134,6 +137,7 @@ class App:
         self._ticker = threading.Thread(target=self._tick_stats, name="stats", daemon=True)
         self._ticker.start()
         self.metrics.set_state("ready")
+        self._announce("ready")
 
     def _pipeline(self, config: Config, sizer: Any) -> Pipeline:
         settings = describe_settings(config, self.live_sources)
@@ -151,6 +155,11 @@ class App:
             self.control.is_paused,
             PipelineSettings(service.queue_size, LanePolicy(service.live_drop_policy), service.stuck_after_s, self.start_sources),
         )
+
+    def _announce(self, state: str) -> None:
+        """The service's state (loading, with the backends loaded so far; ready; stopping) on the bus."""
+        progress = self.load_progress
+        self.bus.publish([service_event(state, progress["loaded"], progress["of"])])
 
     def _start_http(self) -> None:
         from ..service.metrics import HealthServer
@@ -229,6 +238,7 @@ class App:
         timeout_s = self.config.service.shutdown_timeout_s if timeout_s is None else timeout_s
         deadline = time.monotonic() + timeout_s
         self.metrics.set_state("stopping")
+        self._announce("stopping")
         self.stopped.set()
         if self.pipeline is not None:
             self.pipeline.stop(timeout_s)

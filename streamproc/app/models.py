@@ -37,9 +37,12 @@ def worker_count(config: Config) -> int:
     return config.service.workers
 
 
-def load_backends(factory: BackendFactory, progress: dict, stop: Optional[threading.Event] = None) -> list[Any]:
+def load_backends(
+    factory: BackendFactory, progress: dict, stop: Optional[threading.Event] = None,
+    on_progress: Optional[Callable[[], None]] = None,
+) -> list[Any]:
     """`progress["of"]` backends, one after another, counted in `progress["loaded"]` (health shows
-    it); stops early (returning what loaded) once `stop` is set."""
+    it; `on_progress()` is called after each); stops early (returning what loaded) once `stop` is set."""
     count = progress["of"]
     log.info("loading %d model backend%s", count, "s" if count > 1 else "")
     backends: list[Any] = []
@@ -49,6 +52,8 @@ def load_backends(factory: BackendFactory, progress: dict, stop: Optional[thread
         backends.append(factory())
         progress["loaded"] = index + 1
         log.info("model backend %d of %d loaded", index + 1, count)
+        if on_progress is not None:
+            on_progress()
     return backends
 
 

@@ -9,7 +9,11 @@ Entities per source (one HA device per camera):
 - image `Alert snapshot` (the retained JPEG of the last raised alert), and `Snapshot` (the JPEG
   of every segment) when `sinks.mqtt.snapshots` is on;
 - switch `Describe` (OFF pauses describing the camera) when the pipeline offers its controls.
-Entities of the service (one device for the node): a switch per rule to enable or disable it.
+Entities of the service (one device for the node): a sensor `State` (loading, ready, stopping,
+from the retained `<prefix>/service`; the model backends loaded so far as attributes) and a
+switch per rule to enable or disable it. The service connects and announces all this before the
+model loads; a camera's caption, rule and image entities read unavailable until the model is
+ready (a loading box looks loading, not off).
 
 Every config carries `unique_id`, `default_entity_id` (`<domain>.<node>_<...>`; HA 2025.10
 deprecated `object_id` for it), `origin` (name, sw_version, and support_url when `homeassistant.support_url` is set) and a `device` with its
@@ -42,6 +46,9 @@ _CAPTION_ATTRIBUTES_TEMPLATE = (
 )
 _CONNECTED_TEMPLATE = "{{ 'ON' if value_json.state == 'online' else 'OFF' }}"
 _SOURCE_AVAILABLE_TEMPLATE = "{{ 'online' if value_json.state == 'online' else 'offline' }}"
+_SERVICE_READY_TEMPLATE = "{{ 'online' if value_json.state == 'ready' else 'offline' }}"
+_SERVICE_STATE_TEMPLATE = "{{ value_json.state }}"
+_SERVICE_ATTRIBUTES_TEMPLATE = "{{ {'model_loaded': value_json.model.loaded, 'model_of': value_json.model.of} | tojson }}"
 
 
 def object_id(*parts: str) -> str:
@@ -71,20 +78,26 @@ def _service_availability(topics: Topics) -> dict[str, str]:
     }
 
 
-def _camera_availability(topics: Topics, source: str) -> dict[str, object]:
-    """Available while the service is online AND the camera delivers (its retained status)."""
-    return {
-        "availability": [
-            {"topic": topics.available, "payload_available": AVAILABLE_ONLINE, "payload_not_available": AVAILABLE_OFFLINE},
-            {
-                "topic": topics.status(source),
-                "value_template": _SOURCE_AVAILABLE_TEMPLATE,
-                "payload_available": AVAILABLE_ONLINE,
-                "payload_not_available": AVAILABLE_OFFLINE,
-            },
-        ],
-        "availability_mode": "all",
-    }
+def _camera_availability(topics: Topics, source: str, service_state: bool) -> dict[str, object]:
+    """Available while the service is online, its model ready (`service_state`: a box that
+    publishes its state) AND the camera delivers (its retained status)."""
+    conditions: list[dict[str, str]] = [
+        {"topic": topics.available, "payload_available": AVAILABLE_ONLINE, "payload_not_available": AVAILABLE_OFFLINE},
+    ]
+    if service_state:
+        conditions.append({
+            "topic": topics.service,
+            "value_template": _SERVICE_READY_TEMPLATE,
+            "payload_available": AVAILABLE_ONLINE,
+            "payload_not_available": AVAILABLE_OFFLINE,
+        })
+    conditions.append({
+        "topic": topics.status(source),
+        "value_template": _SOURCE_AVAILABLE_TEMPLATE,
+        "payload_available": AVAILABLE_ONLINE,
+        "payload_not_available": AVAILABLE_OFFLINE,
+    })
+    return {"availability": conditions, "availability_mode": "all"}
 
 
 def service_device_name(config: "HomeAssistantConfig") -> str:
@@ -135,20 +148,39 @@ def discovery_messages(
     *,
     switches: bool = False,
     snapshots: bool = False,
+    service_state: bool = True,
 ) -> list[tuple[str, bytes]]:
     """(topic, payload) of every discovery config, to be published retained. `switches`: the
-    pipeline's controls are bound (pause a camera, enable a rule); `snapshots`: per-segment JPEGs."""
+    pipeline's controls are bound (pause a camera, enable a rule); `snapshots`: per-segment JPEGs;
+    `service_state`: the box publishes its state on `<prefix>/service` (loading, ready)."""
     b = _Builder(config, topics)
     for source in source_names:
-        _camera_entities(b, topics, source, snapshots=snapshots, switches=switches)
-        _rule_sensors(b, topics, source, rules)
+        _camera_entities(b, topics, source, snapshots=snapshots, switches=switches, service_state=service_state)
+        _rule_sensors(b, topics, source, rules, service_state)
+    if service_state:
+        _service_state_sensor(b, topics)
     if switches:
         _rule_switches(b, topics, rules)
     return b.messages
 
 
-def _camera_entities(b: _Builder, topics: Topics, source: str, *, snapshots: bool, switches: bool) -> None:
-    camera = _camera_availability(topics, source)
+def _service_state_sensor(b: _Builder, topics: Topics) -> None:
+    b.add("sensor", None, "state", {
+        "name": "State",
+        "state_topic": topics.service,
+        "value_template": _SERVICE_STATE_TEMPLATE,
+        "json_attributes_topic": topics.service,
+        "json_attributes_template": _SERVICE_ATTRIBUTES_TEMPLATE,
+        "icon": "mdi:progress-clock",
+        "entity_category": "diagnostic",
+        **_service_availability(topics),
+    })
+
+
+def _camera_entities(
+    b: _Builder, topics: Topics, source: str, *, snapshots: bool, switches: bool, service_state: bool
+) -> None:
+    camera = _camera_availability(topics, source, service_state)
     b.add("sensor", source, "caption", {
         "name": "Caption",
         "state_topic": topics.last_caption(source),
@@ -190,8 +222,8 @@ def _camera_entities(b: _Builder, topics: Topics, source: str, *, snapshots: boo
         })
 
 
-def _rule_sensors(b: _Builder, topics: Topics, source: str, rules: Sequence["RuleConfig"]) -> None:
-    camera = _camera_availability(topics, source)
+def _rule_sensors(b: _Builder, topics: Topics, source: str, rules: Sequence["RuleConfig"], service_state: bool) -> None:
+    camera = _camera_availability(topics, source, service_state)
     for rule in rules:
         if not rule.applies_to(source):
             continue

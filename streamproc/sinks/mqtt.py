@@ -186,6 +186,8 @@ class MqttSink(BasePlugin):
             ]
         if event.type == "status":
             return [Message(topics.status(event.source), payload, qos.status, True, event.id)]
+        if event.type == "service":  # retained: the box's state from its first second (loading, ready)
+            return [Message(topics.service, payload, qos.status, True, event.id)]
         if event.type == "unchanged":  # the gate skipped a segment: a span of "nothing new", in the
             # status subtree (not on `status` itself, whose retained online/offline HA reads)
             return [Message(topics.unchanged(event.source), payload, qos.status, False, event.id)]

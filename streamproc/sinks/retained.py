@@ -35,7 +35,7 @@ def retained_topics(
     snapshots: bool = False,
 ) -> set[str]:
     """Every topic the sink may publish retained for this configuration (`rules`: RuleConfig)."""
-    found = {topics.available}
+    found = {topics.available, topics.service}
     for source in source_names:
         found |= {topics.status(source), topics.last_caption(source), topics.alert_snapshot(source),
                   topics.summary(source)}

@@ -22,6 +22,9 @@ def format_text(event: Event) -> str:
     if event.type == "status":
         detail = f" ({data['detail']})" if data.get("detail") else ""
         return f"[{event.source}] {data['state']}{detail}"
+    if event.type == "service":
+        model = data["model"]
+        return f"[service] {data['state']} (model {model['loaded']}/{model['of']})"
     if event.type == "unchanged":  # the scene-change gate skipped the segment
         seg = data["segment"]
         return f"[{event.source} {timestamp(seg['start'], '.')}-{timestamp(seg['end'], '.')}] (unchanged)"
