@@ -6,7 +6,7 @@ from typing import Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
-from .base import Section, parse_pixels
+from .base import Section, parse_pixels, safe_name
 from .gate import SourceGateConfig
 
 LIVE_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
@@ -37,6 +37,11 @@ class SourceConfig(Section):
     decoder_threads: int = Field(0, ge=0, description="0 = let FFmpeg choose")
     realtime: bool = Field(False, description="read a file at its own pace, like a camera (demos, soak tests)")
     gate: SourceGateConfig = SourceGateConfig()  # `always` and ignore regions for the scene-change gate
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _safe_name(cls, value: object) -> object:
+        return safe_name(value, "source") if isinstance(value, str) else value
 
     @field_validator("path", mode="before")
     @classmethod

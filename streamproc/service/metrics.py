@@ -1,7 +1,7 @@
-"""Prometheus metrics and /healthz on the service's HTTP port (`http.py`).
+"""Prometheus metrics and /healthz on the service's HTTP port (streamproc/http: Starlette routes
+behind the one middleware, on uvicorn).
 
-prometheus_client gives correct exposition and histogram buckets for free; the server is the
-standard library's, so /healthz and other routes can sit beside /metrics. Each pipeline has its own
+prometheus_client gives correct exposition and histogram buckets for free. Each pipeline has its own
 registry (tests run several pipelines in one process). Names and meanings: docs/metrics.md.
 
 Metrics that can alert: every labelled series exists at zero from the start (`prepare()`), for
@@ -26,8 +26,6 @@ from prometheus_client import (
     ProcessCollector,
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
-
-from .http import HttpServer, Request, Response
 
 log = logging.getLogger(__name__)
 
@@ -127,45 +125,55 @@ def _build_labels() -> dict[str, str]:
     return labels
 
 
-class HealthServer:
-    """The service's HTTP port (`service.http.HttpServer`) with /metrics (Prometheus text) and
-    /healthz (JSON; 200 healthy, 503 not or still loading). Other features add routes through
-    `route()`."""
+def health_routes(metrics: Metrics, health: Callable[[], dict]) -> list:
+    """GET /metrics (Prometheus text; needs the key unless http.public_metrics) and GET /healthz
+    (JSON; 200 healthy, 503 not or still loading; public, for probes)."""
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
 
-    def __init__(self, metrics: Metrics, health: Callable[[], dict], host: str, port: int):
+    from ..http import PublicRoute
+
+    def metrics_route(request) -> Response:
+        return Response(metrics.exposition(), 200, media_type=CONTENT_TYPE_LATEST)
+
+    def health_route(request) -> Response:
+        report = health()
+        return JSONResponse(report, 200 if report.get("healthy") else 503)
+
+    return [Route("/metrics", metrics_route), PublicRoute("/healthz", health_route)]
+
+
+class HealthServer:
+    """The service's HTTP port until the composition root (streamproc/app.py) builds it: the app
+    from `streamproc.http.build_app` with the health routes, on an `HttpServer`, opened before the
+    model loads. Features add their routes with `add_routes` once they start."""
+
+    def __init__(self, metrics: Metrics, health: Callable[[], dict], config: Any):
+        from ..http import HttpServer, build_app
+
+        self.config = config  # config.http (HttpConfig)
+        self.app = build_app(health_routes(metrics, health), config)
         try:
-            self.http = HttpServer(host, port)
+            self.http = HttpServer(self.app, config.host, config.port, config.limits)
         except OSError as exc:  # port in use, no such address: one line, exit 2
             from ..errors import ConfigError
 
             raise ConfigError(
-                f"service.metrics: cannot listen on {host}:{port}: {exc.strerror or exc} "
-                "(another process has the port? set service.metrics.port, or 0 for any free one)"
+                f"http: cannot listen on {config.host}:{config.port}: {exc.strerror or exc} "
+                "(another process has the port? set http.port, or 0 for any free one)"
             ) from None
 
-        def metrics_route(request: Request) -> Response:
-            return Response(200, CONTENT_TYPE_LATEST, metrics.exposition())
+    def add_routes(self, routes: Iterable[Any]) -> None:
+        from ..http import add_routes
 
-        def health_route(request: Request) -> Response:
-            report = health()
-            return Response.json(report, 200 if report.get("healthy") else 503)
-
-        self.http.route("GET", "/metrics", metrics_route)
-        self.http.route("GET", "/healthz", health_route)
-        self.route = self.http.route
+        add_routes(self.app, routes)
 
     def serve_attachments(self, store: Any) -> None:
         """GET /attachments/<source>/<file> from an `attachments.AttachmentStore`."""
         from ..attachments import ROUTE
+        from ..web.routes import attachment_routes
 
-        def attachment_route(request: Request) -> Response:
-            found = store.read(request.path)
-            if found is None:
-                return Response.text("not found\n", 404)
-            content_type, body = found
-            return Response(200, content_type, body, {"Cache-Control": "max-age=3600"})
-
-        self.http.route("GET", ROUTE, attachment_route, prefix=True)
+        self.add_routes(attachment_routes(store, ROUTE))
 
     @property
     def port(self) -> int:
@@ -173,7 +181,8 @@ class HealthServer:
 
     def start(self) -> None:
         self.http.start()
-        log.info("metrics on http://%s:%d/metrics, health on /healthz", self.http.host, self.http.port)
+        keys = "with an API key" if self.config.keys() else "without a key"
+        log.info("HTTP port on %s (%s): /metrics, /healthz", self.http.url, keys)
 
     def stop(self) -> None:
         self.http.stop()

@@ -86,7 +86,7 @@ class Pipeline:
         self._sinks = list(sinks) if sinks is not None else None
         if sinks is None:
             require_a_sink(config)
-        self._serve_metrics = config.service.metrics.enabled if serve_metrics is None else serve_metrics
+        self._serve_metrics = config.http.enabled if serve_metrics is None else serve_metrics
         self.metrics = Metrics()
         self.queue = FairSegmentQueue(on_drop=self._dropped)
         self.intake_stop = threading.Event()  # stop reading sources
@@ -120,8 +120,7 @@ class Pipeline:
 
     def start(self) -> None:
         if self._serve_metrics:  # the port answers from the start: /healthz says "loading" until ready
-            cfg = self.config.service.metrics
-            self.health_server = HealthServer(self.metrics, self.health, cfg.host, cfg.port)
+            self.health_server = HealthServer(self.metrics, self.health, self.config.http)
             self.health_server.start()
         self._fit_to_model()  # sizes from the model's files; a value that does not fit fails before weights load
         count = self._worker_count()

@@ -32,9 +32,9 @@ def start_store_feature(pipeline: Any) -> Optional[StoreFeature]:
             log.warning("summaries are configured but the caption store is off (store.enabled): none will be made")
         return None
     if pipeline.health_server is not None:
-        from .api import register
+        from .api import store_routes
 
-        register(pipeline.health_server.route, sink.config.path, lambda: sink.available)
+        pipeline.health_server.add_routes(store_routes(sink.config.path, lambda: sink.available))
     scheduler = None
     if pipeline.config.summaries and sink.available:
         from .scheduler import SummaryScheduler

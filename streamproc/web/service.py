@@ -3,7 +3,7 @@
 The pipeline calls `add_web_hub` once its sinks are started and before its workers start (so the
 hub sees every event), and `mount_web` once the caption store's routes exist (so the page knows
 whether search and summaries are there). The page is served on the service's HTTP port
-(`service.metrics`); without that port there is no web view.
+(`http:`); without that port there is no web view.
 """
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ def add_web_hub(pipeline: Any) -> Optional[SiteHub]:
     """A started hub appended to `pipeline.sinks`, or None when the web view is off."""
     if not pipeline.config.web.enabled or not pipeline._serve_metrics:
         return None
-    hub = SiteHub([s.name for s in pipeline.sources], [r.name for r in pipeline.config.rules])
+    hub = SiteHub([s.name for s in pipeline.sources], [r.name for r in pipeline.config.rules],
+                  max_subscribers=pipeline.config.http.limits.max_event_subscribers)
     hub.start()
     pipeline.sinks.append(hub)
     control = getattr(pipeline, "control", None)
@@ -32,24 +33,20 @@ def add_web_hub(pipeline: Any) -> Optional[SiteHub]:
 def mount_web(pipeline: Any, hub: Optional[SiteHub]) -> None:
     if hub is None or pipeline.health_server is None:
         return
-    from .routes import mount
+    from .routes import web_routes
 
     cfg = pipeline.config.web
     store_sink = next((s for s in pipeline.sinks if getattr(s, "name", "") == "store"), None)
     has_store = bool(store_sink is not None and getattr(store_sink, "available", False))
-    mount(
-        pipeline.health_server.http,
+    pipeline.health_server.add_routes(web_routes(
         hub,
         stats=pipeline.stats,
         timeline=store_timeline(Path(store_sink.config.path)) if has_store else None,
         has_store=has_store,
         control=getattr(pipeline, "control", None),
         allow_control=cfg.control,
-        api_key=cfg.api_key.get_secret_value() if cfg.api_key is not None else None,
-    )
-    port = pipeline.health_server.port
-    log.info("web view on http://%s:%d/%s", pipeline.config.service.metrics.host, port,
-             " (control enabled)" if cfg.control else "")
+    ))
+    log.info("web view on %s/%s", pipeline.health_server.http.url, " (control enabled)" if cfg.control else "")
 
 
 def store_timeline(path: Path):

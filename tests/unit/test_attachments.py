@@ -24,6 +24,7 @@ from streamproc.frames import Segment
 from streamproc.ingest.sources import VideoSource
 from streamproc.rules.alerts import RuleEngine
 from streamproc.samples import read_counter
+from streamproc.config.http import HttpConfig
 from streamproc.service.metrics import HealthServer, Metrics
 
 FPS = 15  # of the generated video; sampled at 1 fps
@@ -122,7 +123,7 @@ def test_attachments_are_served_on_the_http_port(tmp_path, frames):
     store = store_in(tmp_path)
     store.start()
     alert = raise_alert(store, segment_of(frames, "door", 0, count=4))
-    server = HealthServer(Metrics(), lambda: {"healthy": True}, "127.0.0.1", 0)
+    server = HealthServer(Metrics(), lambda: {"healthy": True}, HttpConfig(port=0))
     server.serve_attachments(store)
     server.start()
     try:

@@ -78,4 +78,4 @@ def test_example_configs_validate(name):
     path = REPO / "configs" / name
     if not path.exists():
         pytest.fail(f"configs/{name} is missing")
-    load_config(path, env={"CAM_PASSWORD": "x", "MQTT_PASSWORD": "y"})
+    load_config(path, env={"CAM_PASSWORD": "x", "MQTT_PASSWORD": "y", "STREAMPROC_API_KEY": "z" * 16})
