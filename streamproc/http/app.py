@@ -43,6 +43,7 @@ def build_app(routes: Sequence[BaseRoute], config: HttpConfig, *, max_body_bytes
         hosts=HostCheck(config.host, config.allowed_hosts),
         max_body=max_body_bytes or config.limits.max_body_kb * 1024,
         body_timeout_s=config.limits.body_timeout_s,
+        max_head=config.limits.max_header_kb * 1024,
         is_public=is_public,
     )
     app = Starlette(routes=list(routes), middleware=[Middleware(Guard, policy=policy)])

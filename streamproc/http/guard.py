@@ -1,6 +1,8 @@
 """The one middleware in front of every route of both ports (`run`'s and `serve`'s).
 
 In this order, before any route runs:
+0. Head size: a request line and headers over the limit are 431 (h11 itself refuses a head that
+   grows past it while incomplete; one that arrives whole in a single read is caught here).
 1. Host: the Host header names this server (its address, an IP literal, localhost, this machine's
    name or a configured name), else 421. A page on another site that rebinds its DNS name to
    127.0.0.1 sends its own name, so it cannot read the API.
@@ -50,6 +52,10 @@ SECURITY_HEADERS = (
     (b"referrer-policy", b"no-referrer"),
 )
 _WILDCARDS = ("0.0.0.0", "::", "")
+# Answers after which the connection is closed. Not 413: closing with the body unread would reset
+# the connection under a client still sending, which then never reads the answer; the server
+# discards the rest instead, for at most the head deadline (server.py).
+_CLOSE_AFTER = (400, 408, 431)
 
 
 class HostCheck:
@@ -92,6 +98,7 @@ class Policy:
     hosts: HostCheck
     max_body: int  # bytes
     body_timeout_s: float
+    max_head: int = 16 * 1024  # bytes of request target and headers
     is_public: Callable[[Scope], bool] = field(default=lambda scope: False)
 
 
@@ -125,7 +132,7 @@ class _Exchange:
         body = error_body(message, code)
         await self.send({"type": "http.response.start", "status": status, "headers": [
             (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-            *(((b"connection", b"close"),) if status in (400, 408, 413) else ()), *headers]})
+            *(((b"connection", b"close"),) if status in _CLOSE_AFTER else ()), *headers]})
         await self.send({"type": "http.response.body", "body": body})
         self.refused = True
 
@@ -154,6 +161,10 @@ class Guard:
 
     def _refusal(self, scope: Scope, headers: dict[str, str]) -> Optional[tuple]:
         p = self.policy
+        head = len(scope.get("raw_path", b"")) + len(scope.get("query_string", b"")) + sum(
+            len(name) + len(value) + 4 for name, value in scope.get("headers", []))
+        if head > p.max_head:
+            return 431, f"the request's headers are larger than {_size(p.max_head)}", "headers_too_large"
         if not p.hosts.allows(headers.get("host")):
             return 421, "this server does not answer to that host name (see http.allowed_hosts)", "misdirected_request"
         declared = headers.get("content-length")

@@ -8,7 +8,10 @@ The limits a maintained server gives, set from `HttpLimits`:
   protocol below adds that deadline;
 - `keep_alive_s` for idle kept-alive connections (uvicorn's);
 - at most `max_connections` connections and requests at once; a request beyond gets 503.
-Body size and body stalls are the middleware's (guard.py).
+Body size and body stalls are the middleware's (guard.py). When a connection must close while
+the client is still sending a body (a 413 to a client that asked for `Connection: close`), the
+server stops writing, discards what still comes for at most `LINGER_S`, then closes: closing at
+once with unread data would reset the connection, and the client would lose the answer.
 
 The h11 protocol is used rather than httptools because it enforces the header limit itself.
 Malformed requests (`Content-Length: abc`, a broken request line) are answered 400 by h11;
@@ -31,25 +34,66 @@ from ..config.http import HttpLimits
 log = logging.getLogger(__name__)
 
 _START_TIMEOUT_S = 30.0
+LINGER_S = 5.0
+
+
+class _LingeringTransport:
+    """The transport uvicorn's protocol writes to, whose close() lingers while the request body
+    is still arriving (see the module docstring). Everything else is the real transport's."""
+
+    def __init__(self, transport: Any, protocol: Any):
+        self._transport = transport
+        self._protocol = protocol
+        self._closing = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+    def is_closing(self) -> bool:
+        return self._closing or self._transport.is_closing()
+
+    def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        if self._protocol.body_unread() and self._transport.can_write_eof():
+            self._protocol.linger()
+            self._transport.write_eof()  # the answer goes out, then our side of the connection ends
+            self._transport.resume_reading()
+        else:
+            self._transport.close()
 
 
 def _protocol(header_timeout_s: float) -> type:
+    import h11
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
     class HeadDeadlineProtocol(H11Protocol):
-        """H11Protocol plus a deadline for each request head (see the module docstring)."""
+        """H11Protocol plus a deadline for each request head and a lingering close (see the
+        module docstring)."""
 
         _head_timer: Optional[asyncio.TimerHandle] = None
+        _linger_timer: Optional[asyncio.TimerHandle] = None
+        _raw: Any = None
+        _lost = False
 
         def connection_made(self, transport: Any) -> None:  # type: ignore[override]
-            super().connection_made(transport)
+            self._raw = transport
+            super().connection_made(_LingeringTransport(transport, self))
             self._arm_head_timer()
 
         def data_received(self, data: bytes) -> None:
+            if self._linger_timer is not None:
+                return  # lingering: the rest of a refused body, read and dropped
             cycle = self.cycle
             super().data_received(data)
             if self.cycle is not cycle:  # a whole request head arrived
                 self._disarm_head_timer()
+
+        def eof_received(self) -> Optional[bool]:
+            if self._linger_timer is not None:
+                self._close_now()
+            return None
 
         def on_response_complete(self) -> None:
             cycle = self.cycle
@@ -58,8 +102,21 @@ def _protocol(header_timeout_s: float) -> type:
                 self._arm_head_timer()
 
         def connection_lost(self, exc: Optional[Exception]) -> None:
+            self._lost = True
             self._disarm_head_timer()
+            if self._linger_timer is not None:
+                self._linger_timer.cancel()
             super().connection_lost(exc)
+
+        def body_unread(self) -> bool:
+            return not self._lost and self.conn.their_state is h11.SEND_BODY
+
+        def linger(self) -> None:
+            self._disarm_head_timer()
+            self._linger_timer = self.loop.call_later(LINGER_S, self._close_now)
+
+        def _close_now(self) -> None:
+            self._raw.close()
 
         def _arm_head_timer(self) -> None:
             self._disarm_head_timer()
