@@ -40,7 +40,8 @@ def fast_config(model: Path, sources: Sequence[dict], **sections) -> dict:
         "backend": {"type": "hf", "model": str(model), "device": "cpu", "dtype": "float32"},
         "generation": {"max_new_tokens": 8},
         "sinks": {"stdout": {"enabled": True, "format": "json"}},
-        "service": {"stats_interval_s": 60.0, "metrics": {"enabled": False}, "shutdown_timeout_s": 1.0},
+        "service": {"stats_interval_s": 60.0, "shutdown_timeout_s": 1.0},
+        "http": {"enabled": False},
     }
     for key, value in sections.items():
         if key != "backend" and isinstance(value, dict) and isinstance(config.get(key), dict):

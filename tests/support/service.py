@@ -53,17 +53,22 @@ def service_config(
     segmenting: Optional[dict] = None,
     service: Optional[dict] = None,
     max_new_tokens: int = 8,
+    http: Optional[dict] = None,
 ) -> dict:
-    """A `streamproc run` config (as a dict) over the tiny model on the CPU."""
-    return {
+    """A `streamproc run` config (as a dict) over the tiny model on the CPU. The HTTP port is off
+    unless `http` (or the deprecated `service.metrics`) turns it on."""
+    config = {
         "sources": list(sources),
         "sampling": {**TINY_SAMPLING, **(sampling or {})},
         "segmenting": {**TINY_SEGMENTING, **(segmenting or {})},
         "backend": {"type": "hf", "model": str(model_dir), "device": "cpu", "dtype": "float32"},
         "generation": {"max_new_tokens": max_new_tokens},
         "sinks": sinks or {},
-        "service": {"stats_interval_s": 2.0, "metrics": {"enabled": False}, **(service or {})},
+        "service": {"stats_interval_s": 2.0, **(service or {})},
     }
+    if "metrics" not in config["service"]:
+        config["http"] = {"enabled": False, **(http or {})}
+    return config
 
 
 def write_config(tmp_path: Path, config: dict, name: str = "service.yaml") -> Path:
