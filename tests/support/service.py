@@ -176,20 +176,21 @@ class ServiceProcess:
 # -- HTTP probes -------------------------------------------------------------------------------
 
 
-def http_get(url: str, timeout_s: float = 10.0) -> tuple[int, str, str]:
-    """(status, content type, body) of a GET, error statuses included."""
+def http_get(url: str, timeout_s: float = 10.0, key: Optional[str] = None) -> tuple[int, str, str]:
+    """(status, content type, body) of a GET (with the API key, if given), error statuses included."""
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"} if key else {})
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
             return response.status, response.headers.get("Content-Type", ""), response.read().decode()
     except urllib.error.HTTPError as error:
         return error.code, error.headers.get("Content-Type", ""), error.read().decode()
 
 
-def scrape(port: int, host: str = "127.0.0.1") -> dict[tuple[str, tuple], float]:
+def scrape(port: int, host: str = "127.0.0.1", key: Optional[str] = None) -> dict[tuple[str, tuple], float]:
     """Prometheus samples from /metrics: {(name, sorted label items): value}."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    status, _, body = http_get(f"http://{host}:{port}/metrics")
+    status, _, body = http_get(f"http://{host}:{port}/metrics", key=key)
     assert status == 200, body
     samples = {}
     for family in text_string_to_metric_families(body):
