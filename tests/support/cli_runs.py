@@ -48,6 +48,8 @@ def fast_config(model: Path, sources: Sequence[dict], **sections) -> dict:
             config[key] = {**config[key], **value}
         else:
             config[key] = value
+    if "metrics" in config["service"]:  # the port's deprecated place: it says all about the port
+        config.pop("http", None)
     return config
 
 
