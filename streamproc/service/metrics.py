@@ -181,8 +181,8 @@ class HealthServer:
 
     def start(self) -> None:
         self.http.start()
-        keys = "with an API key" if self.config.keys() else "without a key"
-        log.info("HTTP port on %s (%s): /metrics, /healthz", self.http.url, keys)
+        keys = "every route but /healthz needs the API key" if self.config.keys() else "no API key"
+        log.info("metrics on %s/metrics, health on /healthz (%s)", self.http.url, keys)
 
     def stop(self) -> None:
         self.http.stop()
