@@ -214,9 +214,9 @@ def test_control_needs_the_key_in_a_header(site):
     assert control.calls == [("pause", "yard")]
 
 
-def test_the_event_feed_never_starves_other_requests(site):
+def test_the_event_feed_never_starves_other_requests(site, caplog):
     """More browsers on the feed than the server has worker threads (40): other requests still
-    answer, and subscribers beyond the cap get 503."""
+    answer, subscribers beyond the cap get 503, and browsers that leave log no traceback."""
     import http.client
 
     hub, base, _ = site
@@ -238,3 +238,12 @@ def test_the_event_feed_never_starves_other_requests(site):
     finally:
         for connection in feeds:
             connection.close()
+    assert wait_for_count(hub, 0)
+    assert "Traceback" not in caplog.text and "Error" not in caplog.text
+
+
+def wait_for_count(hub: SiteHub, count: int, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while hub.subscriber_count() != count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return hub.subscriber_count() == count
