@@ -134,7 +134,8 @@ def _config(video: Path, backend: dict, host, port):
         "generation": {"max_new_tokens": 12},
         "rules": [{"name": "busy-scene", "keywords": ["person", "people", "car"], "raise_after": 1, "clear_after": 1}],
         "sinks": {"stdout": {"enabled": host is None}},
-        "service": {"metrics": {"enabled": False}, "stats_interval_s": 3600},
+        "service": {"stats_interval_s": 3600},
+        "http": {"enabled": False},
     }
     if host is not None:
         data["sinks"]["mqtt"] = {"host": host, "port": port, "topic_prefix": TOPIC_PREFIX}
