@@ -11,7 +11,6 @@ import json
 import signal
 import sqlite3
 import threading
-import time
 from pathlib import Path
 
 import pytest
