@@ -106,15 +106,19 @@ def register_secret(secret: Optional[str]) -> None:
         _ordered = tuple(sorted(_secrets, key=len, reverse=True))  # longest first: no half masks
 
 
-def register_url(url: Optional[str]) -> None:
-    """Register the password (or token-like userinfo) of a configured URL, and its query values
-    long enough to be secrets (a signature, a token), so they are masked even outside the URL."""
+def register_url(url: Optional[str], query_values: bool = False) -> None:
+    """Register the password (or token-like userinfo) of a configured URL, and with
+    `query_values` its query values long enough to be secrets (a webhook's signature or token),
+    so they are masked even outside the URL. A camera's query values (`subtype=mainstream`) are
+    not registered: they are words that may appear in captions; in a URL they are masked anyway."""
     if not url:
         return
     _, userinfo, rest = split_url(url)
     if userinfo:
         user, sep, password = userinfo.partition(":")
         register_secret(password if sep else user)
+    if not query_values:
+        return
     query = rest.partition("?")[2].partition("#")[0]
     for pair in re.split(r"[&;]", query):
         value = pair.partition("=")[2]

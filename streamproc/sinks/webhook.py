@@ -85,7 +85,7 @@ class WebhookSink(BaseSink):
 
     def __init__(self, config: "WebhookConfig"):
         self.config = config
-        register_url(config.url)
+        register_url(config.url, query_values=True)
         self.where = redact_url(config.url)
         self.url, basic = split_credentials(config.url)
         self._headers = {name: value.get_secret_value() for name, value in config.headers.items()}
