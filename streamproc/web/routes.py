@@ -73,6 +73,83 @@ def _error(message: str, status: int, headers: Optional[dict[str, str]] = None) 
     return JSONResponse({"error": message}, status, headers)
 
 
+class WebView:
+    """The page's endpoints over a hub (see `web_routes`)."""
+
+    def __init__(self, hub: SiteHub, stats: Optional[Callable[[], dict]], timeline: Optional[Timeline],
+                 has_store: bool, control: Optional[CameraControl], allow_control: bool, heartbeat_s: float):
+        self.hub, self.stats, self.timeline, self.has_store = hub, stats, timeline, has_store
+        self.control = control if allow_control else None
+        self.heartbeat_s = heartbeat_s
+
+    def page(self, request: Request) -> Response:
+        found = _static("index.html")
+        assert found is not None, "streamproc/web/static/index.html is part of the package"
+        return Response(found[0], 200, {"Cache-Control": "no-cache"}, found[1])
+
+    def static(self, request: Request) -> Response:
+        found = _static(request.path_params["name"])
+        if found is None:
+            return Response("not found\n", 404, media_type="text/plain")
+        return Response(found[0], 200, {"Cache-Control": "max-age=300"}, found[1])
+
+    def site(self, request: Request) -> Response:
+        return JSONResponse({"store": self.has_store, "control": self.control is not None,
+                             "cameras": [c["name"] for c in self.hub.cameras()]})
+
+    def cameras(self, request: Request) -> Response:
+        views = self.hub.cameras()
+        sources = ((self.stats() if self.stats else {}) or {}).get("sources", {})
+        for view in views:
+            counters = sources.get(view["name"], {})
+            view["queued"] = counters.get("queued", 0)
+            view["dropped"] = counters.get("dropped", 0)
+            if counters.get("state") in ENDED_STATES and view["state"] == "starting":
+                view["state"] = "offline"
+        return JSONResponse({"cameras": views})
+
+    def snapshot(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        jpeg = self.hub.snapshot_jpeg(name)
+        if jpeg is None:
+            return _error(f"no snapshot of {name!r} yet", 404)
+        return Response(jpeg, 200, {"Cache-Control": "no-cache"}, "image/jpeg")
+
+    def camera_timeline(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        text = request.query_params.get("limit", "100")
+        if not text.isdigit():
+            return _error("limit must be a whole number", 400)
+        limit = max(1, min(500, int(text)))
+        items = self.timeline(name, limit) if self.timeline is not None else None
+        if items is None:
+            items = self.hub.timeline(name, limit)
+        if items is None:
+            return _error(f"no camera named {name!r}", 404)
+        return JSONResponse({"source": name, "items": items})
+
+    async def events(self, request: Request) -> Response:
+        try:
+            feed = self.hub.subscribe(self.heartbeat_s)
+        except TooManySubscribers as error:
+            return _error(f"{error}: try again later", 503, {"Retry-After": "30"})
+        return StreamingResponse(feed, 200, {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+                                 "text/event-stream; charset=utf-8")
+
+    def command(self, request: Request) -> Response:
+        name, action = request.path_params["name"], request.path_params["action"]
+        if self.control is None:
+            return _error("control from the web view is off (web.control)", 403)
+        if name not in {c["name"] for c in self.hub.cameras()}:
+            return _error(f"no camera named {name!r}", 404)
+        if action not in ("pause", "resume"):
+            return _error("the action is pause or resume", 404)
+        (self.control.pause if action == "pause" else self.control.resume)(name)
+        self.hub.set_paused(name, action == "pause")
+        log.info("web view: %s %sd", name, action)
+        return JSONResponse({"source": name, "paused": action == "pause"})
+
+
 def web_routes(
     hub: SiteHub,
     *,
@@ -84,86 +161,19 @@ def web_routes(
     heartbeat_s: float = 15.0,
 ) -> list[BaseRoute]:
     """The page and its API over `hub`. `stats` gives queue depths and drops (the pipeline's
-    stats()); `timeline(source, limit)` reads the caption store when there is one."""
-    control_on = bool(allow_control and control is not None)
-
-    def page(request: Request) -> Response:
-        found = _static("index.html")
-        assert found is not None, "streamproc/web/static/index.html is part of the package"
-        return Response(found[0], 200, {"Cache-Control": "no-cache"}, found[1])
-
-    def static(request: Request) -> Response:
-        found = _static(request.path_params["name"])
-        if found is None:
-            return Response("not found\n", 404, media_type="text/plain")
-        return Response(found[0], 200, {"Cache-Control": "max-age=300"}, found[1])
-
-    def site(request: Request) -> Response:
-        return JSONResponse({"store": has_store, "control": control_on, "cameras": [c["name"] for c in hub.cameras()]})
-
-    def cameras(request: Request) -> Response:
-        views = hub.cameras()
-        sources = ((stats() if stats else {}) or {}).get("sources", {})
-        for view in views:
-            counters = sources.get(view["name"], {})
-            view["queued"] = counters.get("queued", 0)
-            view["dropped"] = counters.get("dropped", 0)
-            if counters.get("state") in ENDED_STATES and view["state"] == "starting":
-                view["state"] = "offline"
-        return JSONResponse({"cameras": views})
-
-    def snapshot(request: Request) -> Response:
-        name = request.path_params["name"]
-        jpeg = hub.snapshot_jpeg(name)
-        if jpeg is None:
-            return _error(f"no snapshot of {name!r} yet", 404)
-        return Response(jpeg, 200, {"Cache-Control": "no-cache"}, "image/jpeg")
-
-    def camera_timeline(request: Request) -> Response:
-        name = request.path_params["name"]
-        text = request.query_params.get("limit", "100")
-        if not text.isdigit():
-            return _error("limit must be a whole number", 400)
-        limit = max(1, min(500, int(text)))
-        items = timeline(name, limit) if timeline is not None else None
-        if items is None:
-            items = hub.timeline(name, limit)
-        if items is None:
-            return _error(f"no camera named {name!r}", 404)
-        return JSONResponse({"source": name, "items": items})
-
-    async def events(request: Request) -> Response:
-        try:
-            feed = hub.subscribe(heartbeat_s)
-        except TooManySubscribers as error:
-            return _error(f"{error}: try again later", 503, {"Retry-After": "30"})
-        return StreamingResponse(feed, 200, {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-                                 "text/event-stream; charset=utf-8")
-
-    def command(request: Request) -> Response:
-        name, action = request.path_params["name"], request.path_params["action"]
-        if not control_on:
-            return _error("control from the web view is off (web.control)", 403)
-        if name not in {c["name"] for c in hub.cameras()}:
-            return _error(f"no camera named {name!r}", 404)
-        if action not in ("pause", "resume"):
-            return _error("the action is pause or resume", 404)
-        assert control is not None
-        (control.pause if action == "pause" else control.resume)(name)
-        hub.set_paused(name, action == "pause")
-        log.info("web view: %s %sd", name, action)
-        return JSONResponse({"source": name, "paused": action == "pause"})
-
+    stats()); `timeline(source, limit)` reads the caption store when there is one; pause/resume
+    work only with `allow_control` and a `control`."""
+    view = WebView(hub, stats, timeline, has_store, control, allow_control, heartbeat_s)
     return [
-        PublicRoute("/", page),
-        PublicRoute("/index.html", page),
-        PublicRoute("/static/{name}", static),
-        Route("/api/site", site),
-        Route("/api/cameras", cameras),
-        Route("/api/cameras/{name}/snapshot.jpg", snapshot),
-        Route("/api/cameras/{name}/timeline", camera_timeline),
-        Route("/api/events", events),
-        Route("/api/cameras/{name}/{action}", command, methods=["POST"]),
+        PublicRoute("/", view.page),
+        PublicRoute("/index.html", view.page),
+        PublicRoute("/static/{name}", view.static),
+        Route("/api/site", view.site),
+        Route("/api/cameras", view.cameras),
+        Route("/api/cameras/{name}/snapshot.jpg", view.snapshot),
+        Route("/api/cameras/{name}/timeline", view.camera_timeline),
+        Route("/api/events", view.events),
+        Route("/api/cameras/{name}/{action}", view.command, methods=["POST"]),
     ]
 
 
