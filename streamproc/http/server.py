@@ -159,6 +159,9 @@ class HttpServer:
         import uvicorn
 
         limits = limits or HttpLimits()
+        uvicorn_log = logging.getLogger("uvicorn.error")
+        if uvicorn_log.level == logging.NOTSET:  # its start/stop chatter; we log what the port serves
+            uvicorn_log.setLevel(logging.WARNING)
         self.host = host
         self._socket = bind(host, port)
         self.port: int = self._socket.getsockname()[1]
