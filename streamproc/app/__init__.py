@@ -77,7 +77,7 @@ class App:
                 self.metrics.gate.labels(name, "described", "change")
         self.lanes = FairSegmentQueue(on_drop=DroppedSegments(self.metrics, self.gate.forget))
         self.backend_factory = backend_factory or (lambda: create_backend(config.backend))
-        self.serve_http = config.service.metrics.enabled if serve_http is None else serve_http
+        self.serve_http = config.http.enabled if serve_http is None else serve_http
         self.bus = EventBus(self._plugins(plugins, names), on_error=lambda name, error: self.metrics.errors.labels("sink").inc())
         self.publisher: Publisher = publisher_for(self.bus) if publisher_for is not None else self.bus
         self.start_sources = start_sources
@@ -106,7 +106,8 @@ class App:
 
             store_path = config.store.path if store is not None else None
             plugins.append(WebPlugin(names, [r.name for r in config.rules], config.web, stats=self.stats,
-                                     control=self.control, store_path=store_path))
+                                     control=self.control, store_path=store_path,
+                                     max_subscribers=config.http.limits.max_event_subscribers))
         if store is not None and given is None:
             plugins.append(store)  # last: stopped first, so its scheduled summaries end before the others
         return plugins
@@ -162,13 +163,24 @@ class App:
         self.bus.publish([service_event(state, progress["loaded"], progress["of"])])
 
     def _start_http(self) -> None:
-        from ..service.metrics import HealthServer
+        """The port, with every plug-in's routes, open before the model loads."""
+        from ..http import HttpServer, build_app
+        from ..http.health import health_routes
 
-        cfg = self.config.service.metrics
-        self.http = HealthServer(self.metrics, self.health, cfg.host, cfg.port)
-        for mount in self.bus.routes():
-            mount(self.http.http)
+        cfg = self.config.http
+        app = build_app([*health_routes(self.metrics, self.health), *self.bus.routes()], cfg)
+        try:
+            self.http = HttpServer(app, cfg.host, cfg.port, cfg.limits)
+        except OSError as exc:  # port in use, no such address: one line, exit 2
+            raise ConfigError(
+                f"http: cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc} "
+                "(another process has the port? set http.port, or 0 for any free one)"
+            ) from None
         self.http.start()
+        keys = "every route but /healthz needs the API key" if cfg.keys() else "no API key"
+        log.info("metrics on %s/metrics, health on /healthz (%s)", self.http.url, keys)
+        if self.bus.find("web") is not None:
+            log.info("web view on %s/%s", self.http.url, " (control enabled)" if self.config.web.control else "")
 
     def _tick_stats(self) -> None:
         while not self.stopped.wait(self.config.service.stats_interval_s):

@@ -41,21 +41,23 @@ class AttachmentsPlugin(BasePlugin):
         return event
 
     def routes(self) -> Sequence[Any]:
-        store = self.store
-
-        def mount(http: Any) -> None:  # GET /attachments/<source>/<file>
-            from ..service.http import Response
-
-            def attachment(request: Any) -> Any:
-                found = store.read(request.path)
-                if found is None:
-                    return Response.text("not found\n", 404)
-                content_type, body = found
-                return Response(200, content_type, body, {"Cache-Control": "max-age=3600"})
-
-            http.route("GET", ROUTE, attachment, prefix=True)
-
-        return [mount]
+        return attachment_routes(self.store)
 
     def stats(self) -> Optional[dict[str, Any]]:
         return {"written": self.written, "failed": self.failed, "bytes": self.store.total_bytes}
+
+
+def attachment_routes(store: AttachmentStore, route: str = ROUTE) -> list[Any]:
+    """GET /attachments/<source>/<file> (a path that leaves the store's folder is a 404: the store
+    refuses it)."""
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    def attachment(request: Any) -> Response:
+        found = store.read(request.url.path)
+        if found is None:
+            return Response("not found\n", 404, media_type="text/plain")
+        content_type, body = found
+        return Response(body, 200, {"Cache-Control": "private, max-age=3600"}, content_type)
+
+    return [Route(route + "{path:path}", attachment)]

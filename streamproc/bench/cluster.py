@@ -111,7 +111,8 @@ def _site_config(work: Path, urls: list[str], cameras: int, ack_wait: float) -> 
         "sampling": {"fps": 1.0, "max_pixels": "112x112", "video_area_factor": 1.0},
         "segmenting": {"seq_length": 256, "max_duration_s": 2},
         "backend": {"type": "hf", "model": str(model), "device": "cpu", "dtype": "float32"},
-        "service": {"metrics": {"enabled": False}, "stats_interval_s": 3600},
+        "service": {"stats_interval_s": 3600},
+        "http": {"enabled": False},
         "cluster": {"servers": urls, "name": "bench", "box": "${STREAMPROC_BOX}", "capacity": cameras,
                     "lease": {"ack_wait_s": ack_wait}},
     }

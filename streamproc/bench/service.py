@@ -78,7 +78,8 @@ def _pipeline_config(clip: Path, streams: int, realtime: bool):
     return config_from_data({
         "sources": [{"name": f"s{i}", "path": str(clip), "realtime": realtime} for i in range(streams)],
         "segmenting": {"seq_length": 2048},
-        "service": {"metrics": {"enabled": False}, "stats_interval_s": 3600},
+        "service": {"stats_interval_s": 3600},
+        "http": {"enabled": False},
     })
 
 

@@ -161,7 +161,8 @@ def _config(video: Path, backend: dict, host, port, folder: Path, prefix: str):
         "generation": {"max_new_tokens": 12},
         "rules": [{"name": "busy-scene", "keywords": ["person", "people", "car"], "raise_after": 1, "clear_after": 1}],
         "sinks": {"stdout": {"enabled": host is None}},
-        "service": {"metrics": {"enabled": False}, "stats_interval_s": 3600},
+        "service": {"stats_interval_s": 3600},
+        "http": {"enabled": False},
     }
     data["sinks"]["attachments"] = {"dir": str(folder / "attachments")}
     if host is not None:

@@ -8,7 +8,7 @@ from typing import Literal, Optional
 from pydantic import Field, field_validator, model_validator
 
 from ..redact import url_scheme
-from .base import Section, parse_pixels
+from .base import Section, parse_pixels, safe_name
 from .gate import SourceGateConfig
 
 LIVE_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
@@ -58,6 +58,10 @@ class SourceConfig(Section):
                 "a file is given as path:)"
             )
         return value
+    @field_validator("name", mode="before")
+    @classmethod
+    def _safe_name(cls, value: object) -> object:
+        return safe_name(value, "source") if isinstance(value, str) else value
 
     @field_validator("path", mode="before")
     @classmethod

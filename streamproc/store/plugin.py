@@ -37,13 +37,10 @@ class StorePlugin(StoreSink):
         )
         self.scheduler.start()
 
-    def routes(self) -> Sequence[Any]:
-        def mount(http: Any) -> None:  # /api/search, /api/summaries
-            from .api import register
+    def routes(self) -> Sequence[Any]:  # /api/search, /api/summaries (503 while the store cannot be read)
+        from .api import store_routes
 
-            register(http.route, self.config.path, lambda: self.available)
-
-        return [mount]
+        return store_routes(self.config.path, lambda: self.available)
 
     def stats(self) -> Optional[dict[str, Any]]:
         stats = super().stats() or {}

@@ -22,10 +22,10 @@ class WebPlugin(BasePlugin):
 
     def __init__(
         self, sources: Sequence[str], rules: Sequence[str], web: Any, *,
-        stats: Callable[[], dict], control: Any = None, store_path: Optional[Path] = None,
+        stats: Callable[[], dict], control: Any = None, store_path: Optional[Path] = None, max_subscribers: int = 32,
     ):
-        self.hub = SiteHub(sources, rules)
-        self.web = web  # config.web: control on/off, the API key
+        self.hub = SiteHub(sources, rules, max_subscribers=max_subscribers)
+        self.web = web  # config.web: control on/off
         self.stats_of_site = stats
         self.control = control
         self.store_path = store_path
@@ -39,18 +39,13 @@ class WebPlugin(BasePlugin):
         self.hub.stop(timeout_s)
 
     def routes(self) -> Sequence[Any]:
-        def mount_page(http: Any) -> None:
-            from .routes import mount
+        from .routes import web_routes
 
-            cfg = self.web
-            mount(
-                http, self.hub, stats=self.stats_of_site,
-                timeline=store_timeline(self.store_path) if self.store_path is not None else None,
-                has_store=self.store_path is not None, control=self.control, allow_control=cfg.control,
-                api_key=cfg.api_key.get_secret_value() if cfg.api_key is not None else None,
-            )
-
-        return [mount_page]
+        return web_routes(
+            self.hub, stats=self.stats_of_site,
+            timeline=store_timeline(self.store_path) if self.store_path is not None else None,
+            has_store=self.store_path is not None, control=self.control, allow_control=self.web.control,
+        )
 
 
 def store_timeline(path: Path):

@@ -38,7 +38,9 @@ class Token:
         pass
 
 
-class Pipeline:
+class Host:
+    """What the ownership drives on a box (the App): its cameras, their rule states, their lanes."""
+
     def __init__(self):
         self.rules = RuleEngine(RULES, live_sources={"cam1"})
         self.started: list[str] = []
@@ -64,7 +66,7 @@ def site(tmp_path):
         owners = []
         for box in ("a", "b"):
             owner = Ownership(loop, js, names, box, lambda: True)
-            owner.pipeline = Pipeline()
+            owner.host = Host()
             loop.call(owner.open(), 10)
             owners.append(owner)
         yield loop, js, names, owners

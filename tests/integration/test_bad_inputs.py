@@ -351,14 +351,17 @@ def port_in_use(ctx: Ctx) -> Run:
     holder.bind(("127.0.0.1", 0))
     holder.listen(1)
     port = holder.getsockname()[1]
-    run = edited(ctx, service={"metrics": {"enabled": True, "host": "127.0.0.1", "port": port}})
+    run = edited(ctx, http={"enabled": True, "host": "127.0.0.1", "port": port})
     run.cleanup = holder.close
     return run
 
 
 PORT_CASES = [
     Case("port-metrics-in-use", port_in_use, 2, "already in use"),
-    Case("port-metrics-foreign-address", lambda c: edited(c, service={"metrics": {"enabled": True, "host": "192.0.2.1", "port": 9}}), 2, "cannot listen"),
+    Case("port-metrics-foreign-address", lambda c: edited(c, http={"enabled": True, "host": "192.0.2.1", "port": 9,
+                                                                   "allow_anonymous": True}), 2, "cannot listen"),
+    Case("port-beyond-loopback-without-a-key", lambda c: edited(c, http={"enabled": True, "host": "0.0.0.0"}), 2,
+         "http.api_key"),
     Case("port-mqtt-out-of-range", lambda c: sink_run(c, mqtt(c, port=70000)), 2, "port"),
     Case("port-mqtt-closed", lambda c: sink_run(c, mqtt(c)), 0, "cannot connect to the mqtt broker", error_lines=0),
     Case("port-mqtt-unresolvable", lambda c: sink_run(c, mqtt(c, host="no-such-broker.invalid")), 0,

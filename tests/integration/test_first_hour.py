@@ -25,7 +25,7 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
-SECRETS = {"CAM_PASSWORD": "cam-secret", "MQTT_PASSWORD": "mqtt-secret"}
+SECRETS = {"CAM_PASSWORD": "cam-secret", "MQTT_PASSWORD": "mqtt-secret", "STREAMPROC_API_KEY": "site-api-key-123"}
 
 # What the shipped configs are written for: the seed's 3B bmodel (2K, --max_pixels 672,896) and
 # the Qwen2.5-VL-3B-Instruct checkpoint (its preprocessor_config and 128K positions).

@@ -15,7 +15,8 @@ from streamproc.config.rules import RuleConfig
 from streamproc.config.sinks import SinksConfig
 from streamproc.events import alert_event, caption_event, summary_event
 from streamproc.service.control import PipelineControl
-from streamproc.sinks.base import create_sinks
+from streamproc.events import status_event
+from streamproc.sinks import create_sinks
 from tests.integration.conftest import mqtt_section
 from tests.integration.test_homeassistant_entities import check_documented
 from tests.support.segments import make_result, make_segment
@@ -56,7 +57,7 @@ def first_run(broker, tmp_path, **overrides):
     """Two cameras and two rules, every kind of retained topic written, then a clean stop."""
     sink = started(broker, tmp_path, [FENCE, GONE], ["gate", "old_cam"], mqtt={"snapshots": True}, **overrides)
     for source in ("gate", "old_cam"):
-        sink.source_status(source, "online")
+        sink.handle(status_event(source, "online"))
         segment = make_segment(source, 0)
         sink.handle(caption_event(segment, make_result(f"Someone at the {source}")))
     segment = make_segment("old_cam", 1)
@@ -65,7 +66,7 @@ def first_run(broker, tmp_path, **overrides):
     sink.handle(summary_event("old_cam", start=0.0, end=60.0, text="Quiet.", ranges=[], entries=1, model="m"))
     assert sink.flush(5)
     time.sleep(0.2)  # the ephemeral retained ones (last caption, snapshot) go straight out
-    sink.close(2.0)
+    sink.stop(2.0)
 
 
 def test_a_removed_camera_and_rule_leave_no_retained_topic(broker, subscribe, tmp_path):
@@ -95,7 +96,7 @@ def test_a_removed_camera_and_rule_leave_no_retained_topic(broker, subscribe, tm
         for topic, payload in configs.items():
             check_documented(topic, json.loads(payload))
     finally:
-        second.close(2.0)
+        second.stop(2.0)
 
 
 def test_without_home_assistant_the_record_alone_clears(broker, subscribe, tmp_path):
@@ -109,7 +110,7 @@ def test_without_home_assistant_the_record_alone_clears(broker, subscribe, tmp_p
         assert sorted(after) == ["sp/available", "sp/gate/captions/last", "sp/gate/describe",
                                  "sp/gate/rules/fence/state", "sp/gate/status", "sp/rules/fence/enabled"]
     finally:
-        second.close(2.0)
+        second.stop(2.0)
 
 
 def test_a_changed_prefix_clears_the_old_one(broker, subscribe, tmp_path):
@@ -121,7 +122,7 @@ def test_a_changed_prefix_clears_the_old_one(broker, subscribe, tmp_path):
         assert retained(subscribe, broker, ["sp/#"]) == {}
         assert "sp2/gate/rules/fence/state" in retained(subscribe, broker, ["sp2/#"])
     finally:
-        second.close(2.0)
+        second.stop(2.0)
 
 
 def test_home_assistant_evidence_clears_what_an_older_run_left(broker, subscribe, tmp_path):
@@ -141,7 +142,7 @@ def test_home_assistant_evidence_clears_what_an_older_run_left(broker, subscribe
             assert topic not in after, sorted(after)
         assert "sp/gate/status" in after and "sp/gate/rules/fence/state" in after
     finally:
-        second.close(2.0)
+        second.stop(2.0)
 
 
 @pytest.mark.parametrize("section, name", [
@@ -157,4 +158,4 @@ def test_service_device_name(broker, subscribe, tmp_path, section, name):
         devices = {json.loads(p)["device"]["name"] for t, p in configs.items() if "/service_" in t}
         assert devices == {name}
     finally:
-        sink.close(2.0)
+        sink.stop(2.0)

@@ -27,8 +27,8 @@ from streamproc.ingest.sources import VideoSource
 from streamproc.rules.alerts import RuleEngine
 from streamproc.samples import read_counter
 from streamproc.attachments.plugin import AttachmentsPlugin
-from streamproc.metrics import Metrics
-from streamproc.service.metrics import HealthServer
+from streamproc.config.http import HttpConfig
+from streamproc.http import HttpServer, build_app
 
 FPS = 15  # of the generated video; sampled at 1 fps
 
@@ -126,9 +126,7 @@ def test_attachments_are_served_on_the_http_port(tmp_path, frames):
     store = store_in(tmp_path)
     store.start()
     alert = raise_alert(store, segment_of(frames, "door", 0, count=4))
-    server = HealthServer(Metrics(), lambda: {"healthy": True}, "127.0.0.1", 0)
-    for mount in AttachmentsPlugin(store).routes():
-        mount(server.http)
+    server = HttpServer(build_app(AttachmentsPlugin(store).routes(), HttpConfig(port=0)))
     server.start()
     try:
         base = f"http://127.0.0.1:{server.port}"

@@ -14,11 +14,12 @@ import pytest
 from streamproc.cli import main
 from streamproc.config.store import StoreConfig
 from streamproc.events import Event, summary_event
-from streamproc.service.http import HttpServer
 from streamproc.app.plugins import store_plugin
 from streamproc.config import config_from_data
+from streamproc.config.http import HttpConfig
+from streamproc.http import HttpServer, build_app
 from streamproc.store.sink import StoreSink
-from streamproc.store.api import register
+from streamproc.store.api import store_routes
 from streamproc.store.search import StoreReader
 from tests.unit.test_store import T0, alert, caption
 
@@ -106,8 +107,7 @@ def filled_store(tmp_path):
 
 
 def test_http_search_and_summaries(filled_store):
-    server = HttpServer("127.0.0.1", 0)
-    register(server.route, filled_store)
+    server = HttpServer(build_app(store_routes(filled_store), HttpConfig()))
     server.start()
 
     def get(path: str, **query):
@@ -144,8 +144,7 @@ def test_http_search_and_summaries(filled_store):
 
 
 def test_http_without_a_store_answers_503(tmp_path):
-    server = HttpServer("127.0.0.1", 0)
-    register(server.route, tmp_path / "none.sqlite", lambda: False)
+    server = HttpServer(build_app(store_routes(tmp_path / "none.sqlite", lambda: False), HttpConfig()))
     server.start()
     try:
         with pytest.raises(urllib.error.HTTPError) as info:

@@ -1,17 +1,18 @@
-"""The OpenAI-compatible HTTP API as a Starlette application.
+"""The OpenAI-compatible HTTP API: Starlette routes for the one HTTP stack (streamproc/http).
 
     POST /v1/chat/completions   (stream: true -> server-sent events in OpenAI's chunk format)
     GET  /v1/models, /v1/models/{id}
     GET  /metrics  (Prometheus), /healthz
 
-Each chat request is parsed and its media decoded on a helper thread, then waits for an engine
-(bounded queue, 429 when full) and runs on the pool's worker thread. The event loop only moves
-bytes. Requests are logged with counts and timings; message text only with `log_content`.
+Keys, the Host check, the body limit and the cross-site rules are the middleware's; the 401 and
+413 it answers are in OpenAI's error shape. Each chat request is parsed and its media decoded on
+the decode pool's threads (limits.py), then waits for an engine (bounded queue, 429 when full) and
+runs on the engine pool's worker thread. The event loop only moves bytes. Requests are logged
+with counts and timings; message text only with `log_content`.
 """
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import threading
@@ -20,28 +21,31 @@ from dataclasses import dataclass
 from typing import Any, AsyncIterator, Optional, Sequence
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
+from ..config.http import HttpConfig
 from ..errors import StreamprocError
-from .errors import ApiError, bad_request, from_streamproc
+from ..http import PublicRoute, build_app
+from .errors import ApiError, from_streamproc
+from .limits import DecodePool, parse_json
 from .media import MediaPolicy
 from .metrics import ServeMetrics
 from .pool import EnginePool, Outcome, run_job
 from .request import ChatJob, ServedModel, parse_chat
 
-log = logging.getLogger("streamproc.server")
+log = logging.getLogger("streamproc.openai_api")
 
 _DONE = object()
 
 
 @dataclass
 class ServeOptions:
-    api_key: Optional[str] = None  # required as a Bearer token when set
     log_content: bool = False  # log the messages' text (never media bytes)
     media: MediaPolicy = MediaPolicy()
-    max_body_bytes: int = 64 * 1024 * 1024  # images arrive base64-encoded in the JSON body
+    decode_workers: int = 2  # threads that parse requests and decode their media
+    decode_waiting: int = 8  # requests that may wait for them; more get 429
 
 
 class ChatApi:
@@ -52,6 +56,10 @@ class ChatApi:
         self.builder = pool.backends[0].inputs
         self.metrics = ServeMetrics(pool)
         self.created = int(time.time())
+        self.decoder = DecodePool(options.decode_workers, options.decode_waiting)
+
+    def close(self) -> None:
+        self.decoder.close()
 
     # -- routes -------------------------------------------------------------------------------
 
@@ -60,12 +68,8 @@ class ChatApi:
         info: dict[str, Any] = {"stream": False}
         status = 500
         try:
-            self._authorize(request)
-            try:
-                body = json.loads(await _read_body(request, self.options.max_body_bytes))
-            except ValueError:
-                raise bad_request("the request body is not valid JSON") from None
-            job = await asyncio.to_thread(parse_chat, body, self.served, self.builder, self.options.media)
+            body = parse_json(await request.body())  # the middleware refuses a body over the limit
+            job = await self.decoder.run(parse_chat, body, self.served, self.builder, self.options.media)
             info.update(job.summary, stream=job.stream, id=job.id)
             if self.options.log_content:
                 info["content"] = _message_text(body)
@@ -81,6 +85,9 @@ class ChatApi:
             info.update(_outcome_info(outcome))
             status = 200
             return JSONResponse(self._completion(job, outcome))
+        except ClientDisconnect:  # gone before its request was read (or its body refused): no answer
+            status, info["error"] = 499, "client_gone"
+            return Response(status_code=499)
         except Exception as error:  # every failure becomes OpenAI's error JSON
             api_error = _api_error(error)
             status = api_error.status
@@ -92,20 +99,13 @@ class ChatApi:
                 self._log(status, info, started)
 
     async def models(self, request: Request) -> Response:
-        try:
-            self._authorize(request)
-        except ApiError as error:
-            return JSONResponse(error.body(), error.status)
         self.metrics.requests.labels("models", "200").inc()
         return JSONResponse({"object": "list", "data": [self._model_card()]})
 
     async def model(self, request: Request) -> Response:
-        try:
-            self._authorize(request)
-            if request.path_params["model"] != self.served.name:
-                raise ApiError(404, f"The model `{request.path_params['model']}` does not exist", param="model",
-                               code="model_not_found")
-        except ApiError as error:
+        if request.path_params["model"] != self.served.name:
+            error = ApiError(404, f"The model `{request.path_params['model']}` does not exist", param="model",
+                             code="model_not_found")
             return JSONResponse(error.body(), error.status)
         return JSONResponse(self._model_card())
 
@@ -117,15 +117,6 @@ class ChatApi:
                              "waiting": self.pool.waiting})
 
     # -- helpers ------------------------------------------------------------------------------
-
-    def _authorize(self, request: Request) -> None:
-        key = self.options.api_key
-        if not key:
-            return
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), key.encode()):
-            raise ApiError(401, "Incorrect API key provided", code="invalid_api_key")
 
     async def _acquire(self, started: float):
         try:
@@ -243,21 +234,6 @@ class ChatApi:
                  fields, content)
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 once it passes `limit` bytes (chunked bodies too)."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, f"the request body is larger than {limit // (1024 * 1024)} MiB", code="request_too_large")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, f"the request body is larger than {limit // (1024 * 1024)} MiB",
-                           code="request_too_large")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def _api_error(error: BaseException) -> ApiError:
     if isinstance(error, ApiError):
         return error
@@ -299,20 +275,30 @@ def _message_text(body: Any) -> list[str]:
     return texts
 
 
-def create_app(
-    pool: EnginePool, served: ServedModel, options: Optional[ServeOptions] = None, extra_routes: Sequence = ()
-) -> Starlette:
-    """The OpenAI-compatible API; `extra_routes` (e.g. the caption store's read API and the web
-    view, streamproc/web/asgi.py) come after its own routes."""
-    api = ChatApi(pool, served, options or ServeOptions())
-    routes = [
+def openai_routes(api: ChatApi, extra_routes: Sequence[BaseRoute] = ()) -> list[BaseRoute]:
+    """The API's routes (then `extra_routes`: the caption store's read API and the web view,
+    streamproc/web/asgi.py). /healthz is public; everything else needs the key when one is set."""
+    return [
         Route("/v1/chat/completions", api.chat_completions, methods=["POST"]),
         Route("/v1/models", api.models, methods=["GET"]),
         Route("/v1/models/{model:path}", api.model, methods=["GET"]),
         Route("/metrics", api.prometheus, methods=["GET"]),
-        Route("/healthz", api.healthz, methods=["GET"]),
+        PublicRoute("/healthz", api.healthz, methods=["GET"]),
         *extra_routes,
     ]
-    app = Starlette(routes=routes)
+
+
+def create_app(
+    pool: EnginePool,
+    served: ServedModel,
+    options: Optional[ServeOptions] = None,
+    http: Optional[HttpConfig] = None,
+    extra_routes: Sequence[BaseRoute] = (),
+    max_body_bytes: int = 64 * 1024 * 1024,
+) -> Starlette:
+    """The API behind the HTTP middleware for `http` (keys, hosts, limits; default: loopback, no
+    key). `max_body_bytes`: images arrive base64-encoded in the JSON body."""
+    api = ChatApi(pool, served, options or ServeOptions())
+    app = build_app(openai_routes(api, extra_routes), http or HttpConfig(), max_body_bytes=max_body_bytes)
     app.state.api = api
     return app

@@ -10,6 +10,11 @@ Where media may come from:
 
 Videos are sampled by streamproc's own ingest (VideoSource) at the model's video geometry; a
 list of frames is resized to one video size by the same rule (smart_resize).
+
+Size before work: an image's width and height are read from its file header (imagesize.py) and
+an image over `PIXEL_FACTOR` x the model's own max pixels is refused before it is decoded (a
+one-colour 16000x16000 PNG is 268 KiB and would decode to 768 MB). Each image is resized to the
+model's size as soon as it is decoded, so a request holds one full-size image at a time.
 """
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Iterable, Optional, Sequence
 from urllib.parse import unquote, urlsplit
 
 import numpy as np
@@ -28,8 +33,10 @@ import numpy as np
 from ..errors import MediaError, ModelError
 from ..qwen.config import VisionSpec
 from .errors import bad_request
+from .imagesize import image_dimensions
 
 MAX_VIDEO_FRAMES = 768  # a bound on decoding work per request; the context limit usually bites first
+PIXEL_FACTOR = 16  # images up to this many times the model's max pixels are decoded (then shrunk)
 
 
 @dataclass(frozen=True)
@@ -94,14 +101,39 @@ def decode_image(data: bytes, what: str = "image") -> np.ndarray:
         raise MediaError(f"the {what} is not a readable image ({type(error).__name__})") from None
 
 
-def load_image(url: str, policy: MediaPolicy, param: str) -> np.ndarray:
+def load_image(url: str, policy: MediaPolicy, param: str, vision: VisionSpec, resize: bool = True) -> np.ndarray:
+    """The image at `url` as (H, W, 3) RGB, at the model's image size (`resize`) or as decoded."""
     if not isinstance(url, str) or not url:
         raise bad_request("an image_url part needs a url string", param)
     _refuse_remote(url, param)
     if url.startswith("data:"):
-        return decode_image(_data_url_bytes(url, param))
-    path = policy.local_file(url, param)
-    return decode_image(path.read_bytes(), f"image {path.name}")
+        data, what = _data_url_bytes(url, param), "image"
+    else:
+        path = policy.local_file(url, param)
+        data, what = path.read_bytes(), f"image {path.name}"
+    limit = PIXEL_FACTOR * (vision.image_max_pixels if resize else vision.video_max_pixels)
+    check_dimensions(image_dimensions(data), limit, param, what)
+    image = decode_image(data, what)
+    check_dimensions((image.shape[1], image.shape[0]), limit, param, what)  # a header that lied
+    if not resize:
+        return image
+    from ..qwen.patches import image_size, resize_rgb
+
+    # The size the input builder would pick (a no-op for it then): the full-size array goes now.
+    return resize_rgb(image, *image_size(image.shape[0], image.shape[1], vision))
+
+
+def check_dimensions(size: Optional[tuple[int, int]], limit: int, param: str, what: str = "image") -> None:
+    """400 invalid_image for an unknown format or more than `limit` pixels, before any decoding."""
+    if size is None:
+        raise bad_request(f"the {what} is not a JPEG, PNG, WebP, GIF or BMP file", param, "invalid_image")
+    width, height = size
+    if width < 1 or height < 1 or width * height > limit:
+        raise bad_request(
+            f"the {what} is {width}x{height} pixels; this model takes at most {limit} ({PIXEL_FACTOR} times its "
+            "own maximum, to which it shrinks every image): send a smaller image",
+            param, "invalid_image",
+        )
 
 
 def video_size(height: int, width: int, vision: VisionSpec) -> tuple[int, int]:
@@ -111,14 +143,20 @@ def video_size(height: int, width: int, vision: VisionSpec) -> tuple[int, int]:
     return smart_resize(height, width, vision.factor, vision.video_min_pixels, vision.video_max_pixels)
 
 
-def frames_to_video(frames: Sequence[np.ndarray], vision: VisionSpec) -> np.ndarray:
-    """A list of frames as one (T, H, W, 3) video at the model's size (the first frame's shape)."""
+def frames_to_video(frames: Iterable[np.ndarray], vision: VisionSpec) -> np.ndarray:
+    """Frames as one (T, H, W, 3) video at the model's size for the first frame's shape; each
+    frame is resized as it comes, so only one full-size frame is held at a time."""
     from ..qwen.patches import resize_rgb
 
-    if not frames:
+    resized: list[np.ndarray] = []
+    size: Optional[tuple[int, int]] = None
+    for frame in frames:
+        if size is None:
+            size = video_size(frame.shape[0], frame.shape[1], vision)
+        resized.append(resize_rgb(frame, *size))
+    if not resized:
         raise ModelError("a video needs at least one frame")
-    height, width = video_size(frames[0].shape[0], frames[0].shape[1], vision)
-    return np.stack([resize_rgb(frame, height, width) for frame in frames])
+    return np.stack(resized)
 
 
 def load_video_file(url: str, policy: MediaPolicy, vision: VisionSpec, fps: float, param: str) -> np.ndarray:
@@ -136,10 +174,25 @@ def load_video_file(url: str, policy: MediaPolicy, vision: VisionSpec, fps: floa
     return _sample_video(policy.local_file(url, param), vision, fps)
 
 
+def video_dimensions(path: Path) -> Optional[tuple[int, int]]:
+    """A video file's frame size from its container and stream headers, or None if unreadable."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            return int(stream.codec_context.width), int(stream.codec_context.height)
+    except (av.error.FFmpegError, OSError, IndexError, ValueError):
+        return None
+
+
 def _sample_video(path: Path, vision: VisionSpec, fps: float) -> np.ndarray:
     from ..config.ingest import SamplingConfig, SourceConfig
     from ..ingest.sources import VideoSource
 
+    size = video_dimensions(path)
+    if size is not None:  # an unreadable one fails in VideoSource with its own message
+        check_dimensions(size, PIXEL_FACTOR * vision.video_max_pixels, "messages", "video")
     max_pixels = vision.video_max_pixels
     sampling = SamplingConfig(
         fps=fps,

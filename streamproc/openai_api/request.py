@@ -24,6 +24,7 @@ from ..backends.base import GenerationParams
 from ..qwen.inputs import ModelInputs, _pad_offsets
 from ..qwen.prompt import Message, Vision, expand_pads, render_chat
 from .errors import ApiError, bad_request
+from .limits import check_text_size
 from .media import MediaPolicy, frames_to_video, load_image, load_video_file, parse_fps
 
 MAX_STOP_STRINGS = 4
@@ -72,6 +73,7 @@ def parse_chat(body: Any, served: ServedModel, builder: Any, media: MediaPolicy)
     if not isinstance(body, dict):
         raise bad_request("the request body must be a JSON object")
     check_model(body, served)
+    check_text_size(body.get("messages"), served.context_length)  # before any tokenizing or decoding
     if body.get("n") not in (None, 1):
         raise bad_request("only n=1 is supported", "n", "unsupported_value")
     # Tools are offered, never called: answering in text is a valid choice for the model, so
@@ -230,7 +232,7 @@ def _user_parts(content: Any, builder: Any, media: MediaPolicy, visuals: list, p
         if kind == "text" and isinstance(part.get("text"), str):
             parts.append(part["text"])
         elif kind == "image_url":
-            visuals.append(("image", load_image(_url_of(part, "image_url", where), media, where), 0.0))
+            visuals.append(("image", load_image(_url_of(part, "image_url", where), media, where, vision), 0.0))
             parts.append(Vision.IMAGE)
         elif kind == "video_url":
             fps = parse_fps(part.get("fps", _field(part, "video_url", "fps")), where)
@@ -242,7 +244,8 @@ def _user_parts(content: Any, builder: Any, media: MediaPolicy, visuals: list, p
             if not isinstance(urls, list) or not urls:
                 raise bad_request("a video part needs `video`: a list of frame URLs", where)
             fps = parse_fps(part.get("fps"), where)
-            frames = [load_image(u if isinstance(u, str) else _url_of({"x": u}, "x", where), media, where) for u in urls]
+            frames = (load_image(u if isinstance(u, str) else _url_of({"x": u}, "x", where), media, where, vision,
+                                 resize=False) for u in urls)
             visuals.append(("video", frames_to_video(frames, vision), fps))
             parts.append(Vision.VIDEO)
         else:

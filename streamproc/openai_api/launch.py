@@ -1,4 +1,4 @@
-"""Loading the engines for `streamproc serve` and running the app under uvicorn.
+"""Loading the engines for `streamproc serve` and what the server says about its model.
 
 With the TPU backend the server makes `engines` backends over the one bmodel (libbmrt shares its
 weights), each serving one request at a time; the transformers backend gets one.
@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional
 
 from ..backends.base import Backend, GenerationParams, create_backend
-from ..errors import ConfigError, UsageError
+from ..errors import ConfigError
 from .request import ServedModel
 
 log = logging.getLogger(__name__)
@@ -67,7 +65,7 @@ def served_model(
 ) -> ServedModel:
     params = replace(base_params or GenerationParams(), do_sample=False)
     return ServedModel(
-        name=name or backend.model_id,
+        name=name or default_model_name(backend.model_id),
         can_sample=can_sample(backend),
         context_length=context_length(backend),
         default_max_tokens=default_max_tokens,
@@ -76,43 +74,9 @@ def served_model(
     )
 
 
-def uvicorn_server(app: Any, host: str, port: int):
-    try:
-        import uvicorn
-    except ImportError:
-        raise UsageError("streamproc serve needs uvicorn and starlette: pip install 'streamproc[serve]'") from None
-    # access_log off: the app logs each request itself, without message content.
-    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, timeout_graceful_shutdown=5)
-    return uvicorn.Server(config)
-
-
-class ServerThread:
-    """uvicorn in a background thread (benchmarks and tests in one process)."""
-
-    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0):
-        import socket
-
-        if port == 0:
-            with socket.socket() as probe:
-                probe.bind((host, 0))
-                port = probe.getsockname()[1]
-        self.host, self.port = host, port
-        self.server = uvicorn_server(app, host, port)
-        self.thread = threading.Thread(target=self.server.run, name="serve-http", daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}/v1"
-
-    def __enter__(self) -> "ServerThread":
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the HTTP server did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
+def default_model_name(model_id: str) -> str:
+    """A local checkpoint folder is served under its name (`tiny-qwen`), never its path, which
+    says where the box keeps its files; a hub id (`Qwen/Qwen2.5-VL-3B-Instruct`) and a bmodel's
+    file name stay as they are."""
+    path = Path(model_id).expanduser()
+    return path.name if path.is_absolute() or path.exists() else model_id
