@@ -14,7 +14,7 @@ import pytest
 from streamproc.config.rules import RuleConfig
 from streamproc.config.sinks import SinksConfig
 from streamproc.events import alert_event, caption_event, summary_event
-from streamproc.service.control import PipelineControl
+from streamproc.control import PipelineControl
 from streamproc.events import status_event
 from streamproc.sinks import create_sinks
 from tests.integration.conftest import mqtt_section
@@ -46,8 +46,8 @@ def retained(subscribe, broker, filters=("sp/#",), settle_s: float = 0.4) -> dic
 def started(broker, tmp_path, rules, sources, **overrides):
     """An MQTT sink with the pipeline's switches bound (so describe/enabled topics exist too)."""
     config = SinksConfig.model_validate(mqtt_section(broker, tmp_path, **overrides))
-    (sink,) = create_sinks(config, list(rules), list(sources))
-    sink.bind_control(PipelineControl(list(sources), [r.name for r in rules]))
+    control = PipelineControl(list(sources), [r.name for r in rules])
+    (sink,) = create_sinks(config, list(rules), list(sources), control=control)
     sink.start()
     assert sink.wait_connected(10)
     return sink
