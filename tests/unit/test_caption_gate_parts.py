@@ -22,7 +22,7 @@ def write(tmp_path, kinds, unchanged=UnchangedCues.CUE):
         segment = make_segment("cam", index, duration=10.0)
         sink.handle(caption_event(segment, make_result(f"caption {index}")) if kind == "c"
                     else unchanged_event(segment, 0.2, "unchanged"))
-    sink.close()
+    sink.stop()
     return {fmt: (tmp_path / f"cam.{fmt}").read_text() for fmt in ("jsonl", "srt", "vtt")}
 
 

@@ -36,7 +36,7 @@ def filled(path, count: int = 400):
         data = caption(i, text, start=T0 + i * 20)
         sink.handle(Event("caption", data["id"], "porch", data))
     assert sink.flush(20)
-    sink.close()
+    sink.stop()
     return path
 
 
