@@ -122,7 +122,7 @@ def run(args) -> int:
     from ..openai_api.launch import load_backends, served_model
     from ..openai_api.media import MediaPolicy
     from ..openai_api.pool import EnginePool
-    from ..service.lifecycle import stop_signals
+    from ..app.lifecycle import stop_signals
     from ..web.asgi import serve_routes
 
     if args.queue_size < 0 or (args.engines is not None and args.engines < 1) or min(args.max_tokens, args.max_body_mb) < 1:

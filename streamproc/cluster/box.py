@@ -19,7 +19,7 @@ from .connection import ClusterError, LoopThread, connect
 
 log = logging.getLogger(__name__)
 
-EXIT_BACKEND = 5  # as in single-box mode (service/lifecycle.py)
+EXIT_BACKEND = 5  # as in single-box mode (app/lifecycle.py)
 
 
 def run_box(config: Any, *, install_signals: bool = True, poll_s: float = 0.5) -> int:

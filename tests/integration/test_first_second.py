@@ -27,7 +27,7 @@ def start(tmp_path, broker, tiny_model_dir, make_video, load_s: float) -> Servic
                             sinks=mqtt_section(broker, tmp_path, **HA))
     config["rules"] = RULES
     path = write_config(tmp_path, config)
-    return ServiceProcess(["-m", "tests.support.fast_backend", "run", str(path), "--log-format", "json"], tmp_path,
+    return ServiceProcess(["-m", "tests.support.fast_backend", "--log-format", "json", "run", str(path)], tmp_path,
                           env={"STREAMPROC_TEST_LOAD_S": str(load_s)})
 
 

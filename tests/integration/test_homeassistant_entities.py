@@ -94,8 +94,8 @@ def test_discovery_payloads_use_only_documented_keys(broker, subscribe, start_si
     ha = {"homeassistant": {**HA["homeassistant"], "support_url": "https://nvr.lan/streamproc-help"}}
     sink = start_sink(broker, RULES, ["gate"], mqtt={"snapshots": True}, **ha)
     assert sink.wait_connected(10)
-    # caption, connected, alert snapshot, snapshot, fence
-    assert sub.wait_for(lambda: len(configs(sub)) == 5, 5), sorted(configs(sub))
+    # caption, connected, alert snapshot, snapshot, fence; the service's state
+    assert sub.wait_for(lambda: len(configs(sub)) == 6, 5), sorted(configs(sub))
     for topic, config in configs(sub).items():
         check_documented(topic, config)
         assert config["origin"]["support_url"] == "https://nvr.lan/streamproc-help"
@@ -113,8 +113,8 @@ def test_switches_are_documented_and_answer_commands(broker, subscribe, tmp_path
     sink.start()
     try:
         assert sink.wait_connected(10)
-        # caption, connected, alert snapshot, fence, describe switch, rule switch
-        assert sub.wait_for(lambda: len(configs(sub)) == 6, 5), sorted(configs(sub))
+        # caption, connected, alert snapshot, fence, describe switch, rule switch; the service's state
+        assert sub.wait_for(lambda: len(configs(sub)) == 7, 5), sorted(configs(sub))
         found = configs(sub)
         for topic, payload in found.items():
             check_documented(topic, payload)
@@ -150,7 +150,7 @@ def test_caption_restores_and_connectivity_follows_the_camera(broker, subscribe,
     sub = subscribe(broker.port, ["homeassistant/#", "sp/#"])
     sink = start_sink(broker, RULES, ["gate"], **HA)
     assert sink.wait_connected(10)
-    assert sub.wait_for(lambda: len(configs(sub)) == 4, 5)
+    assert sub.wait_for(lambda: len(configs(sub)) == 5, 5)
     found = configs(sub)
     caption_cfg = found["homeassistant/sensor/sp1/gate_caption/config"]
     connected_cfg = found["homeassistant/binary_sensor/sp1/gate_connected/config"]
@@ -171,8 +171,7 @@ def test_caption_restores_and_connectivity_follows_the_camera(broker, subscribe,
     status = retained[connected_cfg["state_topic"]].json()
     assert render(connected_cfg["value_template"], status) == connected_cfg["payload_off"]  # disconnected
     # the camera's other entities are unavailable while it is down ...
-    camera = fence_cfg["availability"][1]
-    assert camera["topic"] == "sp/gate/status"
+    camera = next(c for c in fence_cfg["availability"] if c["topic"] == "sp/gate/status")
     assert render(camera["value_template"], status) == camera["payload_not_available"]
     # ... and available again once it delivers
     sink.handle(status_event("gate", "online"))
@@ -187,8 +186,8 @@ def test_entities_of_removed_cameras_and_rules_are_deleted(broker, subscribe, st
     sub = subscribe(broker.port, ["homeassistant/#"])
     first = start_sink(broker, RULES, ["gate", "old_cam"], **HA)
     assert first.wait_connected(10)
-    assert sub.wait_for(lambda: len(configs(sub)) == 8, 5)
-    first.close(2.0)
+    assert sub.wait_for(lambda: len(configs(sub)) == 9, 5)
+    first.stop(2.0)
     # the next run has no old_cam and no rules
     publish.single("homeassistant/sensor/other_node/x/config", "{}", retain=True, hostname=broker.host, port=broker.port)
     second = start_sink(broker, [], ["gate"], **HA)
@@ -204,11 +203,12 @@ def test_entities_of_removed_cameras_and_rules_are_deleted(broker, subscribe, st
         m.topic for m in sub.snapshot() if not m.payload
     ]
     late = subscribe(broker.port, ["homeassistant/#"])
-    assert late.wait_for(lambda: len(late.snapshot()) == 4, 5)
+    assert late.wait_for(lambda: len(late.snapshot()) == 5, 5)
     time.sleep(0.3)
     assert sorted(m.topic for m in late.snapshot()) == [
         "homeassistant/binary_sensor/sp1/gate_connected/config",
         "homeassistant/image/sp1/gate_alert_snapshot/config",
         "homeassistant/sensor/other_node/x/config",  # another node's entities are not ours to remove
         "homeassistant/sensor/sp1/gate_caption/config",
+        "homeassistant/sensor/sp1/service_state/config",
     ]
