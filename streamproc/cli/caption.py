@@ -114,7 +114,7 @@ def build_config(args):
 
 
 def run(args) -> int:
-    from ..service.batch import expand_inputs
+    from ..batch.captioner import expand_inputs
     from ..sinks.captions import FORMATS
 
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
@@ -164,43 +164,28 @@ def check_targets(out: Path, store) -> None:
 
 def caption_all(config, paths: list[Path], formats: list[str], args, store) -> list:
     """Videos, then images, on one backend; with `store`, through one store sink for all."""
-    from ..backends.base import create_backend
-    from .caption_images import caption_images, is_image
+    from ..app.batch import BatchRun
+    from ..batch.captioner import GateChoice
+    from ..batch.images import is_image
+    from ..config.sinks import UnchangedCues
     from .common import quiet_simulator_if_used
 
     quiet_simulator_if_used(config)
-    sinks, store_key = _store_sinks(store)
-    images = [p for p in paths if is_image(p)]
     videos = [p for p in paths if not is_image(p)]
+    bars = _Progress(args, files=len(videos))
+    unchanged = UnchangedCues(args.unchanged) if args.unchanged else None
     try:
-        backend = create_backend(config.backend)
-        try:
-            outcomes = _run_with_progress(config, backend, videos, formats, args, sinks, store_key) if videos else []
-            outcomes += caption_images(config, backend, images, args.out, formats, force=args.force, sinks=sinks,
-                                       store_key=store_key)
-        finally:
-            backend.close()
+        with BatchRun(config, args.out, formats, store=store, force=args.force, gate=GateChoice(args.gate),
+                      unchanged=unchanged, on_progress=bars.progress, on_segment=bars.counted) as run:
+            bars.captioner = run.captioner
+            outcomes = run.videos(videos, on_file=bars.file_done)
+            return outcomes + run.images([p for p in paths if is_image(p)])
     finally:
-        for sink in sinks:
-            sink.stop()
-    return outcomes
-
-
-def _store_sinks(store) -> tuple[list, Optional[str]]:
-    if store is None:
-        return [], None
-    from ..errors import SinkError
-    from ..store.sink import StoreSink
-
-    sink = StoreSink(store)
-    sink.start()
-    if not sink.available:  # the service runs on without its store; a batch job asked for it
-        raise SinkError(sink.error or f"cannot open the caption store {store.path}", retryable=False)
-    return [sink], str(Path(store.path).expanduser().resolve())
+        bars.close()
 
 
 def report(outcomes: list, out: Path, store) -> int:
-    from ..service.batch import GateSavings
+    from ..batch.captioner import GateSavings
 
     done = sum(o.status == "done" for o in outcomes)
     skipped = sum(o.status == "skipped" for o in outcomes)
@@ -219,45 +204,45 @@ def report(outcomes: list, out: Path, store) -> int:
     return 1 if failed else 0
 
 
-def _run_with_progress(config, backend, paths, formats, args, sinks=(), store_key=None):
+class _Progress:
     """One bar over files, and one per file counting segments (described or skipped by the gate)
     out of those planned (known up front from the file's duration and frame size)."""
-    from tqdm import tqdm
 
-    from ..config.sinks import UnchangedCues
-    from ..service.batch import BatchCaptioner, GateChoice
+    def __init__(self, args, files: int) -> None:
+        from tqdm import tqdm
 
-    quiet = args.no_progress or not sys.stderr.isatty()
-    overall = tqdm(total=len(paths), desc="files", unit="file", position=0, disable=quiet)
-    bars = {}
+        self.tqdm = tqdm
+        self.quiet = args.no_progress or not sys.stderr.isatty()
+        self.files = files
+        self.overall = None
+        self.bars: dict = {}
+        self.captioner = None
 
-    def progress(path: Path, done_s: float, total_s: float) -> None:
-        if path not in bars:
-            total = planned_segments(captioner, path)
-            bars[path] = tqdm(total=total, desc=path.name[:30], unit="segment", position=1, leave=False, disable=quiet)
+    def progress(self, path: Path, done_s: float, total_s: float) -> None:
+        if self.overall is None:
+            self.overall = self.tqdm(total=self.files, desc="files", unit="file", position=0, disable=self.quiet)
+        if path not in self.bars:
+            total = planned_segments(self.captioner, path)
+            self.bars[path] = self.tqdm(total=total, desc=path.name[:30], unit="segment", position=1, leave=False,
+                                        disable=self.quiet)
 
-    def counted(path: Path) -> None:
-        bar = bars.get(path)
+    def counted(self, path: Path) -> None:
+        bar = self.bars.get(path)
         if bar is not None:
             if bar.total is not None and bar.n + 1 > bar.total:
                 bar.total = bar.n + 1  # the estimate was short (e.g. a duration the container misstates)
             bar.update(1)
 
-    def file_done(outcome) -> None:
-        bar = bars.pop(outcome.path, None)
+    def file_done(self, outcome) -> None:
+        bar = self.bars.pop(outcome.path, None)
         if bar is not None:
             bar.close()
-        overall.update(1)
+        if self.overall is not None:
+            self.overall.update(1)
 
-    captioner = BatchCaptioner(
-        config, backend, args.out, formats, force=args.force, on_progress=progress, on_segment=counted,
-        gate=GateChoice(args.gate), sinks=sinks, store_key=store_key,
-        unchanged=UnchangedCues(args.unchanged) if args.unchanged else None,
-    )
-    try:
-        return captioner.run(paths, on_file=file_done)
-    finally:
-        overall.close()
+    def close(self) -> None:
+        if self.overall is not None:
+            self.overall.close()
 
 
 def planned_segments(captioner, path: Path):
@@ -266,7 +251,7 @@ def planned_segments(captioner, path: Path):
 
     from ..ingest.sampling import model_frame_size
     from ..ingest.segmenter import plan_segments
-    from ..service.batch import _duration
+    from ..batch.captioner import _duration
     from ..pipeline.planning import prompt_reserve
 
     config = captioner.config

@@ -269,7 +269,7 @@ class _InstantBackend:
 @pytest.mark.parametrize("seconds, overlap", [(5, 0), (37, 0), (37, 2)])
 def test_caption_progress_total_is_the_segments_the_file_is_cut_into(seconds, overlap, make_video, tiny_builder, tmp_path):
     from streamproc.cli.caption import planned_segments
-    from streamproc.service.batch import BatchCaptioner
+    from streamproc.batch.captioner import BatchCaptioner
 
     clip = make_video(duration_s=seconds, fps=5, width=640, height=360)
     config = config_from_data({"backend": {"type": "hf", "model": "x"},

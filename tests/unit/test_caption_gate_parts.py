@@ -9,8 +9,8 @@ import pytest
 from streamproc.config import config_from_data
 from streamproc.config.sinks import UnchangedCues
 from streamproc.events import caption_event, unchanged_event
-from streamproc.service.batch import LONG_RECORDING_S, FileOutcome, GateChoice, GateSavings, choose_gate
-from streamproc.service.batch_manifest import Manifest, replay_jsonl
+from streamproc.batch.captioner import LONG_RECORDING_S, FileOutcome, GateChoice, GateSavings, choose_gate
+from streamproc.batch.manifest import Manifest, replay_jsonl
 from streamproc.sinks.captions import UNCHANGED_TEXT, CaptionFileSink
 from tests.support.segments import make_result, make_segment
 

@@ -28,8 +28,8 @@ def caption_images(config, backend, paths: Sequence[Path], out_dir: Path, format
     """`sinks`: started by the caller (the caption store); `store_key` names it in the manifest."""
     from ..backends.base import GenerationParams
     from ..config.model import DEFAULT_USER_PROMPT
-    from ..service.batch import FileOutcome, stems_for
-    from ..service.batch_manifest import Manifest
+    from .captioner import FileOutcome, stems_for
+    from .manifest import Manifest
 
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = Manifest(out_dir)  # after the videos: it holds their entries too
@@ -56,9 +56,9 @@ def caption_images(config, backend, paths: Sequence[Path], out_dir: Path, format
 def _caption_one(config, backend, path: Path, stem: str, out_dir: Path, formats: Sequence[str], prompt: str,
                  params, sinks: Sequence):
     from ..pipeline.describer import describe_images
-    from ..service.batch import FileOutcome
+    from .captioner import FileOutcome
     from ..sinks.captions import srt_cue, vtt_cue, wrap_cues
-    from .chat import load_image
+    from ..media.still import load_image
 
     outcome = FileOutcome(path, "done")
     try:

@@ -39,7 +39,7 @@ from ..rules.alerts import RuleEngine
 from ..sinks.captions import CaptionFileSink
 from ..pipeline.describer import Described, SegmentDescriber, describe_settings, unchanged_events
 from ..pipeline.planning import effective_seq_length, prompt_reserve
-from .batch_manifest import Manifest, replay_jsonl
+from .manifest import Manifest, replay_jsonl
 
 log = logging.getLogger(__name__)
 
