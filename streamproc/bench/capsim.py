@@ -78,8 +78,8 @@ class Outcome:
         return self._pick(self.caption_delays, q)
 
     def fits(self, p95_alert_s: float = 20.0, max_load: float = 0.85) -> bool:
-        """Issue 22's bar for "cameras per chip"."""
-        return self.alert(0.95) <= p95_alert_s and self.load <= max_load and not self.missed and not self.dropped
+        """Issue 22's bar for "cameras per chip" (no judged event: no evidence, not a pass)."""
+        return self.events > 0 and self.alert(0.95) <= p95_alert_s and self.load <= max_load and not self.missed and not self.dropped
 
 
 @dataclass
