@@ -152,7 +152,7 @@ class BatchCaptioner:
                 self.config.sampling.fps,
                 lambda h, w: plan_segments(
                     self.seq_length, h, w, self.config.sampling.fps, reserve, seg.answer_reserve, seg.overlap_s,
-                    seg.max_duration_s,
+                    seg.max_duration_s, self.config.sampling.token_pixels, seg.pair_text_tokens,
                 ),
             )
             total = _duration(path)

@@ -184,7 +184,7 @@ class Pipeline:
         self.seq_length = effective_seq_length(model_seq_length, self.config)
         self._reserves = {s.name: prompt_reserve(self.config, builder, self.rules, s.name) for s in self.sources}
         for source in self.sources:  # a prompt that leaves no room fails now, not at the first segment
-            self._plan(source.name, 28, 28)
+            self._plan(source.name, self.config.sampling.token_pixels, self.config.sampling.token_pixels)
 
     def _worker_count(self) -> int:
         backend = self.config.backend
@@ -196,7 +196,7 @@ class Pipeline:
         seg = self.config.segmenting
         return plan_segments(
             self.seq_length, height, width, self.config.sampling.fps, self._reserves[source], seg.answer_reserve,
-            seg.overlap_s, seg.max_duration_s,
+            seg.overlap_s, seg.max_duration_s, self.config.sampling.token_pixels, seg.pair_text_tokens,
         )
 
     def _segmenter(self, source: str) -> Segmenter:

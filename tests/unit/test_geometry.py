@@ -22,7 +22,7 @@ from streamproc.backends.geometry import (
 )
 from streamproc.config import config_from_data
 from streamproc.errors import ConfigError, ModelError
-from streamproc.qwen import tiny
+from streamproc.qwen import tiny_specs
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "bmodels"
 MANIFEST = json.loads((FIXTURES / "MANIFEST.json").read_text())["fixtures"]
@@ -86,7 +86,7 @@ def test_files_that_are_not_bmodels_fail_in_one_line(tmp_path, content, message)
 
 
 def test_a_bmodel_that_is_not_qwen_is_named_as_such(tiny_model_dir):
-    with pytest.raises(ModelError, match="not a Qwen2.5-VL bmodel"):
+    with pytest.raises(ModelError, match="not a Qwen2.5-VL or Qwen3-VL bmodel"):
         bmodel_geometry(FIXTURES / "not_qwen_add.bmodel", tiny_model_dir)
     with pytest.raises(ModelError, match="does not exist"):
         bmodel_geometry(FIXTURES / "missing.bmodel", tiny_model_dir)
@@ -94,9 +94,9 @@ def test_a_bmodel_that_is_not_qwen_is_named_as_such(tiny_model_dir):
 
 def test_checkpoint_geometry_comes_from_its_config_files(tiny_model_dir):
     geometry = checkpoint_geometry(tiny_model_dir)
-    assert geometry.image_max_pixels == tiny.IMAGE_MAX_PIXELS
-    assert geometry.video_max_pixels == tiny.VIDEO_MAX_PIXELS
-    assert geometry.max_context == tiny.TEXT["max_position_embeddings"]
+    assert geometry.image_max_pixels == 112 * 224  # the tiny model's preprocessor_config
+    assert geometry.video_max_pixels == 112 * 224
+    assert geometry.max_context == tiny_specs.Q25_TEXT["max_position_embeddings"]
     assert geometry.seq_length is None and geometry.context == 2048
 
 
