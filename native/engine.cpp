@@ -301,9 +301,14 @@ void Engine::inspect_nets() {
     }
   }
   info_.layers = layers;
+  inspect_layout(kv_layers > 0);
+}
 
+// The prefill layout, the half type and every size, from the block, cache, embedding, vit and
+// head nets (after inspect_nets found them).
+void Engine::inspect_layout(bool kv_nets) {
   const Net& block = *blocks_[0];
-  if (kv_layers) {
+  if (kv_nets) {
     layout_ = PrefillLayout::kHistoryNew;
   } else if (block.inputs() == 5) {
     layout_ = PrefillLayout::kHistoryOld;

@@ -177,6 +177,7 @@ class Engine {
   // Net::launch, timed into *device_seconds_ (the phase being run).
   void launch(const Net& net, std::vector<bm::Tensor>& in, std::vector<bm::Tensor>& out);
   void inspect_nets();
+  void inspect_layout(bool kv_nets);
   void inspect_vit();  // the family, ViT sizes and DeepStack (after the hidden size is known)
   void check_input(size_t tokens, const std::vector<VisionChunk>& vision) const;
   void check_sampling(const SamplingParams& params) const;
