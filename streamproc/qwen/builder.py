@@ -41,6 +41,7 @@ class RequestBuilder:
     build() and the request's token counts (total_tokens, visual_tokens)."""
 
     seq_length: Optional[int] = None
+    pair_text_tokens: int = 0  # text a video adds per frame pair besides its visual tokens
 
     def build(self, prompt: str, video: Any = None, images: Any = None, fps: float = 1.0,
               system: Any = TEMPLATE_DEFAULT, answer_reserve: int = 0) -> Any:
