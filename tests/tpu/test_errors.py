@@ -92,9 +92,9 @@ for name in {list(files)!r}:
 
 def test_not_a_qwen_bmodel(native, runtime_dir, tiny_model_dir):
     path = bmodel_path("not_qwen_add")
-    with pytest.raises(native.BmodelError, match=r"not a Qwen2\.5-VL bmodel.*found not_qwen_add"):
+    with pytest.raises(native.BmodelError, match=r"not a Qwen2\.5-VL or Qwen3-VL bmodel.*found not_qwen_add"):
         native.Engine(str(path), 0, runtime_dir)
-    with pytest.raises(ModelError, match="not a Qwen2.5-VL bmodel"):
+    with pytest.raises(ModelError, match="not a Qwen2.5-VL or Qwen3-VL bmodel"):
         TpuBackend(backend_config(path, tiny_model_dir, runtime_dir))
 
 
