@@ -68,7 +68,7 @@ def reserves(checkpoint: Path, config_path):
     from ..convert.plan import FamilyGeometry
     from ..qwen import InputBuilder
     from ..rules.alerts import RuleEngine
-    from ..service.planning import prompt_reserve
+    from ..pipeline.planning import prompt_reserve
 
     if config_path:
         config = load_config(config_path)
