@@ -83,6 +83,7 @@ struct NetInfo {  // bm_net_info_t
 };
 
 // Function types, named after the C symbols they are resolved from.
+using DevGetCountFn = Status (*)(int*);
 using DevRequestFn = Status (*)(Handle*, int);
 using DevFreeFn = void (*)(Handle);
 using MallocDeviceByteFn = Status (*)(Handle, DeviceMem*, unsigned int);

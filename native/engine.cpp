@@ -69,6 +69,12 @@ std::string lowercase(std::string text) {
   return text;
 }
 
+std::string no_such_device(int device_id, int devices, const std::string& where) {
+  std::string present = devices <= 0 ? "none" : devices == 1 ? "device 0" : "devices 0.." + std::to_string(devices - 1);
+  return "TPU device " + std::to_string(device_id) + " does not exist: the runtime (" + where + ") sees " +
+         std::to_string(devices < 0 ? 0 : devices) + " (" + present + ")";
+}
+
 bool starts_with(const std::string& text, const std::string& prefix) {
   return text.compare(0, prefix.size(), prefix) == 0;
 }
@@ -90,6 +96,9 @@ Engine::Engine(const std::string& bmodel_path, int device_id, const std::string&
   info_.chip = file.chip;
   device_mutex_ = device_mutex(device_id);
   std::lock_guard<std::mutex> lock(g_load_mutex);
+  // bmlib asserts (aborts the process) on a device id it does not have: ask first.
+  const int devices = rt.device_count();
+  if (device_id < 0 || device_id >= devices) throw DeviceError(no_such_device(device_id, devices, rt.bmlib_path));
   if (rt.dev_request(&handle_, device_id) != bm::kSuccess || !handle_) {
     handle_ = nullptr;
     throw DeviceError("cannot open TPU device " + std::to_string(device_id) + " with " + rt.bmlib_path);
@@ -135,6 +144,8 @@ Engine::Engine(const std::string& bmodel_path, int device_id, const std::string&
       buffer = DeviceBuffer(runtime_.get(), handle_, static_cast<size_t>(info_.hidden) * half_bytes_);
     step_positions_ = DeviceBuffer(runtime_.get(), handle_, 3 * sizeof(int32_t));
     step_mask_ = DeviceBuffer(runtime_.get(), handle_, (static_cast<size_t>(info_.seq_length) + 1) * half_bytes_);
+    for (int layer = 0; layer < info_.deepstack_layers; ++layer)
+      deepstack_bufs_.emplace_back(runtime_.get(), handle_, hidden_buf_.bytes());
     // Padded prefill rows and unwritten cache rows are read (then masked): keep them finite.
     const Copier copy = copier();
     std::vector<uint8_t> zeros(hidden_buf_.bytes(), 0);
@@ -172,6 +183,8 @@ void Engine::close() {
     for (DeviceBuffer& buffer : token_bufs_) parked.buffers.push_back(std::move(buffer));
     parked.buffers.push_back(std::move(step_positions_));
     parked.buffers.push_back(std::move(step_mask_));
+    for (DeviceBuffer& buffer : deepstack_bufs_) parked.buffers.push_back(std::move(buffer));
+    deepstack_bufs_.clear();
     std::vector<Parked> to_free;
     {
       std::lock_guard<std::mutex> devices(g_devices_mutex);
@@ -216,6 +229,26 @@ std::vector<MemRegion> Engine::memory_map() const {
   return out;
 }
 
+void Engine::inspect_vit() {
+  vit_family_ = VitFamily::detect(*vit_);
+  info_.family = vit_family_->name();
+  info_.max_patches = vit_->in_dim(0, 0);
+  info_.patch_features = vit_->in_dim(0, 1);
+  info_.vit_dynamic = vit_->dynamic();
+  info_.vit_masked = vit_family_->masked();
+  info_.deepstack_layers = vit_family_->deepstack_layers();
+  for (int i = 0; i < vit_->outputs(); ++i)
+    if (vit_->out_dim(i, 1) != info_.hidden)
+      throw BmodelError("unexpected vit net for a hidden size of " + std::to_string(info_.hidden) + ": " + vit_->describe());
+  if (info_.deepstack_layers > 0) {
+    // DeepStack adds through the `add` net, whose inputs hold max_input rows of the hidden states.
+    if (!add_ || add_->inputs() != 2 || static_cast<int>(element_count(add_->in_shape(0))) < info_.max_input * info_.hidden)
+      throw BmodelError("a Qwen3-VL bmodel needs an add net of max_input x hidden values for DeepStack" +
+                        (add_ ? ": " + add_->describe() : std::string(", it has none")));
+    if (add_->in_dtype(0) != half_type_) throw BmodelError("unexpected add net type: " + add_->describe());
+  }
+}
+
 bool Engine::supports_history() const {
   return layout_ == PrefillLayout::kHistoryNew || layout_ == PrefillLayout::kHistoryOld;
 }
@@ -250,8 +283,9 @@ void Engine::inspect_nets() {
   }
   std::string listed;
   for (const auto& name : info_.nets) listed += (listed.empty() ? "" : ", ") + name;
+  add_ = find("add");
   if (!embedding_ || !embedding_cache_ || !lm_head_ || !vit_ || layers == 0 || cache_layers != layers) {
-    throw BmodelError("not a Qwen2.5-VL bmodel: expected nets embedding, embedding_cache, vit, block_N, "
+    throw BmodelError("not a Qwen2.5-VL or Qwen3-VL bmodel: expected nets embedding, embedding_cache, vit, block_N, "
                       "block_cache_N and lm_head, found " + listed);
   }
   for (int i = 0; i < layers; ++i) {
@@ -267,9 +301,14 @@ void Engine::inspect_nets() {
     }
   }
   info_.layers = layers;
+  inspect_layout(kv_layers > 0);
+}
 
+// The prefill layout, the half type and every size, from the block, cache, embedding, vit and
+// head nets (after inspect_nets found them).
+void Engine::inspect_layout(bool kv_nets) {
   const Net& block = *blocks_[0];
-  if (kv_layers) {
+  if (kv_nets) {
     layout_ = PrefillLayout::kHistoryNew;
   } else if (block.inputs() == 5) {
     layout_ = PrefillLayout::kHistoryOld;
@@ -299,10 +338,7 @@ void Engine::inspect_nets() {
   if (cache.in_dtype(3) != half_type_) throw BmodelError("unexpected KV cache type in " + cache.describe());
   kv_row_bytes_ = static_cast<size_t>(info_.kv_heads) * info_.head_dim * half_bytes_;
   if (layout_ == PrefillLayout::kHistoryOld) info_.max_history = block.in_dim(3, 1);
-  info_.max_patches = vit_->in_dim(0, 0);
-  info_.vit_dynamic = vit_->dynamic();
-  if (vit_->inputs() != 5 || vit_->out_dim(0, 1) != info_.hidden)
-    throw BmodelError("unexpected vit net for a hidden size of " + std::to_string(info_.hidden) + ": " + vit_->describe());
+  inspect_vit();
   info_.lm_head_returns_token = lm_head_->out_dtype(0) == bm::kInt32;
   if (!info_.lm_head_returns_token) {
     info_.vocab = lm_head_->out_dim(0, lm_head_->out_shape(0).num_dims - 1);

@@ -1,4 +1,5 @@
-// The Qwen2.5-VL engine over a bmodel: tensors and token ids in, token ids out.
+// The Qwen VL engine over a bmodel (Qwen2.5-VL or Qwen3-VL): tensors and token ids in, token ids out.
+// What differs between the families is the vit net and DeepStack (vit_family.h).
 //
 // Ownership: an Engine owns its device handle, its bmruntime (which loads the bmodel; libbmrt
 // shares the weights of identical bmodels across runtimes in one process) and the device
@@ -38,6 +39,8 @@
 #include "bmrt_api.h"
 #include "net.h"
 #include "runtime.h"
+#include "vision_chunk.h"
+#include "vit_family.h"
 
 namespace streamproc {
 
@@ -52,6 +55,7 @@ enum class PrefillLayout {
 // What a loaded bmodel takes, read from its nets (Engine::info()); fixed for the engine's life.
 struct ModelInfo {
   std::string chip;
+  std::string family;      // qwen2.5-vl | qwen3-vl (from the vit net)
   std::string layout;
   int layers = 0;
   int seq_length = 0;      // tokens the KV cache holds
@@ -60,6 +64,9 @@ struct ModelInfo {
   int kv_heads = 0;
   int head_dim = 0;
   int max_patches = 0;     // ViT rows per call
+  int patch_features = 0;  // values per ViT row (1176 Qwen2.5-VL, 1536 Qwen3-VL)
+  int deepstack_layers = 0;  // Qwen3-VL: feature maps added after the first decoder layers
+  bool vit_masked = true;  // the vit takes an attention mask: a call may hold several frame pairs
   bool vit_dynamic = false;
   bool prefill_dynamic = false;
   bool has_sample_head = false;
@@ -70,17 +77,6 @@ struct ModelInfo {
   bool supports_history = false;  // prefill continues after the cached tokens (history layouts)
   std::string runtime;            // the libbmrt this engine runs on
   std::vector<std::string> nets;
-};
-
-// One ViT call: whole temporal grids whose patches fit MAX_PATCHES.
-struct VisionChunk {
-  int token_offset = 0;                 // where its merged tokens go in the input
-  std::vector<float> pixel_rows;        // [patches, 1176], already in window order
-  std::vector<int32_t> rotary_pos;      // [patches, 2] (h, w), window order
-  std::vector<int32_t> cu_seqlens;      // full attention: per temporal grid, in patches
-  std::vector<int32_t> cu_window_seqlens;  // window attention, in patches
-  std::vector<int32_t> reverse_index;   // [patches / 4]
-  int patches = 0;
 };
 
 // How the next token is chosen; the defaults are greedy. Checked by every call (check_sampling):
@@ -127,7 +123,7 @@ class Engine {
   void truncate_history(int tokens);
   void close();
 
-  // Prefill `input_ids` (with the visual tokens of `vision` spliced in at their offsets) after
+  // Prefill `input_ids` (with the visual tokens of `vision` spliced in at their grid offsets) after
   // the current history, and return the first generated token. `next_position` is the
   // position id the first generated token takes (max position so far + 1).
   int prefill(const std::vector<int32_t>& input_ids, const std::vector<int32_t>& position_ids,
@@ -181,10 +177,17 @@ class Engine {
   // Net::launch, timed into *device_seconds_ (the phase being run).
   void launch(const Net& net, std::vector<bm::Tensor>& in, std::vector<bm::Tensor>& out);
   void inspect_nets();
+  void inspect_layout(bool kv_nets);
+  void inspect_vit();  // the family, ViT sizes and DeepStack (after the hidden size is known)
   void check_input(size_t tokens, const std::vector<VisionChunk>& vision) const;
   void check_sampling(const SamplingParams& params) const;
   void embed(const std::vector<int32_t>& ids, size_t start_row);
   void run_vision(const VisionChunk& chunk);
+  // Output rows of the vit (out_type) to `dst` at each of the chunk's grid offsets.
+  void place_vit_rows(const bm::DeviceMem& out, int out_type, const VisionChunk& chunk, const bm::DeviceMem& dst);
+  // Qwen3-VL: hidden rows [row0, row0 + count) += DeepStack map `layer` (after decoder layer `layer`).
+  void add_deepstack(int layer, size_t row0, size_t count);
+  void clear_deepstack(size_t rows);
   void prefill_chunk(size_t row0, size_t count, const std::vector<int32_t>& positions, size_t total);
   void prefill_full_static(size_t count, const std::vector<int32_t>& positions);
   void store_kv(int layer, const bm::DeviceMem& k, const bm::DeviceMem& v, size_t rows, size_t at_row);
@@ -199,7 +202,10 @@ class Engine {
   std::map<std::string, Net> nets_;
   std::vector<Net*> blocks_, blocks_kv_, blocks_cache_;
   Net *embedding_ = nullptr, *embedding_cache_ = nullptr, *lm_head_ = nullptr, *vit_ = nullptr;
-  Net *greedy_head_ = nullptr, *sample_head_ = nullptr;
+  Net *greedy_head_ = nullptr, *sample_head_ = nullptr, *add_ = nullptr;
+  std::unique_ptr<VitFamily> vit_family_;
+  std::vector<DeviceBuffer> deepstack_bufs_;  // [seq_length, hidden] per DeepStack layer, zero off the visual rows
+  bool deepstack_active_ = false;  // this prefill has vision: add the DeepStack maps
   DeviceBuffer hidden_buf_;  // [seq_length, hidden] input rows of the current prefill
   // Decode: each layer reads one token buffer ([1, hidden]) and writes the other, and every layer
   // reads the step's positions [3] and mask [columns + 1] from one upload, so a decode step

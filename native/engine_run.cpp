@@ -86,24 +86,17 @@ void Engine::check_input(size_t tokens, const std::vector<VisionChunk>& vision) 
                        std::to_string(block_rows));
   }
   for (const VisionChunk& chunk : vision) {
-    const int patches = chunk.patches;
-    if (patches <= 0 || patches % 4 != 0)
-      throw InputError("a vision chunk must have a positive multiple of 4 patches, got " + std::to_string(patches));
-    if (patches > info_.max_patches)
-      throw InputError("a vision chunk of " + std::to_string(patches) + " patches exceeds the bmodel's ViT limit of " +
+    check_chunk_shape(chunk);
+    if (chunk.features != info_.patch_features)
+      throw InputError("vision chunk rows have " + std::to_string(chunk.features) + " values, this bmodel's ViT takes " +
+                       std::to_string(info_.patch_features) + ": the inputs were built for another model family");
+    if (chunk.patches() > info_.max_patches)
+      throw InputError("a vision chunk of " + std::to_string(chunk.patches()) + " patches exceeds the bmodel's ViT limit of " +
                        std::to_string(info_.max_patches) + " (MAX_PATCHES): resize the image or split the video");
-    if (chunk.pixel_rows.size() != static_cast<size_t>(patches) * 1176 ||
-        chunk.rotary_pos.size() != static_cast<size_t>(patches) * 2 ||
-        chunk.reverse_index.size() != static_cast<size_t>(patches) / 4)
-      throw InputError("vision chunk arrays do not match its patch count");
-    if (chunk.token_offset < 0 || chunk.token_offset + patches / 4 > static_cast<int>(tokens))
-      throw InputError("vision chunk tokens fall outside the input");
-    for (const auto* cu : {&chunk.cu_seqlens, &chunk.cu_window_seqlens}) {
-      if (cu->size() < 2 || cu->front() != 0 || cu->back() != patches || !std::is_sorted(cu->begin(), cu->end()))
-        throw InputError("vision chunk cu_seqlens must rise from 0 to its patch count");
-    }
-    for (int32_t index : chunk.reverse_index)
-      if (index < 0 || index >= patches / 4) throw InputError("vision chunk reverse_index out of range");
+    vit_family_->check(chunk);
+    for (int32_t offset : chunk.grid_offsets)
+      if (static_cast<size_t>(offset) + chunk.grid_tokens() > tokens)
+        throw InputError("vision chunk tokens fall outside the input");
   }
 }
 
@@ -167,19 +160,22 @@ void Engine::prefill_chunk(size_t row0, size_t count, const std::vector<int32_t>
     auto out = net.output_tensors();
     in[0].shape = make_shape({1, static_cast<int>(count), info_.hidden});
     in[1].shape = make_shape({3, static_cast<int>(count)});
-    const DeviceTurn turn(*this);
-    copy.on_device(in[0].device_mem, 0, hidden_buf_.mem(), row0 * row_bytes, count * row_bytes);
-    copy.to_device(in[1].device_mem, chunk_positions.data(), chunk_positions.size() * sizeof(int32_t));
-    if (use_kv_net) {
-      const Net& cache = *blocks_cache_[layer];
-      in[2].shape = make_shape({1, static_cast<int>(old), info_.kv_heads, info_.head_dim});
-      in[3].shape = in[2].shape;
-      copy.on_device(in[2].device_mem, 0, cache.in_mem(3), 0, old * kv_row_bytes_);
-      copy.on_device(in[3].device_mem, 0, cache.in_mem(4), 0, old * kv_row_bytes_);
+    {
+      const DeviceTurn turn(*this);
+      copy.on_device(in[0].device_mem, 0, hidden_buf_.mem(), row0 * row_bytes, count * row_bytes);
+      copy.to_device(in[1].device_mem, chunk_positions.data(), chunk_positions.size() * sizeof(int32_t));
+      if (use_kv_net) {
+        const Net& cache = *blocks_cache_[layer];
+        in[2].shape = make_shape({1, static_cast<int>(old), info_.kv_heads, info_.head_dim});
+        in[3].shape = in[2].shape;
+        copy.on_device(in[2].device_mem, 0, cache.in_mem(3), 0, old * kv_row_bytes_);
+        copy.on_device(in[3].device_mem, 0, cache.in_mem(4), 0, old * kv_row_bytes_);
+      }
+      launch(net, in, out);
+      store_kv(layer, out[1].device_mem, out[2].device_mem, count, old);
+      copy.on_device(hidden_buf_.mem(), row0 * row_bytes, out[0].device_mem, 0, count * row_bytes);
     }
-    launch(net, in, out);
-    store_kv(layer, out[1].device_mem, out[2].device_mem, count, old);
-    copy.on_device(hidden_buf_.mem(), row0 * row_bytes, out[0].device_mem, 0, count * row_bytes);
+    add_deepstack(layer, row0, count);
   }
 }
 
@@ -207,19 +203,22 @@ void Engine::prefill_full_static(size_t count, const std::vector<int32_t>& posit
       const Net& net = *blocks_[layer];
       auto in = net.input_tensors();
       auto out = net.output_tensors();
-      const DeviceTurn turn(*this);
-      // Rows past `real` keep whatever finite values were there: they are masked out.
-      copy.on_device(in[0].device_mem, 0, hidden_buf_.mem(), row0 * row_bytes, real * row_bytes);
-      copy.to_device(in[1].device_mem, chunk_positions.data(), chunk_positions.size() * sizeof(int32_t));
-      copy.to_device(in[2].device_mem, mask.data(), mask.size() * sizeof(uint16_t));
-      if (with_history) {
-        const Net& cache = *blocks_cache_[layer];
-        copy.on_device(in[3].device_mem, 0, cache.in_mem(3), 0, old * kv_row_bytes_);
-        copy.on_device(in[4].device_mem, 0, cache.in_mem(4), 0, old * kv_row_bytes_);
+      {
+        const DeviceTurn turn(*this);
+        // Rows past `real` keep whatever finite values were there: they are masked out.
+        copy.on_device(in[0].device_mem, 0, hidden_buf_.mem(), row0 * row_bytes, real * row_bytes);
+        copy.to_device(in[1].device_mem, chunk_positions.data(), chunk_positions.size() * sizeof(int32_t));
+        copy.to_device(in[2].device_mem, mask.data(), mask.size() * sizeof(uint16_t));
+        if (with_history) {
+          const Net& cache = *blocks_cache_[layer];
+          copy.on_device(in[3].device_mem, 0, cache.in_mem(3), 0, old * kv_row_bytes_);
+          copy.on_device(in[4].device_mem, 0, cache.in_mem(4), 0, old * kv_row_bytes_);
+        }
+        launch(net, in, out);
+        store_kv(layer, out[1].device_mem, out[2].device_mem, real, old);
+        copy.on_device(hidden_buf_.mem(), row0 * row_bytes, out[0].device_mem, 0, real * row_bytes);
       }
-      launch(net, in, out);
-      store_kv(layer, out[1].device_mem, out[2].device_mem, real, old);
-      copy.on_device(hidden_buf_.mem(), row0 * row_bytes, out[0].device_mem, 0, real * row_bytes);
+      add_deepstack(layer, row0, real);
     }
     history_ += static_cast<int>(real);
   }
@@ -239,6 +238,8 @@ int Engine::prefill(const std::vector<int32_t>& input_ids, const std::vector<int
   const double embed_seconds = seconds_since(start);
   start = Clock::now();
   device_seconds_ = &times_.vit_device;
+  deepstack_active_ = info_.deepstack_layers > 0 && !vision.empty();
+  if (deepstack_active_) clear_deepstack(count);
   for (const VisionChunk& chunk : vision) run_vision(chunk);
   times_.vit += seconds_since(start);
 

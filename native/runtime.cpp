@@ -98,6 +98,7 @@ std::shared_ptr<const Runtime> open_runtime(const std::string& requested) {
   if (slash != std::string::npos)
     rt->simulator = access((rt->bmlib_path.substr(0, slash) + "/libcmodel.so").c_str(), F_OK) == 0;
   const std::string& lib = rt->bmlib_path;
+  resolve(bmlib, "bm_dev_getcount", rt->dev_getcount, lib);
   resolve(bmlib, "bm_dev_request", rt->dev_request, lib);
   resolve(bmlib, "bm_dev_free", rt->dev_free, lib);
   resolve(bmlib, "bm_malloc_device_byte", rt->malloc_device_byte, lib);
@@ -139,6 +140,11 @@ std::shared_ptr<const Runtime> Runtime::get(const std::string& runtime_dir) {
   g_runtime = open_runtime(requested);
   g_requested_dir = requested;
   return g_runtime;
+}
+
+int Runtime::device_count() const {
+  int count = 0;
+  return dev_getcount(&count) == bm::kSuccess && count > 0 ? count : 0;
 }
 
 std::shared_ptr<const Runtime> Runtime::loaded() {

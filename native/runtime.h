@@ -22,6 +22,7 @@ struct Runtime {
   std::vector<std::string> tried;  // where we looked, for error messages
   bool simulator = false;  // libbmlib drives the CPU simulator (a libcmodel.so beside it)
 
+  bm::DevGetCountFn dev_getcount = nullptr;
   bm::DevRequestFn dev_request = nullptr;
   bm::DevFreeFn dev_free = nullptr;
   bm::MallocDeviceByteFn malloc_device_byte = nullptr;
@@ -42,6 +43,8 @@ struct Runtime {
   bm::RtGetNetworkInfoFn rt_get_network_info = nullptr;
   bm::RtLaunchTensorExFn rt_launch_tensor_ex = nullptr;
 
+  // TPU devices the runtime sees (the CPU simulator: 1); 0 when it cannot tell. Thread-safe.
+  int device_count() const;
   // Loads the runtime on first use. A later call asking for another folder than the one
   // loaded fails: one process holds one runtime. Throws RuntimeNotFound.
   static std::shared_ptr<const Runtime> get(const std::string& runtime_dir);

@@ -1,62 +1,69 @@
-// The ViT: one call per chunk of whole temporal grids, its merged tokens copied over the
-// chunk's pad rows of the input. Static vits are padded to MAX_PATCHES (masked with -10000:
-// a padded area of 0 silently degrades the output); dynamic ones get the real shapes.
+// The ViT: one call per chunk of whole temporal grids, fed as its family says (vit_family.h); the
+// merged tokens of each grid are copied over that grid's pad rows of the input, and Qwen3-VL's
+// DeepStack maps to the same rows of their own buffers, which prefill adds after the first
+// decoder layers. Static vits are padded to MAX_PATCHES (masked with -10000: a padded area of 0
+// silently degrades the output); dynamic ones get the real shapes.
 #include <algorithm>
 
 #include "engine.h"
 #include "errors.h"
 #include "half.h"
-#include "masks.h"
 
 namespace streamproc {
 
 void Engine::run_vision(const VisionChunk& chunk) {
-  const Copier copy = copier();
-  const int patches = chunk.patches;
-  const int size = info_.vit_dynamic ? patches : info_.max_patches;  // rows the net sees
+  const int rows = info_.vit_dynamic ? chunk.patches() : info_.max_patches;  // rows the net sees
   auto in = vit_->input_tensors();
   auto out = vit_->output_tensors();
-
-  std::vector<float> states(static_cast<size_t>(size) * 1176, 0.0f);
-  std::copy(chunk.pixel_rows.begin(), chunk.pixel_rows.end(), states.begin());
-  std::vector<int32_t> rotary(static_cast<size_t>(size) * 2, 0);
-  std::copy(chunk.rotary_pos.begin(), chunk.rotary_pos.end(), rotary.begin());
-  std::vector<int32_t> reverse(static_cast<size_t>(size) / 4, 0);
-  std::copy(chunk.reverse_index.begin(), chunk.reverse_index.end(), reverse.begin());
-  const auto full_mask = vit_block_mask(chunk.cu_seqlens, size);
-  const auto window_mask = vit_block_mask(chunk.cu_window_seqlens, size);
-
   const DeviceTurn turn(*this);
-  if (info_.vit_dynamic) {
-    in[0].shape = make_shape({size, 1176});
-    in[1].shape = make_shape({size, 2});
-    in[2].shape = make_shape({1, 1, size, size});
-    in[3].shape = make_shape({1, 1, size, size});
-    in[4].shape = make_shape({size / 4});
-  }
-  copy.to_device(in[0].device_mem, states.data(), states.size() * sizeof(float));
-  copy.to_device(in[1].device_mem, rotary.data(), rotary.size() * sizeof(int32_t));
-  copy.to_device(in[2].device_mem, full_mask.data(), full_mask.size() * sizeof(float));
-  copy.to_device(in[3].device_mem, window_mask.data(), window_mask.size() * sizeof(float));
-  copy.to_device(in[4].device_mem, reverse.data(), reverse.size() * sizeof(int32_t));
+  vit_family_->fill(chunk, rows, info_.vit_dynamic, in, copier());
   launch(*vit_, in, out);
+  place_vit_rows(out[0].device_mem, vit_->out_dtype(0), chunk, hidden_buf_.mem());
+  for (int layer = 0; layer < info_.deepstack_layers; ++layer)
+    place_vit_rows(out[1 + layer].device_mem, vit_->out_dtype(1 + layer), chunk, deepstack_bufs_[layer].mem());
+}
 
-  const size_t tokens = static_cast<size_t>(patches) / 4;
+void Engine::place_vit_rows(const bm::DeviceMem& out, int out_type, const VisionChunk& chunk, const bm::DeviceMem& dst) {
+  const Copier copy = copier();
   const size_t row_bytes = static_cast<size_t>(info_.hidden) * half_bytes_;
-  const size_t offset = static_cast<size_t>(chunk.token_offset) * row_bytes;
-  const int out_type = vit_->out_dtype(0);
+  const size_t grid_tokens = static_cast<size_t>(chunk.grid_tokens());
   if (out_type == half_type_) {
-    copy.on_device(hidden_buf_.mem(), offset, out[0].device_mem, 0, tokens * row_bytes);
+    for (int g = 0; g < chunk.grids(); ++g)
+      copy.on_device(dst, chunk.grid_offsets[g] * row_bytes, out, g * grid_tokens * row_bytes, grid_tokens * row_bytes);
     return;
   }
   if (out_type != bm::kFloat32) throw BmodelError("unsupported vit output type " + std::string(dtype_name(out_type)));
   // A float32 vit output is converted to the language model's half type on the host.
-  std::vector<float> values(tokens * info_.hidden);
-  copy.to_host(values.data(), out[0].device_mem, values.size() * sizeof(float));
+  std::vector<float> values(static_cast<size_t>(chunk.tokens()) * info_.hidden);
+  copy.to_host(values.data(), out, values.size() * sizeof(float));
   std::vector<uint16_t> halves(values.size());
   for (size_t i = 0; i < values.size(); ++i)
     halves[i] = half_type_ == bm::kBFloat16 ? float_to_bf16(values[i]) : float_to_f16(values[i]);
-  copy.to_device(hidden_buf_.mem(), halves.data(), halves.size() * sizeof(uint16_t), offset);
+  const size_t grid_values = grid_tokens * info_.hidden;
+  for (int g = 0; g < chunk.grids(); ++g)
+    copy.to_device(dst, halves.data() + g * grid_values, grid_values * sizeof(uint16_t), chunk.grid_offsets[g] * row_bytes);
+}
+
+void Engine::clear_deepstack(size_t rows) {
+  const Copier copy = copier();
+  const std::vector<uint8_t> zeros(rows * info_.hidden * half_bytes_, 0);
+  for (DeviceBuffer& buffer : deepstack_bufs_) copy.to_device(buffer.mem(), zeros.data(), zeros.size());
+}
+
+// The bmodel's `add` net: an element-wise half add of two [max_input * hidden] vectors. Rows off
+// the visual positions add 0, which leaves them as they are, as transformers' masked add does.
+void Engine::add_deepstack(int layer, size_t row0, size_t count) {
+  if (!deepstack_active_ || layer >= info_.deepstack_layers) return;
+  const Copier copy = copier();
+  const size_t bytes = count * info_.hidden * half_bytes_;
+  const size_t at = row0 * info_.hidden * half_bytes_;
+  auto in = add_->input_tensors();
+  auto out = add_->output_tensors();
+  const DeviceTurn turn(*this);
+  copy.on_device(in[0].device_mem, 0, hidden_buf_.mem(), at, bytes);
+  copy.on_device(in[1].device_mem, 0, deepstack_bufs_[layer].mem(), at, bytes);
+  launch(*add_, in, out);
+  copy.on_device(hidden_buf_.mem(), at, out[0].device_mem, 0, bytes);
 }
 
 }  // namespace streamproc

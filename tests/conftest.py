@@ -41,6 +41,21 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_qwen3_dir(tmp_path_factory) -> Path:
+    """A seeded tiny Qwen3-VL checkpoint (`make-tiny-model --family qwen3-vl`)."""
+    from streamproc.qwen.tiny import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("tiny-qwen3") / "model", family="qwen3-vl")
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen3_builder(tiny_qwen3_dir):
+    from streamproc.qwen import InputBuilder
+
+    return InputBuilder.from_pretrained(tiny_qwen3_dir)
+
+
+@pytest.fixture(scope="session")
 def tiny_builder(tiny_model_dir):
     from streamproc.qwen import InputBuilder
 

@@ -1,12 +1,12 @@
-"""What a model takes, known before its weights load: context, input and pixel limits, history.
+"""What a model takes, known before its weights load: family, context, input and pixel limits, history.
 
-Every backend states its geometry from files alone, in well under a second:
+Every backend class states its geometry from files alone (`geometry(config)`), in well under a second:
 - a transformers checkpoint from config.json and its processor configs (preprocessor_config.json,
   video_preprocessor_config.json);
 - a bmodel from its nets (bmodel_nets reads the file's description, not its weights): the
   decode block's KV length is the sequence length, the embedding's input the longest single
   prefill, the ViT's patch count the largest image or video frame, history nets whether it keeps
-  the KV cache between turns.
+  the KV cache between turns, the vit's inputs the model family.
 
 `fit_config` is the one rule that turns a config into settings that fit the model: values the
 user left unset come from the geometry, values the user set that do not fit are refused with a
@@ -16,18 +16,23 @@ chat, bench and doctor all call it before any weight is loaded.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 from ..errors import ConfigError, ModelError
-from ..qwen.config import VisionSpec
+from ..qwen.config import QwenSpec
+from ..qwen.families import family_of_nets
+from ..qwen.family import ModelFamily
+from ..qwen.tokenizer import QwenTokenizer
+from ..qwen.vision import VisionSpec
+from .base import DEFAULT_SEQ_LENGTH, ModelGeometry, backend_class, side
+from .bmodel_nets import BmodelNets, read_bmodel_nets
 
 log = logging.getLogger(__name__)
 
+__all__ = ["DEFAULT_SEQ_LENGTH", "ModelGeometry", "bmodel_geometry", "checkpoint_geometry", "fit_config", "fit_to_model"]
+
 DEFAULT_MAX_PIXELS = 672 * 896  # Qwen2.5-VL bmodels' usual max_pixels; video frames use a quarter
-DEFAULT_SEQ_LENGTH = 2048  # segments for a model without a hard context limit
-MIN_TOKEN_PIXELS = 28 * 28
 
 # The config key -> the flag of the commands that have one (for error messages).
 FLAGS = {
@@ -39,64 +44,21 @@ FLAGS = {
 }
 
 
-@dataclass(frozen=True)
-class ModelGeometry:
-    """Sizes a model takes. Pixel limits are per image, and per video frame (one ViT call)."""
-
-    model: str  # a name for messages: the bmodel file or the checkpoint folder
-    seq_length: Optional[int]  # hard context limit in tokens (bmodels); None: none
-    max_context: Optional[int]  # the checkpoint's max_position_embeddings, if it says
-    max_input: Optional[int]  # longest single prefill call in tokens; None: the whole context
-    image_min_pixels: int
-    image_max_pixels: int
-    video_min_pixels: int
-    video_max_pixels: int
-    keeps_history: bool  # the KV cache survives a turn, so follow-ups prefill only new tokens
-    factor: int = 28  # pixels per merged token on a side
-    patch_size: int = 14
-    layout: Optional[str] = None  # bmodel prefill layout: static, dynamic, history, history-old
-    chip: Optional[str] = None
-
-    @property
-    def context(self) -> int:
-        """The context segments are sized for by default."""
-        if self.seq_length:
-            return self.seq_length
-        return min(DEFAULT_SEQ_LENGTH, self.max_context) if self.max_context else DEFAULT_SEQ_LENGTH
-
-    @property
-    def context_limit(self) -> Optional[int]:
-        """The longest context a user may ask for (None: no limit known)."""
-        return self.seq_length or self.max_context
-
-    def describe(self) -> str:
-        seq = f"seq {self.seq_length}" if self.seq_length else f"context {self.context_limit or 'unlimited'}"
-        return (
-            f"{seq}, images {_side(self.image_min_pixels)}..{_side(self.image_max_pixels)} px, video frames "
-            f"{_side(self.video_min_pixels)}..{_side(self.video_max_pixels)} px"
-            + (f", prefill {self.max_input} tokens a call" if self.max_input else "")
-            + (", keeps history" if self.keeps_history else "")
-        )
-
-
-def _side(pixels: int) -> str:
-    """A pixel count as the squarest HEIGHTxWIDTH of 28-multiples (height <= width), when one
-    exists; else the count."""
-    best = None
-    for height in range(28, int(pixels**0.5) + 1, 28):
-        if pixels % height == 0 and (pixels // height) % 28 == 0:
-            best = (height, pixels // height)
-    return f"{best[0]}x{best[1]}" if best else str(pixels)
+def _pair_text(family: ModelFamily, folder: Optional[Path]) -> int:
+    """The family's per-frame-pair text tokens, with the folder's tokenizer (loaded only when
+    the family has such text)."""
+    if folder is None:
+        return family.pair_text_tokens(lambda text: [0] * len(text))  # no tokenizer: one per character
+    return family.pair_text_tokens(lambda text: QwenTokenizer.from_dir(folder).encode(text))
 
 
 # -- from the files ------------------------------------------------------------------------------
 
 
 def checkpoint_geometry(path: str | Path) -> ModelGeometry:
-    """A Qwen2.5-VL checkpoint (or tokenizer) folder: pixel limits from its processor configs."""
-    from ..qwen.config import QwenSpec
-
-    spec = QwenSpec.from_dir(Path(path).expanduser())
+    """A checkpoint (or tokenizer) folder: its family and pixel limits from its config files."""
+    folder = Path(path).expanduser()
+    spec = QwenSpec.from_dir(folder)
     v = spec.vision
     return ModelGeometry(
         model=str(path),
@@ -110,24 +72,34 @@ def checkpoint_geometry(path: str | Path) -> ModelGeometry:
         keeps_history=True,  # transformers: the whole conversation runs again; nothing is lost
         factor=v.factor,
         patch_size=v.patch_size,
+        family=spec.family.family,
+        pair_text_tokens=_pair_text(spec.family, folder),
     )
 
 
-def bmodel_geometry(bmodel: str | Path, tokenizer: Optional[str | Path] = None) -> ModelGeometry:
-    """A Qwen2.5-VL bmodel, from its nets: the ViT's patches bound images and frames (not the
-    tokenizer folder's preprocessor_config, which describes the original checkpoint)."""
-    from .bmodel_nets import read_bmodel_nets
-
-    found = read_bmodel_nets(bmodel)
+def bmodel_family(found: BmodelNets) -> ModelFamily:
+    """The family of a bmodel's nets (ModelError for a bmodel that is not a Qwen VL model)."""
     nets = found.nets
     needed = ("embedding", "vit", "block_0", "block_cache_0")
     missing = [n for n in needed if n not in nets]
     if missing:
         raise ModelError(
-            f"{found.path.name} is not a Qwen2.5-VL bmodel: it lacks the nets {', '.join(missing)} "
+            f"{found.path.name} is not a Qwen2.5-VL or Qwen3-VL bmodel: it lacks the nets {', '.join(missing)} "
             f"(it has {', '.join(sorted(nets)[:8])})"
         )
-    vision = _tokenizer_vision(tokenizer)
+    vit = nets["vit"]
+    inputs = [vit.input_shape(i) for i in range(vit.input_count)]
+    return family_of_nets(inputs, len(vit.stages[0].outputs), found.path.name)
+
+
+def bmodel_geometry(bmodel: str | Path, tokenizer: Optional[str | Path] = None) -> ModelGeometry:
+    """A bmodel, from its nets: the ViT's patches bound images and frames (not the tokenizer
+    folder's preprocessor_config, which describes the original checkpoint)."""
+    found = read_bmodel_nets(bmodel)
+    nets = found.nets
+    family = bmodel_family(found)
+    folder = Path(tokenizer).expanduser() if tokenizer is not None else None
+    vision = _vision(family, folder)
     cache = nets["block_cache_0"]
     seq_length = max(int(cache.input_shape(3, s)[1]) for s in range(len(cache.stages)))
     max_patches = int(nets["vit"].input_shape(0)[0])
@@ -155,46 +127,27 @@ def bmodel_geometry(bmodel: str | Path, tokenizer: Optional[str | Path] = None) 
         patch_size=vision.patch_size,
         layout=layout,
         chip=found.chip or None,
+        family=family.family,
+        pair_text_tokens=_pair_text(family, folder),
+        chunked_prefill=layout in ("history", "history-old"),
     )
 
 
-def _tokenizer_vision(tokenizer: Optional[str | Path]) -> VisionSpec:
-    if tokenizer is None:
-        return VisionSpec()
-    from ..qwen.config import QwenSpec
-
-    return QwenSpec.from_dir(Path(tokenizer).expanduser()).vision
+def _vision(family: ModelFamily, folder: Optional[Path]) -> VisionSpec:
+    if folder is None:
+        return family.vision_spec({}, {}, {})
+    return QwenSpec.from_dir(folder, family=family).vision
 
 
 def backend_geometry(backend: Any) -> Optional[ModelGeometry]:
-    """The geometry of a backend config section (hf or tpu), or of a third-party backend whose
-    class has a `geometry(config)` static method (None when it has none)."""
-    kind = getattr(backend, "type", None)
-    if kind == "tpu":
-        return bmodel_geometry(backend.bmodel, backend.tokenizer)
-    if kind == "hf":
-        from .hf import resolve_model_dir
-
-        return checkpoint_geometry(resolve_model_dir(backend.model))
-    from .base import backend_class
-
-    geometry = getattr(backend_class(kind), "geometry", None)
-    return geometry(backend) if geometry is not None else None
+    """The geometry of a backend config section, as its backend class states it."""
+    return backend_class(backend.type).geometry(backend)
 
 
 def input_builder(backend: Any):
-    """The model-input builder of a backend config, from its tokenizer folder alone (no weights):
-    to count prompt tokens before a model loads. None for backends without a tokenizer folder."""
-    from ..qwen import InputBuilder
-
-    kind = getattr(backend, "type", None)
-    if kind == "tpu":
-        return InputBuilder.from_pretrained(Path(backend.tokenizer).expanduser())
-    if kind == "hf":
-        from .hf import resolve_model_dir
-
-        return InputBuilder.from_pretrained(resolve_model_dir(backend.model))
-    return None
+    """The model-input builder of a backend config, from its files alone (no weights): to count
+    prompt tokens before a model loads."""
+    return backend_class(backend.type).input_builder(backend)
 
 
 # -- the one rule --------------------------------------------------------------------------------
@@ -217,10 +170,11 @@ def fit_config(config: Any, geometry: ModelGeometry, flags: Optional[dict] = Non
     sampling = config.sampling
     chosen = sampling.model_fields_set
     factor = sampling.video_area_factor
+    token_pixels = geometry.factor**2
     image_max, video_max = geometry.image_max_pixels, geometry.video_max_pixels
     # sampling.max_pixels is the model's image max_pixels; video frames use video_area_factor of it.
     allowed_max = min(image_max, int(video_max / factor))
-    lowest = int(MIN_TOKEN_PIXELS / factor) + 1
+    lowest = int(token_pixels / factor) + 1
     if "max_pixels" not in chosen:
         max_pixels = min(DEFAULT_MAX_PIXELS, allowed_max)
     else:
@@ -231,38 +185,50 @@ def fit_config(config: Any, geometry: ModelGeometry, flags: Optional[dict] = Non
             else:
                 why = (f"x video_area_factor {factor} gives video frames of {int(max_pixels * factor)} pixels, "
                        f"above {geometry.model}'s {video_max} per frame")
-            raise refuse("sampling.max_pixels", _pixels(max_pixels), why,
-                          f"{lowest}..{allowed_max} pixels (e.g. {_side(allowed_max)}), or leave it unset for the model's")
+            raise refuse("sampling.max_pixels", _pixels(max_pixels, geometry.factor), why,
+                          f"{lowest}..{allowed_max} pixels (e.g. {side(allowed_max, geometry.factor)}), or leave it unset for the model's")
         if max_pixels < lowest:
-            raise refuse("sampling.max_pixels", _pixels(max_pixels),
-                          f"x video_area_factor {factor} leaves less than one 28x28 token a frame",
+            raise refuse("sampling.max_pixels", _pixels(max_pixels, geometry.factor),
+                          f"x video_area_factor {factor} leaves less than one {geometry.factor}x{geometry.factor} token a frame",
                           f"{lowest}..{allowed_max} pixels")
     video_pixels = int(max_pixels * factor)
     if "min_pixels" not in chosen:
-        min_pixels = min(max(geometry.video_min_pixels, MIN_TOKEN_PIXELS, sampling.min_pixels), video_pixels)
+        min_pixels = min(max(geometry.video_min_pixels, token_pixels, sampling.min_pixels), video_pixels)
     else:
         min_pixels = sampling.min_pixels
         if min_pixels > video_pixels:
             raise refuse("sampling.min_pixels", min_pixels,
                           f"is above the video frame size {video_pixels} (max_pixels {max_pixels} x "
-                          f"video_area_factor {factor})", f"{MIN_TOKEN_PIXELS}..{video_pixels}")
+                          f"video_area_factor {factor})", f"{token_pixels}..{video_pixels}")
 
     segmenting = config.segmenting
     limit = geometry.context_limit
     seq_length = segmenting.seq_length
+    # A bmodel without history prefills the whole input in one launch of max_input rows: frames
+    # and prompt must fit that, the answer the rest of the sequence.
+    input_limit = geometry.input_limit(segmenting.answer_reserve)
     if seq_length is None:
-        seq_length = geometry.context
+        seq_length = input_limit or geometry.context
     elif limit and seq_length > limit:
         raise refuse("segmenting.seq_length", seq_length, f"is longer than {geometry.model}'s context of {limit} tokens",
-                      f"64..{limit}, or leave it unset for {geometry.context}")
+                      f"64..{limit}, or leave it unset for {input_limit or geometry.context}")
+    elif input_limit and seq_length > input_limit:
+        raise refuse("segmenting.seq_length", seq_length,
+                      f"leaves inputs longer than {geometry.model}'s prefill of {geometry.max_input} tokens "
+                      f"(it has no history: the whole input is one launch)",
+                      f"64..{input_limit} (max_input + answer_reserve), or leave it unset")
     answer = config.generation.max_new_tokens
     if answer >= seq_length:
         raise refuse("generation.max_new_tokens", answer, f"leaves no room for the input in a context of {seq_length} tokens",
                       f"1..{seq_length // 2}")
     fitted = config.model_copy(
         update={
-            "sampling": sampling.model_copy(update={"max_pixels": max_pixels, "min_pixels": min_pixels}),
-            "segmenting": segmenting.model_copy(update={"seq_length": seq_length, "bmodel": None}),
+            "sampling": sampling.model_copy(
+                update={"max_pixels": max_pixels, "min_pixels": min_pixels, "token_pixels": geometry.factor}
+            ),
+            "segmenting": segmenting.model_copy(
+                update={"seq_length": seq_length, "bmodel": None, "pair_text_tokens": geometry.pair_text_tokens}
+            ),
         }
     )
     log.debug("fitted to %s (%s): max_pixels %d, min_pixels %d, seq_length %d",
@@ -270,9 +236,9 @@ def fit_config(config: Any, geometry: ModelGeometry, flags: Optional[dict] = Non
     return fitted
 
 
-def _pixels(value: int) -> str:
-    side = _side(value)
-    return f"{value} ({side})" if side != str(value) else str(value)
+def _pixels(value: int, factor: int = 28) -> str:
+    shape = side(value, factor)
+    return f"{value} ({shape})" if shape != str(value) else str(value)
 
 
 def fit_to_model(config: Any, flags: Optional[dict] = None) -> tuple[Any, Optional[ModelGeometry]]:

@@ -1,113 +1,53 @@
-"""The transformers reference backend: a Qwen2.5-VL checkpoint on the CPU or a CUDA GPU.
+"""The transformers reference backend: a Qwen2.5-VL or Qwen3-VL checkpoint on the CPU or a CUDA GPU.
 
 It is fed from streamproc.qwen.ModelInputs, exactly what the TPU engine gets: each visual block's
-pixel rows go through the model's ViT, the merged outputs replace the block's pad embeddings, the
-language model prefills with our 3-D position ids and decodes from `next_position`. The loop is
+pixel rows go through the model's ViT, the merged outputs replace the block's pad embeddings (and,
+for Qwen3-VL, its DeepStack features go to the language model's first layers at the visual
+positions), the language model prefills with our 3-D position ids and decodes from `next_position`. The loop is
 ours (not generate()) so both backends share position ids and phase timings; a test checks it
 gives the same greedy tokens as generate() on the processor's inputs. Sampling uses transformers'
 own logits processors, in generate()'s order: repetition penalty, temperature, top-k, top-p.
 """
 from __future__ import annotations
 
-import json
 import logging
-import os
-import re
 import threading
 import time
-from pathlib import Path
 from typing import Any, Optional
 
 from ..config.model import HfBackendConfig
 from ..errors import Aborted, BackendError, ModelError
 from ..qwen import InputBuilder, ModelInputs
-from .base import GenerationParams, Result, Timings
+from .base import BackendCapabilities, GenerationParams, ModelGeometry, Result, Timings
+from .checkpoint import check_model_dir, require_hf_extra, resolve_model_dir
+from .geometry import checkpoint_geometry
 
 log = logging.getLogger(__name__)
 
-REQUIRED_FILES = ("config.json", "tokenizer.json")
-WEIGHT_FILES = (
-    "model.safetensors",
-    "model.safetensors.index.json",
-    "pytorch_model.bin",
-    "pytorch_model.bin.index.json",
-)
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-
-
-def require_hf_extra() -> None:
-    """torch and transformers, or one line saying which extra installs them (exit 4)."""
-    for module in ("torch", "transformers"):
-        try:
-            __import__(module)
-        except ImportError:
-            raise ModelError(
-                f"the transformers backend needs {module}, which is not installed: "
-                f"pip install 'streamproc[hf]' (or use a bmodel with --bmodel)"
-            ) from None
-
-
-def resolve_model_dir(model: str) -> Path:
-    """A local checkpoint folder, or a hub id fetched into (or found in) the Hugging Face cache."""
-    path = Path(model).expanduser()
-    if path.is_dir():
-        return path
-    if not _HUB_ID.match(model) or model.startswith((".", "~")):
-        raise ModelError(f"model folder {model} does not exist")
-    try:
-        from huggingface_hub import snapshot_download
-
-        patterns = ["*.json", "*.safetensors", "*.jinja", "*.txt", "*.model"]
-        return Path(snapshot_download(repo_id=model, allow_patterns=patterns))
-    except Exception as exc:  # offline, unknown repo, no network: all mean "cannot get it"
-        offline = os.environ.get("HF_HUB_OFFLINE") == "1"
-        hint = " (HF_HUB_OFFLINE=1 and it is not in the local cache)" if offline else ""
-        raise ModelError(
-            f"cannot get model {model!r} from the Hugging Face hub{hint}: {type(exc).__name__}; "
-            f"download it first or give a local checkpoint folder"
-        ) from None
-
-
-def check_model_dir(path: Path) -> dict[str, Any]:
-    """Fail early, listing every missing file, and refuse configs that are not Qwen2.5-VL."""
-    missing = [name for name in REQUIRED_FILES if not (path / name).is_file()]
-    if not any((path / name).is_file() for name in WEIGHT_FILES):
-        missing.append("model.safetensors (or another weights file)")
-    if missing:
-        raise ModelError(f"model folder {path} is missing files: {', '.join(missing)}")
-    try:
-        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise ModelError(f"{path / 'config.json'} is not valid JSON: {exc}") from None
-    model_type = config.get("model_type")
-    if model_type != "qwen2_5_vl":
-        raise ModelError(
-            f"{path} holds a {model_type!r} model; the hf backend needs a Qwen2.5-VL (qwen2_5_vl) checkpoint"
-        )
-    return config
-
 
 class HfBackend:
-    """Backend protocol over transformers' Qwen2_5_VLForConditionalGeneration."""
+    """Backend protocol over the family's transformers class (Qwen2_5_VL / Qwen3VL ForConditionalGeneration)."""
 
     name = "hf"
 
     @staticmethod
-    def geometry(config: HfBackendConfig):
+    def geometry(config: HfBackendConfig) -> ModelGeometry:
         """What the checkpoint takes, from its config files (no weights, no torch)."""
-        from .geometry import checkpoint_geometry
-
         return checkpoint_geometry(resolve_model_dir(config.model))
+
+    @staticmethod
+    def input_builder(config: HfBackendConfig) -> InputBuilder:
+        return InputBuilder.from_pretrained(resolve_model_dir(config.model))
 
     def __init__(self, config: HfBackendConfig, inputs: Optional[InputBuilder] = None):
         require_hf_extra()
         import torch
-        from transformers import Qwen2_5_VLForConditionalGeneration
+        import transformers
 
         self.config = config
         self.model_id = config.model
         self.path = resolve_model_dir(config.model)
-        model_config = check_model_dir(self.path)
+        model_config, family = check_model_dir(self.path)
         self.device = torch.device(self._pick_device(config.device))
         self.dtype = self._pick_dtype(config.dtype, model_config)
         self._inputs = inputs or InputBuilder.from_pretrained(self.path)
@@ -116,13 +56,19 @@ class HfBackend:
             kwargs: dict[str, Any] = {"dtype": self.dtype}
             if config.attn_implementation:
                 kwargs["attn_implementation"] = config.attn_implementation
-            model = Qwen2_5_VLForConditionalGeneration.from_pretrained(str(self.path), **kwargs)
+            model_class = getattr(transformers, family.hf_class)  # transformers' lazy module: by name
+            model = model_class.from_pretrained(str(self.path), **kwargs)
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
             raise ModelError(f"transformers cannot load {self.path}: {exc}") from None
         self.model = model.to(self.device).eval()
         self.load_s = time.perf_counter() - started
         self._embed = self.model.get_input_embeddings()
         self._vit_dtype = self.model.model.visual.dtype
+        self._deepstack = bool(self._inputs.vision.deepstack_indexes)  # the ViT also returns DeepStack features
+        self._capabilities = BackendCapabilities(
+            family=family.family, seq_length=None, keeps_history=False, follow_up=True, sampling=True,
+            streaming=True, geometry=checkpoint_geometry(self.path),
+        )
         self._abort = threading.Event()  # abort(): checked between the request's model steps
         self._running = threading.Lock()  # held while a request runs (abort() is a no-op otherwise)
         log.info("loaded %s on %s as %s in %.2f s", self.model_id, self.device, self.dtype, self.load_s)
@@ -144,12 +90,17 @@ class HfBackend:
             return getattr(torch, dtype)
         if self.device.type == "cpu":
             return torch.float32  # bf16 matmuls on CPUs are slow and add rounding for nothing
-        saved = model_config.get("torch_dtype") or model_config.get("dtype") or "bfloat16"
+        text = model_config.get("text_config") or {}
+        saved = model_config.get("torch_dtype") or model_config.get("dtype") or text.get("dtype") or "bfloat16"
         if saved == "bfloat16" and not torch.cuda.is_bf16_supported():
             return torch.float16
         return getattr(torch, saved, torch.bfloat16)
 
     # -- Backend protocol ---------------------------------------------------------------------
+
+    @property
+    def capabilities(self) -> BackendCapabilities:
+        return self._capabilities
 
     @property
     def seq_length(self) -> Optional[int]:
@@ -185,6 +136,10 @@ class HfBackend:
         except RuntimeError as exc:
             raise BackendError(f"transformers failed: {exc}") from exc
 
+    def follow_up(self, inputs: ModelInputs, params: GenerationParams, on_token=None) -> Result:
+        """A further turn: the whole conversation runs again (no KV cache is kept between turns)."""
+        return self.describe(inputs, params, on_token)
+
     def close(self) -> None:
         import torch
 
@@ -200,6 +155,37 @@ class HfBackend:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
+    def prefill_inputs(self, inputs: ModelInputs) -> dict[str, Any]:
+        """The language model's prefill arguments for `inputs`: the embeddings with each visual
+        block's ViT output over its pad tokens, our position ids and, for Qwen3-VL, the DeepStack
+        features with the visual positions they are added at (transformers' own arguments)."""
+        import torch
+
+        ids = torch.from_numpy(inputs.input_ids).to(self.device).view(1, -1)
+        embeds = self._embed(ids)
+        deepstack: list[list[Any]] = []
+        for block in inputs.blocks:
+            self._check_abort()
+            rows = torch.from_numpy(block.pixel_values).to(self.device, self._vit_dtype)
+            out = self.model.model.visual(rows, grid_thw=torch.tensor([block.grid_thw], device=self.device))
+            merged, features = out if self._deepstack else (out, [])
+            if merged.shape[0] != block.tokens:
+                raise ModelError(f"the ViT gave {merged.shape[0]} tokens for a block of {block.tokens}")
+            per_grid = block.grid_tokens
+            for k in range(block.grid_thw[0]):
+                at = block.grid_offset(k)
+                embeds[0, at : at + per_grid] = merged[k * per_grid : (k + 1) * per_grid].to(embeds.dtype)
+            deepstack.append(list(features))
+        kwargs: dict[str, Any] = {
+            "inputs_embeds": embeds,
+            "position_ids": torch.from_numpy(inputs.position_ids).to(self.device).view(3, 1, -1),
+        }
+        if self._deepstack and inputs.blocks:
+            layers = zip(*deepstack)  # per DeepStack layer, every block's features in token order
+            kwargs["visual_pos_masks"] = torch.from_numpy(inputs.visual_mask()).to(self.device).view(1, -1)
+            kwargs["deepstack_visual_embeds"] = [torch.cat(layer).to(embeds.dtype) for layer in layers]
+        return kwargs
+
     def _describe(self, inputs: ModelInputs, params: GenerationParams, on_token=None) -> Result:
         import torch
         from transformers import DynamicCache
@@ -209,15 +195,7 @@ class HfBackend:
         timings = Timings()
         started = time.perf_counter()
         ids = torch.from_numpy(inputs.input_ids).to(self.device).view(1, -1)
-        embeds = self._embed(ids)
-        for block in inputs.blocks:
-            self._check_abort()
-            rows = torch.from_numpy(block.pixel_values).to(self.device, self._vit_dtype)
-            grid = torch.tensor([block.grid_thw], device=self.device)
-            merged = self.model.model.visual(rows, grid_thw=grid)
-            if merged.shape[0] != block.tokens:
-                raise ModelError(f"the ViT gave {merged.shape[0]} tokens for a block of {block.tokens}")
-            embeds[0, block.offset : block.offset + block.tokens] = merged.to(embeds.dtype)
+        prefill = self.prefill_inputs(inputs)
         self._sync()
         timings.vision_s = time.perf_counter() - started
 
@@ -225,8 +203,7 @@ class HfBackend:
         mark = time.perf_counter()
         text_model = self.model.model.language_model
         cache = DynamicCache(config=self.model.config)
-        positions = torch.from_numpy(inputs.position_ids).to(self.device).view(3, 1, -1)
-        hidden = text_model(inputs_embeds=embeds, position_ids=positions, past_key_values=cache, use_cache=True)
+        hidden = text_model(**prefill, past_key_values=cache, use_cache=True)
         logits = self.model.lm_head(hidden.last_hidden_state[:, -1, :]).float()
         choose = _TokenChooser(params, self.device)
         history = ids

@@ -35,15 +35,18 @@ import numpy as np
 
 from ..config.openai import OpenAIBackendConfig
 from ..errors import Aborted, BackendError, ConfigError, InputTooLarge, ModelError
-from ..qwen.config import VisionSpec
+from ..qwen.builder import RequestBuilder
+from ..qwen.vision import VisionSpec
 from ..redact import redact, register_secret
-from .base import GenerationParams, Result, Timings
+from .base import BackendCapabilities, GenerationParams, ModelGeometry, Result, Timings
 
 log = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 TOKEN_PIXELS = 28 * 28  # a Qwen2.5-VL image token spans 28x28 pixels (the estimate for other models too)
 MESSAGE_OVERHEAD = 4  # template tokens around each message (<|im_start|>role\n ... <|im_end|>\n)
+# The server's tokens are estimated (28x28 pixels an image token): the limit is the config's.
+BUDGET_HINT = "use shorter segments or fewer images (backend.max_images), or raise backend.seq_length"
 
 
 def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
@@ -85,7 +88,7 @@ class RemoteRequest:
     cached_tokens: int = field(default=0, repr=False)  # no KV cache across requests
 
 
-class RemoteInputs:
+class RemoteInputs(RequestBuilder):
     """The model-input builder for a remote model: frames and text, kept as chat messages."""
 
     def __init__(self, config: OpenAIBackendConfig):
@@ -133,12 +136,8 @@ class RemoteInputs:
         messages.append({"role": "user", "content": parts})
         visual = sum(max(1, (f.shape[0] * f.shape[1]) // TOKEN_PIXELS) for f in frames)
         request = RemoteRequest(messages, visual, self.prompt_tokens(prompt, system), frames=len(frames))
-        self._check_budget(request, answer_reserve)
+        self.check_budget(request, answer_reserve, BUDGET_HINT)
         return request
-
-    def build_segment(self, segment: Any, prompt: str, system: Any = None, answer_reserve: int = 0) -> RemoteRequest:
-        return self.build(prompt, video=[frame.image for frame in segment.frames], system=system,
-                          answer_reserve=answer_reserve)
 
     def follow_up(self, previous: RemoteRequest, answer_ids: Sequence[int], text: str,
                   answer_reserve: int = 0) -> RemoteRequest:
@@ -152,7 +151,7 @@ class RemoteInputs:
         ]
         tokens = previous.text_tokens + self.text_tokens(previous.answer) + self.text_tokens(text) + MESSAGE_OVERHEAD
         request = RemoteRequest(messages, previous.visual_tokens, tokens, frames=previous.frames)
-        self._check_budget(request, answer_reserve)
+        self.check_budget(request, answer_reserve, BUDGET_HINT)
         return request
 
     def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
@@ -169,15 +168,6 @@ class RemoteInputs:
         data = base64.b64encode(encode_jpeg(frame, self.config.jpeg_quality)).decode("ascii")
         return {"type": "image_url", "image_url": {"url": f"data:image/jpeg;base64,{data}"}}
 
-    def _check_budget(self, request: RemoteRequest, answer_reserve: int) -> None:
-        need = request.total_tokens + max(answer_reserve, 1)
-        if self.seq_length and need > self.seq_length:
-            raise InputTooLarge(
-                f"the request needs about {request.total_tokens} tokens ({request.visual_tokens} for "
-                f"{request.frames} images) plus {max(answer_reserve, 1)} for the answer, more than "
-                f"backend.seq_length {self.seq_length}: use shorter segments or fewer images (backend.max_images)"
-            )
-
 
 class OpenAIBackend:
     """One connection to the server; one request at a time (the service gives each worker one)."""
@@ -185,10 +175,8 @@ class OpenAIBackend:
     name = "openai"
 
     @staticmethod
-    def geometry(config: OpenAIBackendConfig):
+    def geometry(config: OpenAIBackendConfig) -> ModelGeometry:
         """What the remote model takes, as far as the config says (no network)."""
-        from .geometry import ModelGeometry
-
         return ModelGeometry(
             model=config.model,
             seq_length=config.seq_length,
@@ -199,7 +187,12 @@ class OpenAIBackend:
             video_min_pixels=TOKEN_PIXELS,
             video_max_pixels=config.max_pixels,
             keeps_history=False,
+            family=None,  # whatever the server runs
         )
+
+    @staticmethod
+    def input_builder(config: OpenAIBackendConfig) -> "RemoteInputs":
+        return RemoteInputs(config)
 
     def __init__(self, config: OpenAIBackendConfig):
         self.config = config
@@ -224,6 +217,13 @@ class OpenAIBackend:
         self.retries = 0  # requests re-sent after a retryable failure (for logs and tests)
 
     # -- Backend protocol ---------------------------------------------------------------------
+
+    @property
+    def capabilities(self) -> BackendCapabilities:
+        return BackendCapabilities(
+            family=None, seq_length=self.config.seq_length, keeps_history=False, follow_up=True, sampling=True,
+            streaming=False, geometry=self.geometry(self.config),
+        )
 
     @property
     def seq_length(self) -> int:

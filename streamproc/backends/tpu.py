@@ -1,7 +1,12 @@
-"""The TPU backend: streamproc's native engine over a Qwen2.5-VL bmodel (or the CPU simulator).
+"""The TPU backend: streamproc's native engine over a Qwen2.5-VL or Qwen3-VL bmodel (or the CPU simulator).
 
 All preprocessing (chat template, pixel rows, 3-D positions, ViT layout) comes from the shared
-`streamproc.qwen` module; the engine takes tensors and token ids. No torch on this path.
+`streamproc.qwen` module, for the family the bmodel's nets name; the engine takes tensors, typed
+vision chunks and token ids. No torch on this path.
+
+This module is the only importer of `streamproc._native`: the CLI and the service reach the
+runtime through the functions here (load_runtime, runtime_path, device_count, check_device,
+quiet_simulator, engine_build).
 
 One TpuBackend owns one engine (one KV cache, one request at a time). Several backends over the
 same bmodel share its weights inside libbmrt, so a service runs one per stream in flight.
@@ -24,8 +29,10 @@ import numpy as np
 
 from ..config.model import TpuBackendConfig
 from ..errors import Aborted, DeviceError, InputTooLarge, ModelError
-from ..qwen import InputBuilder, ModelInputs
-from .base import GenerationParams, Result, Timings
+from ..qwen import InputBuilder, ModelInputs, get_family
+from .base import BackendCapabilities, GenerationParams, ModelGeometry, Result, Timings
+from .geometry import bmodel_family, bmodel_geometry
+from .bmodel_nets import read_bmodel_nets
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +55,73 @@ def native_module():
     return _native
 
 
-def translate_native_error(exc: BaseException, context: str) -> Exception:
-    """streamproc's typed error for an exception from streamproc._native."""
+PINNED_ABI = {"device_mem": 24, "shape": 36, "tensor": 72}  # runtime 1.30.2's struct sizes
+
+
+def engine_build() -> tuple[bool, str]:
+    """(whether the native module's runtime structs have the pinned sizes, its version line);
+    DeviceError when it is not built."""
+    native = native_module()
+    sizes = native.abi_sizes()
+    if any(sizes[k] != v for k, v in PINNED_ABI.items()):
+        return False, f"runtime struct sizes differ from the pinned ABI: {sizes}"
+    return True, f"streamproc._native {native.version()}"
+
+
+def load_runtime(runtime_dir: Optional[str | Path] = None) -> str:
+    """Load the Sophgo runtime (explicit folder, $STREAMPROC_BMRT_DIR, loader path, SDK) and
+    return the path of the libbmrt loaded; DeviceError when none is found."""
+    native = native_module()
+    try:
+        return native.load_runtime(str(runtime_dir or ""))
+    except native.NativeError as exc:
+        raise translate_native_error(exc, None) from None
+
+
+def runtime_path() -> Optional[str]:
+    """The libbmrt loaded in this process, or None."""
+    return native_module().runtime_path()
+
+
+def is_simulator(path: Optional[str]) -> bool:
+    return bool(path) and (Path(path).parent / "libcmodel.so").exists()
+
+
+def device_count(runtime_dir: Optional[str | Path] = None) -> int:
+    """TPU devices the runtime sees (loading it first); the CPU simulator has one."""
+    native = native_module()
+    try:
+        return native.device_count(str(runtime_dir or ""))
+    except native.NativeError as exc:
+        raise translate_native_error(exc, None) from None
+
+
+def check_device(config: TpuBackendConfig, key: str = "backend.device_id (--device-id)") -> None:
+    """DeviceError (exit 5) in one line naming `key` and the devices present when the runtime has
+    no device config.device_id: libbmlib would abort the whole process on it."""
+    count = device_count(config.runtime_dir)
+    if not 0 <= config.device_id < count:
+        present = "no TPU device" if count == 0 else "device 0" if count == 1 else f"devices 0..{count - 1}"
+        raise DeviceError(f"{key} {config.device_id}: no such TPU device; the runtime sees {present}")
+
+
+def quiet_simulator(runtime_dir: Optional[str | Path] = None) -> None:
+    """Load the Sophgo runtime now and, if it is the CPU simulator, silence its C stdout (the CLI's
+    output stays clean); a runtime that does not load is left for the backend to report."""
+    try:
+        load_runtime(runtime_dir)
+    except DeviceError:
+        return
+    silence_simulator_stdout()
+
+
+def translate_native_error(exc: BaseException, context: Optional[str]) -> Exception:
+    """streamproc's typed error for an exception from streamproc._native (`context`: what failed,
+    put before the native message)."""
     native = native_module()
     # The native message names the source checkout's script; installed users have the command.
-    message = f"{context}: {exc}".replace("tools/bmodel/fetch_runtime.sh", "`streamproc runtime`")
+    text = str(exc).replace("tools/bmodel/fetch_runtime.sh", "`streamproc runtime`")
+    message = f"{context}: {text}" if context else text
     if isinstance(exc, native.AbortedError):
         return Aborted(message)
     if isinstance(exc, native.RuntimeNotFoundError):
@@ -81,16 +150,14 @@ def fit_to_vit(builder: InputBuilder, max_patches: int, seq_length: int) -> Inpu
         image_min_pixels=min(vision.image_min_pixels, limit),
         video_min_pixels=min(vision.video_min_pixels, limit),
     )
-    return InputBuilder(replace(builder.spec, vision=fitted), builder.tokenizer, seq_length=seq_length)
+    return builder.with_limits(fitted, seq_length)
 
 
 def silence_simulator_stdout() -> bool:
     """The CPU simulator prints debug lines on the C stdout. Send C-level stdout to /dev/null
     and keep Python's sys.stdout on a copy of the original, so the CLI's own output stays.
     Process-wide: only the CLI calls it, and only when the loaded runtime is the simulator."""
-    native = native_module()
-    path = native.runtime_path()
-    if not path or not (Path(path).parent / "libcmodel.so").exists():
+    if not is_simulator(runtime_path()):
         return False
     sys.stdout.flush()
     original = os.dup(1)
@@ -101,24 +168,28 @@ def silence_simulator_stdout() -> bool:
     return True
 
 
-def vision_chunks(inputs: ModelInputs, max_patches: int, start: int = 0) -> list[dict[str, Any]]:
-    """The engine's `vision` argument: per ViT call, whole temporal grids that fit `max_patches`,
-    at their token offsets relative to the first prefilled token (`start`); blocks before
-    `start` are already in the KV cache and are skipped."""
+def vision_chunks(inputs: ModelInputs, max_patches: int, start: int = 0, max_grids: Optional[int] = None) -> list:
+    """The engine's typed `vision` argument (streamproc._native.VisionChunk): per ViT call, whole
+    frame pairs that fit `max_patches` (at most `max_grids` a call), each pair's merged tokens at
+    its row relative to the first prefilled token (`start`); blocks before `start` are already in
+    the KV cache and are skipped."""
+    native = native_module()
     chunks = []
     for block in inputs.blocks:
         if block.offset < start:
             continue  # already in the KV cache from an earlier turn
-        for chunk in block.vit_chunks(max_patches):
+        for chunk in block.vit_chunks(max_patches, max_grids):
+            window, taps = chunk.window, chunk.interpolation
             chunks.append(
-                {
-                    "token_offset": block.offset - start + chunk.token_start,
-                    "pixel_rows": chunk.pixel_values,
-                    "rotary_pos": chunk.position_ids,
-                    "cu_seqlens": chunk.layout.cu_seqlens,
-                    "cu_window_seqlens": chunk.layout.cu_window_seqlens,
-                    "reverse_index": chunk.reverse_index,
-                }
+                native.VisionChunk(
+                    chunk.pixel_values,
+                    chunk.position_ids,
+                    np.asarray(chunk.grid_offsets, dtype=np.int32) - start,
+                    window_seqlens=None if window is None else window.cu_window_seqlens,
+                    reverse_index=None if window is None else window.reverse_index,
+                    pos_idx=None if taps is None else taps.pos_idx,
+                    pos_weight=None if taps is None else taps.pos_weight,
+                )
             )
     return chunks
 
@@ -137,11 +208,15 @@ class TpuBackend:
     name = "tpu"
 
     @staticmethod
-    def geometry(config: TpuBackendConfig):
+    def geometry(config: TpuBackendConfig) -> ModelGeometry:
         """What the bmodel takes, from its nets (read from the file; no weights, no runtime)."""
-        from .geometry import bmodel_geometry
-
         return bmodel_geometry(config.bmodel, config.tokenizer)
+
+    @staticmethod
+    def input_builder(config: TpuBackendConfig) -> InputBuilder:
+        """The tokenizer folder's builder, for the family the bmodel's nets name (no weights)."""
+        family = bmodel_family(read_bmodel_nets(config.bmodel))
+        return InputBuilder.from_pretrained(Path(config.tokenizer).expanduser(), family=family)
 
     def __init__(self, config: TpuBackendConfig, builder: Optional[InputBuilder] = None):
         self.config = config
@@ -153,26 +228,34 @@ class TpuBackend:
         self._abort_lock = threading.Lock()
         self._busy = False
         self._engine = None
+        check_device(config)  # libbmlib aborts the process on a device id it does not have
         try:
             self._engine = native.Engine(str(bmodel), config.device_id, str(config.runtime_dir or ""))
         except native.NativeError as exc:
             raise translate_native_error(exc, "cannot load the bmodel") from None
-        self.info = self._engine.info  # streamproc._native.ModelInfo (read-only attributes)
+        self.info = self._engine.info  # streamproc._native.ModelInfo: the engine's capability queries
         try:
+            family = get_family(self.info.family)
+            tokenizer = Path(config.tokenizer).expanduser()
             self.builder = fit_to_vit(
-                builder or InputBuilder.from_pretrained(Path(config.tokenizer).expanduser()),
-                self.info.max_patches,
-                self.info.seq_length,
+                builder or InputBuilder.from_pretrained(tokenizer, family=family), self.info.max_patches, self.info.seq_length
+            )
+            self._capabilities = BackendCapabilities(
+                family=family.family, seq_length=self.info.seq_length, keeps_history=self.info.supports_history,
+                follow_up=True, sampling=self.info.has_sample_head, streaming=True,
+                geometry=bmodel_geometry(bmodel, tokenizer),
             )
         except Exception:
             self.close()
             raise
-        self._last: Optional[ModelInputs] = None
+        # A vit without a mask input attends across all it is given: one frame pair a call.
+        self._max_grids = None if self.info.vit_masked else 1
         self.last_times: Optional[RequestTimes] = None  # of the last request
         _open_backends.add(self)
         log.info(
-            "loaded %s (%s, %s layout, seq %d, %d ViT patches) with %s",
+            "loaded %s (%s, %s, %s layout, seq %d, %d ViT patches) with %s",
             bmodel.name,
+            family.label,
             self.info.chip or "unknown chip",
             self.info.layout,
             self.info.seq_length,
@@ -181,6 +264,10 @@ class TpuBackend:
         )
 
     # -- Backend protocol -------------------------------------------------------------------
+
+    @property
+    def capabilities(self) -> BackendCapabilities:
+        return self._capabilities
 
     @property
     def seq_length(self) -> int:
@@ -193,10 +280,6 @@ class TpuBackend:
     @property
     def inputs(self) -> InputBuilder:
         return self.builder
-
-    @property
-    def supports_history(self) -> bool:
-        return self.info.supports_history
 
     def describe(self, inputs: ModelInputs, params: GenerationParams, on_token: Optional[OnToken] = None) -> Result:
         """A new conversation: the history is cleared first. `on_token` sees each token as it
@@ -211,7 +294,7 @@ class TpuBackend:
         follow the same answer); otherwise the whole conversation runs again."""
         with self._lock, self._request():
             engine = self._engine_or_fail()
-            if self.supports_history and engine.history_length >= inputs.cached_tokens > 0:
+            if self.info.supports_history and engine.history_length >= inputs.cached_tokens > 0:
                 engine.truncate_history(inputs.cached_tokens)
                 return self._run(inputs, params, start=inputs.cached_tokens, on_token=on_token)
             engine.clear_history()
@@ -252,9 +335,9 @@ class TpuBackend:
             raise DeviceError("the TPU backend is closed")
         return self._engine
 
-    def vision_chunks(self, inputs: ModelInputs, start: int = 0) -> list[dict[str, Any]]:
+    def vision_chunks(self, inputs: ModelInputs, start: int = 0) -> list:
         """Per ViT call: whole temporal grids that fit MAX_PATCHES (see `vision_chunks`)."""
-        return vision_chunks(inputs, self.max_patches, start)
+        return vision_chunks(inputs, self.max_patches, start, self._max_grids)
 
     def _stream(self, engine, first: int, params: GenerationParams, sampling, on_token: "OnToken") -> list[int]:
         """generate(), one token at a time so each can be shown as it comes."""

@@ -274,6 +274,7 @@ class BatchCaptioner:
         seg, fps = self.config.segmenting, self.config.sampling.fps
         return Segmenter(stem, fps, lambda h, w: plan_segments(
             self.seq_length, h, w, fps, reserve, seg.answer_reserve, seg.overlap_s, seg.max_duration_s,
+            self.config.sampling.token_pixels, seg.pair_text_tokens,
         ))
 
     def _segment(self, segment: Segment, gate: Optional[SceneGate], sinks: Sequence, outcome: FileOutcome,

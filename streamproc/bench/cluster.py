@@ -29,6 +29,8 @@ from typing import Any, Optional
 
 import yaml
 
+from ..backends.base import BackendCapabilities
+from ..backends.hf import HfBackend
 from .measure import publish_table
 
 # -- the stand-in model of the boxes ----------------------------------------------------------
@@ -39,6 +41,10 @@ class _InstantHf:
 
     name = "bench"
     seq_length = None
+    geometry = staticmethod(HfBackend.geometry)  # the hf backend's, from the checkpoint's files
+    input_builder = staticmethod(HfBackend.input_builder)
+    capabilities = BackendCapabilities(family=None, seq_length=None, keeps_history=False, follow_up=True,
+                                       sampling=True, streaming=False)
 
     def __init__(self, config: Any, **kwargs: Any):
         from ..qwen import InputBuilder

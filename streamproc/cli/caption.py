@@ -270,7 +270,7 @@ def planned_segments(captioner, path: Path):
     seg = config.segmenting
     reserve = prompt_reserve(config, captioner.backend.inputs, captioner.rules, path.stem)
     plan = plan_segments(captioner.seq_length, frame_h, frame_w, config.sampling.fps, reserve, seg.answer_reserve,
-                         seg.overlap_s, seg.max_duration_s)
+                         seg.overlap_s, seg.max_duration_s, config.sampling.token_pixels, seg.pair_text_tokens)
     frames = max(1, math.floor(duration * config.sampling.fps + 1e-6))
     step = plan.frames - plan.overlap_frames
     return max(1, math.ceil(max(frames - plan.overlap_frames, 1) / step))

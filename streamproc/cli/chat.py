@@ -1,5 +1,5 @@
-"""`streamproc chat`: talk to a Qwen2.5-VL bmodel (or a transformers checkpoint) about an image
-or a video, like the seed's demo: interactive, `clear` starts over, -p answers once."""
+"""`streamproc chat`: talk to a Qwen2.5-VL or Qwen3-VL bmodel (or a transformers checkpoint) about
+an image or a video, like the seed's demo: interactive, `clear` starts over, -p answers once."""
 from __future__ import annotations
 
 import argparse
@@ -14,6 +14,7 @@ examples:
   streamproc chat -m qwen2.5-vl-3b.bmodel -c config --image photo.jpg     # the seed demo's form
   streamproc chat --bmodel qwen2.5-vl-3b.bmodel --tokenizer qwen2.5-vl-3b/ --video clip.mp4 -p "What happens?"
   streamproc chat --model Qwen/Qwen2.5-VL-3B-Instruct --image a.jpg --image b.jpg --no-system
+  streamproc chat --bmodel qwen3-vl-4b.bmodel --tokenizer Qwen3-VL-4B-Instruct/ --video clip.mp4
 
 Images are resized to what the model takes: a bmodel's own max_pixels (its ViT size), a
 checkpoint's preprocessor_config.json. The system turn is what the model's chat template adds
@@ -29,18 +30,19 @@ def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "chat",
         help="ask a model about an image or a video, interactively or once (-p)",
-        description="Ask Qwen2.5-VL about images or a video: a bmodel on a Sophgo TPU (or the CPU simulator), "
-        "or a transformers checkpoint. Accepts the seed demo's -m BMODEL -c CONFIG_DIR form.",
+        description="Ask Qwen2.5-VL or Qwen3-VL about images or a video: a bmodel on a Sophgo TPU (or the CPU "
+        "simulator), or a transformers checkpoint. Accepts the seed demo's -m BMODEL -c CONFIG_DIR form.",
         formatter_class=HelpFormatter,
         epilog=EPILOG,
     )
     parser.add_argument("--bmodel", "-m", "--model_path", dest="bmodel", type=Path,
-                        help="Qwen2.5-VL bmodel (TPU or simulator)")
+                        help="Qwen2.5-VL or Qwen3-VL bmodel (TPU or simulator)")
     parser.add_argument("--tokenizer", "-c", "--config_path", dest="tokenizer", type=Path,
                         help="folder with the model's tokenizer.json and processor configs "
                         "(default: beside the bmodel, or ./config)")
     parser.add_argument("--runtime-dir", type=Path, help="folder with libbmrt.so (default: $STREAMPROC_BMRT_DIR, the SDK)")
-    parser.add_argument("--device-id", "-d", "--devid", dest="device_id", type=int, default=0, help="TPU device")
+    parser.add_argument("--device-id", "-d", "--devid", dest="device_id", type=int, default=0,
+                        help="TPU device (0..count-1 of the devices the runtime sees)")
     parser.add_argument("--model", help="transformers checkpoint folder or hub id instead of a bmodel (needs streamproc[hf])")
     parser.add_argument("--image", type=Path, action="append", default=[], help="an image (repeat for several)")
     parser.add_argument("--video", type=Path, help="a video, sampled at --fps")
@@ -115,7 +117,7 @@ def load_video(path: Path, sampling, builder, seq_length):
 
     frames = [f.image for f in VideoSource(SourceConfig(name="chat", path=path), sampling).frames()]
     if seq_length and frames:
-        per_pair = tokens_per_frame_pair(*frames[0].shape[:2])
+        per_pair = tokens_per_frame_pair(*frames[0].shape[:2], sampling.token_pixels) + builder.pair_text_tokens
         fit = 2 * max(1, (seq_length - 128) // 2 // per_pair)
         if len(frames) > fit:
             print(f"(using the first {fit} of {len(frames)} frames: that is what fits {seq_length} tokens)", file=sys.stderr)
@@ -135,7 +137,7 @@ def run(args) -> int:
         builder = backend.inputs
         video = None
         if args.video:
-            video = load_video(args.video, config.sampling, builder, getattr(backend, "seq_length", None))
+            video = load_video(args.video, config.sampling, builder, backend.capabilities.seq_length)
         params = GenerationParams(
             max_new_tokens=args.max_new_tokens, do_sample=args.sample, temperature=args.temperature,
             top_p=args.top_p, top_k=args.top_k, seed=args.seed,
@@ -175,8 +177,7 @@ class ChatSession:
         self.answer_ids = ()
 
     def ask(self, question: str) -> None:
-        streaming = self.backend.name == "tpu"  # the engine hands out tokens as they come
-        printer = _StreamPrinter(self.builder) if streaming else None
+        printer = _StreamPrinter(self.builder) if self.backend.capabilities.streaming else None
         extra = {"on_token": printer.token} if printer else {}
         if printer:
             print("\nmodel> ", end="", flush=True)
@@ -186,8 +187,7 @@ class ChatSession:
             result = self.backend.describe(inputs, self.params, **extra)
         else:
             inputs = self.builder.follow_up(self.previous, self.answer_ids, question, answer_reserve=8)
-            follow_up = getattr(self.backend, "follow_up", self.backend.describe)
-            result = follow_up(inputs, self.params, **extra)
+            result = self.backend.follow_up(inputs, self.params, **extra)
         self.previous, self.answer_ids = inputs, result.token_ids
         t = result.timings
         if printer:

@@ -56,14 +56,9 @@ def quiet_simulator_if_used(config) -> None:
 
 def quiet_simulator(runtime_dir) -> None:
     """Load the Sophgo runtime now and, if it is the CPU simulator, silence its C stdout."""
-    from ..backends.tpu import native_module, silence_simulator_stdout
+    from ..backends.tpu import quiet_simulator as quiet
 
-    native = native_module()
-    try:
-        native.load_runtime(str(runtime_dir or ""))
-    except native.NativeError:
-        return  # starting the backend reports it properly
-    silence_simulator_stdout()
+    quiet(runtime_dir)  # a runtime that does not load: starting the backend reports it properly
 
 
 class HelpFormatter(argparse.HelpFormatter):

@@ -8,6 +8,7 @@ from ..errors import UsageError
 
 EXAMPLES = """examples:
   streamproc convert Qwen2.5-VL-3B-Instruct --chip bm1684x --out models/   # 20 s segments, 672x896, w4bf16
+  streamproc convert Qwen3-VL-4B-Instruct --chip bm1684x --out models/ --segment-seconds 12 --input-length 1024
   streamproc convert ckpt/ --chip bm1688 --out models/ --segment-seconds 80 --history
   streamproc convert ckpt/ --chip bm1684x --out models/ --config configs/camera.yaml  # its prompt and rules
 """
@@ -18,7 +19,7 @@ def add_parser(subparsers) -> None:
 
     parser = subparsers.add_parser(
         "convert",
-        help="convert a Qwen2.5-VL checkpoint into a bmodel sized for your segments",
+        help="convert a Qwen2.5-VL or Qwen3-VL checkpoint into a bmodel sized for your segments",
         formatter_class=HelpFormatter,
         description=(
             "Sizes the bmodel from the segments you want (the service's own planner: frames, prompt, rule "
@@ -29,11 +30,13 @@ def add_parser(subparsers) -> None:
         ),
         epilog=EXAMPLES,
     )
-    parser.add_argument("checkpoint", type=Path, metavar="CHECKPOINT", help="Qwen2.5-VL checkpoint folder (config.json, *.safetensors)")
+    parser.add_argument("checkpoint", type=Path, metavar="CHECKPOINT",
+                        help="Qwen2.5-VL or Qwen3-VL checkpoint folder (config.json, *.safetensors)")
     parser.add_argument("--chip", choices=["bm1684x", "bm1688"], required=True, help="the TPU the bmodel runs on")
     parser.add_argument("--out", type=Path, required=True, help="folder for the bmodel (not inside CHECKPOINT)")
     parser.add_argument("--segment-seconds", type=float, default=20.0, help="segment length to fit (default 20)")
-    parser.add_argument("--max-pixels", default="672x896", help="largest image HEIGHTxWIDTH the ViT takes (default 672x896)")
+    parser.add_argument("--max-pixels", help="largest image HEIGHTxWIDTH the ViT takes (default: 672x896 for "
+                        "Qwen2.5-VL, 768x768 for Qwen3-VL, as Sophgo builds them)")
     parser.add_argument("--history", action="store_true", help="keep the KV cache between turns (rule questions follow the caption)")
     parser.add_argument("--old-layout", action="store_true",
                         help="with --history: the older 5-input layout, built by tpu_mlir 1.21 (its own venv)")
@@ -44,7 +47,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--do-sample", action="store_true", help="add the sampling head (temperature, top-p)")
     parser.add_argument("--config", type=Path, help="size the prompt reserve from this config's prompts and rules")
     parser.add_argument("--seq-length", type=int, help="override the planned sequence length")
-    parser.add_argument("--input-length", type=int, help="override the planned history chunk / input length")
+    parser.add_argument("--input-length", type=int,
+                        help="with --history: the chunk a turn is prefilled in (default: planned); without: the "
+                        "longest input, shorter than the sequence (--max_input_length; the answer takes the rest)")
     parser.add_argument("--name", help="bmodel file name without .bmodel (default: from the options)")
     parser.add_argument("--strip-kernel", action="store_true",
                         help="remove the embedded kernel module (smaller; runtimes bring their own)")
@@ -56,9 +61,11 @@ def progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def reserves(checkpoint: Path, config_path) -> tuple[int, int, float, float]:
-    """(prompt reserve, answer reserve, fps, video_area_factor) as the service will plan them."""
+def reserves(checkpoint: Path, config_path):
+    """(prompt reserve, answer reserve, fps, video_area_factor, the family's plan geometry) as the
+    service will plan them."""
     from ..config import config_from_data, load_config
+    from ..convert.plan import FamilyGeometry
     from ..qwen import InputBuilder
     from ..rules.alerts import RuleEngine
     from ..pipeline.planning import prompt_reserve
@@ -67,14 +74,19 @@ def reserves(checkpoint: Path, config_path) -> tuple[int, int, float, float]:
         config = load_config(config_path)
     else:
         config = config_from_data({"sources": [{"name": "camera", "path": "camera.mp4"}]})
-    floor = config.segmenting.prompt_reserve
-    if (checkpoint / "tokenizer.json").is_file() or (checkpoint / "tokenizer_config.json").is_file():
-        builder = InputBuilder.from_pretrained(checkpoint)
+    if (checkpoint / "tokenizer.json").is_file():
+        builder = InputBuilder.from_pretrained(checkpoint)  # the checkpoint's family, tokenizer and vision
         rules = RuleEngine(config.rules)
         reserve = max(prompt_reserve(config, builder, rules, source.name) for source in config.sources)
-    else:
-        reserve = floor
-    return reserve, config.segmenting.answer_reserve, config.sampling.fps, config.sampling.video_area_factor
+        family = FamilyGeometry(builder.vision.factor, builder.vision.patch_size, builder.pair_text_tokens)
+    else:  # no tokenizer to measure with: the configured floor, and a character per token
+        from ..convert.run import check_checkpoint
+
+        config_json, found = check_checkpoint(checkpoint)
+        vision = found.vision_spec(config_json.get("vision_config") or {}, {}, {})
+        reserve = config.segmenting.prompt_reserve
+        family = FamilyGeometry(vision.factor, vision.patch_size, found.pair_text_tokens(lambda text: list(text)))
+    return reserve, config.segmenting.answer_reserve, config.sampling.fps, config.sampling.video_area_factor, family
 
 
 def run(args) -> int:
@@ -85,16 +97,19 @@ def run(args) -> int:
     if args.old_layout and not args.history:
         raise UsageError("--old-layout is a history layout: give --history too")
     checkpoint = args.checkpoint.expanduser()
-    check_checkpoint(checkpoint)
-    prompt, answer, fps, area = reserves(checkpoint, args.config)
+    _, family = check_checkpoint(checkpoint)
+    if args.old_layout and family.family.value != "qwen2.5-vl":
+        raise UsageError(f"--old-layout is tpu_mlir 1.21's Qwen2.5-VL history layout; {family.label} takes --history")
+    prompt, answer, fps, area, geometry = reserves(checkpoint, args.config)
+    default_size = "672x896" if geometry.factor == 28 else "768x768"
     plan = plan_conversion(
-        segment_s=args.segment_seconds, max_pixels=parse_size(args.max_pixels), prompt_reserve=prompt,
-        answer_reserve=answer, fps=fps, video_area_factor=area, history=args.history,
-        seq_length=args.seq_length, input_length=args.input_length,
+        segment_s=args.segment_seconds, max_pixels=parse_size(args.max_pixels or default_size, geometry.factor),
+        prompt_reserve=prompt, answer_reserve=answer, fps=fps, video_area_factor=area, history=args.history,
+        seq_length=args.seq_length, input_length=args.input_length, family=geometry,
     )
     options = BuildOptions(chip=args.chip, quantize=args.quantize, dynamic=args.dynamic, dynamic_vit=args.dynamic_vit,
                            history=args.history, old_layout=args.old_layout, do_sample=args.do_sample,
-                           strip_kernel=args.strip_kernel)
+                           strip_kernel=args.strip_kernel, family=family.family.value)
     print("plan:\n  " + plan.describe().replace("\n", "\n  "), flush=True)
     env = ensure_converter(old_layout=args.old_layout, progress=progress)
     bmodel = convert(checkpoint, args.out.expanduser(), plan, options, env, name=args.name, progress=progress)

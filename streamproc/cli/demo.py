@@ -119,9 +119,9 @@ def _choose_backend(choice: str, model: Path) -> dict:
     from .common import quiet_simulator
 
     try:
-        from .. import _native
+        from ..backends.tpu import load_runtime
 
-        _native.load_runtime("")
+        load_runtime("")
     except Exception:
         if choice == "tpu":
             raise
@@ -143,9 +143,9 @@ def _fallback(hf: dict) -> dict:
 
 def _describe_backend(backend: dict) -> str:
     if backend["type"] == "tpu":
-        from .. import _native
+        from ..backends.tpu import runtime_path
 
-        return f"the native TPU engine ({Path(backend['bmodel']).name} on {_native.runtime_path()})"
+        return f"the native TPU engine ({Path(backend['bmodel']).name} on {runtime_path()})"
     return "transformers on the CPU"
 
 

@@ -110,24 +110,22 @@ def _package(module: str, dist: str, needed: bool) -> tuple[str, str]:
 
 
 def _native() -> tuple[str, str]:
-    from .. import _native
+    from ..backends.tpu import engine_build
 
-    sizes = _native.abi_sizes()
-    pinned = {"device_mem": 24, "shape": 36, "tensor": 72}
-    if any(sizes[k] != v for k, v in pinned.items()):
-        return FAIL, f"runtime struct sizes differ from the pinned ABI: {sizes}"
-    return OK, f"streamproc._native {_native.version()}"
+    ok, line = engine_build()
+    return (OK if ok else FAIL), line
 
 
 def _runtime(runtime_dir: Optional[Path], needed: bool) -> tuple[str, str]:
-    from .. import _native
+    from ..backends.tpu import load_runtime
+    from ..errors import DeviceError
 
     try:
-        path = _native.load_runtime(str(runtime_dir or ""))
-    except _native.NativeError as error:
+        path = load_runtime(runtime_dir)
+    except DeviceError as error:
         verdict = FAIL if needed else SKIP
         why = "the config's tpu backend needs it" if needed else "only the tpu backend needs it"
-        found = str(error).replace(" (for the CPU simulator: tools/bmodel/fetch_runtime.sh)", "")
+        found = str(error).replace(" (for the CPU simulator: `streamproc runtime`)", "")
         return verdict, f"not found ({found}); {why}: {RUNTIME_HINT}"
     simulator = (Path(path).parent / "libcmodel.so").exists()
     if simulator:

@@ -98,6 +98,9 @@ class SamplingConfig(Section):
     )
     min_pixels: int = Field(4 * 28 * 28, description="smallest frame; unset: the model's, at least 4 tokens")
     video_area_factor: float = Field(0.25, gt=0, le=1, description="frames use this share of max_pixels")
+    token_pixels: int = Field(
+        28, ge=1, description="pixels a visual token spans on a side; set from the model (28 Qwen2.5-VL, 32 Qwen3-VL)"
+    )
     # area: antialiased downscaling at 1.1 ms per 1080p frame; bicubic (what Qwen's processor uses)
     # costs 5.5 ms, enough to miss the ingest budget, for no visible gain at 1/4-1/16 scale.
     interpolation: Literal["area", "bicubic", "bilinear", "fast_bilinear"] = "area"
@@ -132,6 +135,9 @@ class SegmentingConfig(Section):
     bmodel: Optional[Path] = Field(None, description="read seq_length from this bmodel")
     prompt_reserve: int = Field(
         64, ge=0, description="at least this many tokens for the chat template and prompt (measured when a model is loaded)"
+    )
+    pair_text_tokens: int = Field(
+        0, ge=0, description="text tokens the model adds per frame pair (Qwen3-VL's timestamps); set from the model"
     )
     answer_reserve: int = Field(64, ge=1, description="tokens kept for the answer")
     overlap_s: float = Field(0.0, ge=0)

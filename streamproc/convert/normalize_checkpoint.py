@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
-"""Make a "converter view" of a Qwen2.5-VL checkpoint for TPU-MLIR's llm_convert.py.
+"""Make a "converter view" of a Qwen2.5-VL or Qwen3-VL checkpoint for TPU-MLIR's llm_convert.py.
 
     python normalize_checkpoint.py SRC_DIR VIEW_DIR
 
-VIEW_DIR gets config.json in the released-checkpoint form (flat text settings, rope_scaling type
-mrope, vision_config.in_chans), the other small json files, and the weights: symlinked when they
-already use the original key layout (visual.*, model.layers.*, model.embed_tokens.*, model.norm.*,
-lm_head.*), rewritten otherwise (needs torch + safetensors: run it with a converter venv's python).
+Qwen2.5-VL: VIEW_DIR gets config.json in the released-checkpoint form (flat text settings,
+rope_scaling type mrope, vision_config.in_chans), the other small json files, and the weights:
+symlinked when they already use the original key layout (visual.*, model.layers.*,
+model.embed_tokens.*, model.norm.*, lm_head.*), rewritten otherwise (needs torch + safetensors:
+run it with a converter venv's python).
+Qwen3-VL: its converter reads the released form as it is (nested text_config, keys
+model.visual.*, model.language_model.*, lm_head.*), so the view is the checkpoint itself
+(symlinked weights), after checking its keys.
 Prints one line per change it had to make, so a checkpoint writer can be fixed at the source; with
 --check it only reports and exits 1 when the checkpoint is not already in that form.
 """
@@ -20,8 +24,10 @@ import re
 import shutil
 import sys
 
-# The original (pre transformers 4.52) key layout, which llm_convert.py reads.
+# The original (pre transformers 4.52) key layout, which llm_convert.py reads for Qwen2.5-VL.
 ORIGINAL_KEY_RE = re.compile(r"^(visual\.|model\.layers\.|model\.embed_tokens\.|model\.norm\.|lm_head\.)")
+# Qwen3-VL's released layout, which its converter reads (QWEN3VL_INFO, vit_path model.visual).
+QWEN3_KEY_RE = re.compile(r"^(model\.visual\.|model\.language_model\.|lm_head\.)")
 
 
 def to_original_key(key: str) -> str:
@@ -52,6 +58,17 @@ def flatten_config(cfg: dict) -> dict:
     return flat
 
 
+def config_changes(cfg: dict, changes: list[str]) -> None:
+    """What a Qwen2.5-VL config.json needs for the converters (reported, then fixed in the view)."""
+    if "text_config" in cfg:
+        changes.append("config.json: text settings nested under text_config (tpu_mlir 1.21 needs them at the top level)")
+    if not cfg.get("vision_config", {}).get("in_chans"):
+        changes.append("config.json: vision_config.in_chans missing (both converters read it)")
+    rs = cfg.get("rope_scaling") or (cfg.get("text_config") or {}).get("rope_scaling") or {}
+    if rs.get("type") != "mrope" and rs.get("rope_type") != "mrope":
+        changes.append(f"config.json: rope_scaling {rs} rewritten as type mrope (cosmetic: both converters accept it)")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("src")
@@ -63,14 +80,10 @@ def main() -> int:
 
     with open(os.path.join(src, "config.json")) as f:
         cfg = json.load(f)
-    flat = flatten_config(cfg)
-    if "text_config" in cfg:
-        changes.append("config.json: text settings nested under text_config (tpu_mlir 1.21 needs them at the top level)")
-    if not cfg.get("vision_config", {}).get("in_chans"):
-        changes.append("config.json: vision_config.in_chans missing (both converters read it)")
-    rs = cfg.get("rope_scaling") or (cfg.get("text_config") or {}).get("rope_scaling") or {}
-    if rs.get("type") != "mrope" and rs.get("rope_type") != "mrope":
-        changes.append(f"config.json: rope_scaling {rs} rewritten as type mrope (cosmetic: both converters accept it)")
+    qwen3 = cfg.get("model_type") == "qwen3_vl"
+    flat = cfg if qwen3 else flatten_config(cfg)
+    if not qwen3:
+        config_changes(cfg, changes)
 
     weights = sorted(n for n in os.listdir(src) if n.endswith(".safetensors"))
     if not weights:
@@ -82,6 +95,12 @@ def main() -> int:
     for w in weights:
         with safe_open(os.path.join(src, w), "np") as f:
             keys = list(f.keys())
+        if qwen3:
+            bad = [k for k in keys if not QWEN3_KEY_RE.match(k)]
+            if bad:
+                print(f"{w}: keys the Qwen3-VL converter does not know: {bad[:5]}", file=sys.stderr)
+                return 2
+            continue
         renamed = [to_original_key(k) for k in keys]
         if renamed != keys:
             need_rewrite.append(w)

@@ -21,6 +21,8 @@ from typing import Callable, Optional
 
 from ..errors import ModelError
 from ..paths import cache_dir
+from ..qwen.families import family_of_config
+from ..qwen.family import ModelFamily
 from .env import ConverterEnv, ConverterError, NORMALIZE_SCRIPT, check_free_space
 from .plan import ConvertPlan
 
@@ -31,7 +33,7 @@ NOISE = ("/dev/tty", "local:")
 
 
 class UnsupportedCheckpoint(ModelError):
-    """The folder is not a Qwen2.5-VL checkpoint the converter takes."""
+    """The folder is not a Qwen2.5-VL or Qwen3-VL checkpoint the converter takes."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class BuildOptions:
     old_layout: bool = False  # history with tpu_mlir 1.21's 5-input block_N
     do_sample: bool = False
     strip_kernel: bool = False
+    family: str = "qwen2.5-vl"  # for the file name
 
     def flags(self, plan: ConvertPlan) -> list[str]:
         h, w = plan.max_pixels
@@ -52,6 +55,8 @@ class BuildOptions:
             flags += ["--use_block_with_kv", "--max_input_length", str(plan.input_length)]
         elif self.history:
             flags += ["--use_history_kv", "--chunk_length", str(plan.input_length)]
+        elif plan.input_length:  # no history, a prefill shorter than the sequence
+            flags += ["--max_input_length", str(plan.input_length)]
         if self.dynamic:
             flags.append("--dynamic")
         if self.dynamic_vit:
@@ -62,10 +67,11 @@ class BuildOptions:
 
     def name(self, plan: ConvertPlan) -> str:
         kind = "oldhist" if self.history and self.old_layout else "history" if self.history else "dynamic" if self.dynamic else "static"
-        return f"qwen2.5-vl_{kind}_{self.quantize}_{self.chip}_s{plan.seq_length}"
+        return f"{self.family}_{kind}_{self.quantize}_{self.chip}_s{plan.seq_length}"
 
 
-def check_checkpoint(checkpoint: Path) -> dict:
+def check_checkpoint(checkpoint: Path) -> tuple[dict, ModelFamily]:
+    """(config.json, its family) of a checkpoint the converter takes; UnsupportedCheckpoint else."""
     config_path = checkpoint / "config.json"
     if not config_path.is_file():
         raise UnsupportedCheckpoint(f"{checkpoint} is not a checkpoint folder: it has no config.json")
@@ -73,14 +79,13 @@ def check_checkpoint(checkpoint: Path) -> dict:
         config = json.loads(config_path.read_text(encoding="utf-8"))
     except ValueError as exc:
         raise UnsupportedCheckpoint(f"{config_path} is not valid JSON: {exc}") from None
-    model_type = config.get("model_type") or ""
-    if model_type != "qwen2_5_vl":
-        raise UnsupportedCheckpoint(
-            f"{checkpoint} is a {model_type or 'unknown'} checkpoint; streamproc convert takes Qwen2.5-VL (model_type qwen2_5_vl)"
-        )
+    try:
+        family = family_of_config(config or {"model_type": None}, str(checkpoint))
+    except ModelError as exc:
+        raise UnsupportedCheckpoint(f"{exc} (streamproc convert takes those)") from None
     if not any(checkpoint.glob("*.safetensors")):
         raise UnsupportedCheckpoint(f"{checkpoint} has no *.safetensors weights (the converter reads safetensors only)")
-    return config
+    return config, family
 
 
 def stream(command: list[str], cwd: Path, env: dict, log_path: Path, progress: Callable[[str], None]) -> tuple[int, list[str]]:

@@ -39,13 +39,13 @@ def smart_resize(
 
 
 def model_frame_size(height: int, width: int, sampling: SamplingConfig) -> tuple[int, int]:
-    """(height, width) of sampled frames for a source of this size."""
-    return smart_resize(height, width, PATCH_FACTOR, sampling.min_pixels, sampling.video_pixels)
+    """(height, width) of sampled frames for a source of this size (multiples of the model's token size)."""
+    return smart_resize(height, width, sampling.token_pixels, sampling.min_pixels, sampling.video_pixels)
 
 
-def tokens_per_frame_pair(height: int, width: int) -> int:
+def tokens_per_frame_pair(height: int, width: int, factor: int = PATCH_FACTOR) -> int:
     """Visual tokens for two frames (one temporal patch) at a model frame size."""
-    return (height // PATCH_FACTOR) * (width // PATCH_FACTOR)
+    return (height // factor) * (width // factor)
 
 
 class FrameSelector:

@@ -13,7 +13,7 @@ from typing import Iterable, Iterator, Optional
 from ..config.ingest import SamplingConfig, SegmentingConfig
 from ..errors import InputTooLarge
 from ..frames import Frame, Gap, Segment
-from .sampling import tokens_per_frame_pair
+from .sampling import PATCH_FACTOR, tokens_per_frame_pair
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +48,18 @@ def plan_segments(
     answer_reserve: int,
     overlap_s: float = 0.0,
     max_duration_s: Optional[float] = None,
+    factor: int = PATCH_FACTOR,
+    pair_text_tokens: int = 0,
 ) -> SegmentPlan:
-    """The largest even frame count whose tokens fit; raises InputTooLarge if not even two fit."""
+    """The largest even frame count whose tokens fit; raises InputTooLarge if not even two fit.
+    `factor`: the model's pixels per token side; `pair_text_tokens`: text the model adds per
+    frame pair (Qwen3-VL's timestamps), counted with the pair's visual tokens."""
     budget = seq_length - prompt_reserve - answer_reserve
-    per_pair = tokens_per_frame_pair(frame_height, frame_width)
+    per_pair = tokens_per_frame_pair(frame_height, frame_width, factor) + pair_text_tokens
     pairs = budget // per_pair if budget > 0 else 0
     if max_duration_s is not None:
         pairs = min(pairs, int(max_duration_s * fps) // 2)
-    if pairs < 1 and budget < tokens_per_frame_pair(28, 28):
+    if pairs < 1 and budget < 1 + pair_text_tokens:
         # Not even the smallest frames would fit: the text is what does not fit, not the frames.
         raise InputTooLarge(
             f"the prompt does not fit: a model with sequence length {seq_length} has {max(budget, 0)} tokens "
@@ -184,6 +188,8 @@ def segmenter_for(source: str, sampling: SamplingConfig, segmenting: SegmentingC
             segmenting.answer_reserve,
             segmenting.overlap_s,
             segmenting.max_duration_s,
+            sampling.token_pixels,
+            segmenting.pair_text_tokens,
         )
 
     return Segmenter(source, sampling.fps, planner)

@@ -21,8 +21,8 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from ..backends.base import GenerationParams
-from ..qwen.inputs import ModelInputs, _pad_offsets
-from ..qwen.prompt import Message, Vision, expand_pads, render_chat
+from ..qwen.inputs import ModelInputs
+from ..qwen.prompt import Message, Vision
 from .errors import ApiError, bad_request
 from .limits import check_text_size
 from .media import MediaPolicy, frames_to_video, load_image, load_video_file, parse_fps
@@ -272,16 +272,6 @@ def _url_of(part: dict, key: str, where: str) -> str:
 
 
 def build_inputs(builder: Any, messages: Sequence[Message], visuals: Sequence[tuple[str, Any, float]]) -> ModelInputs:
-    """A whole conversation as model inputs: InputBuilder.build's steps for any turns.
-
-    For a system turn plus one user turn this is exactly builder.build(...) (what `streamproc
-    chat` sends), so answers match; further turns are rendered with the same chat template.
-    """
-    media = [builder._image(frames) if kind == "image" else builder._video(frames, fps) for kind, frames, fps in visuals]
-    # The system turn the folder's chat template adds when the request has none, as build() does.
-    text = render_chat(messages, default_system=getattr(builder.spec, "default_system", True))
-    pads = (builder.tokens.image_pad, builder.tokens.video_pad)
-    counts = [item.tokens for item in media]
-    ids = expand_pads(builder.tokenizer.encode(text), pads, counts)
-    blocks = tuple(item.block(offset) for item, offset in zip(media, _pad_offsets(ids, pads, counts)))
-    return builder._assemble(ids, blocks, text, 0, tuple(messages))
+    """A whole conversation as model inputs (the builder's build_messages: for a system turn plus
+    one user turn exactly what `streamproc chat` sends, so answers match)."""
+    return builder.build_messages(messages, visuals)

@@ -44,13 +44,13 @@ class SegmentSizer:
 
     def check(self) -> None:
         for source in self.reserves:
-            self.plan(source, 28, 28)
+            self.plan(source, self.config.sampling.token_pixels, self.config.sampling.token_pixels)
 
     def plan(self, source: str, height: int, width: int) -> SegmentPlan:
         seg = self.config.segmenting
         return plan_segments(
             self.seq_length, height, width, self.config.sampling.fps, self.reserves[source], seg.answer_reserve,
-            seg.overlap_s, seg.max_duration_s,
+            seg.overlap_s, seg.max_duration_s, self.config.sampling.token_pixels, seg.pair_text_tokens,
         )
 
     def segmenter(self, source: str) -> Segmenter:

@@ -1,8 +1,9 @@
 """Does the sampler/segmenter's plan agree with the model? Clear errors before any frame is read.
 
 The sampler sizes frames from `sampling` (max_pixels x video_area_factor, min_pixels) and the
-segmenter counts (h/28)*(w/28) tokens per frame pair; the model takes frames unresized, so their
-size must be a multiple of its token size and within its video pixel limit.
+segmenter counts (h/f)*(w/f) tokens per frame pair (f: the model's token size, 28 or 32 px); the
+model takes frames unresized, so their size must be a multiple of its token size and within its
+video pixel limit.
 """
 from __future__ import annotations
 
@@ -14,7 +15,13 @@ from .patches import check_frame_size
 
 
 def check_sampling(vision: VisionSpec, sampling: Any) -> None:
-    """`sampling` (a SamplingConfig) must not ask for frames larger than the model takes."""
+    """`sampling` (a SamplingConfig) must size frames in the model's token size and not ask for
+    frames larger than the model takes."""
+    if sampling.token_pixels != vision.factor:
+        raise ConfigError(
+            f"sampling.token_pixels {sampling.token_pixels} is not the model's token size ({vision.factor} px): "
+            f"leave it unset, the model's is used"
+        )
     if sampling.video_pixels > vision.video_max_pixels:
         raise ConfigError(
             f"sampling gives video frames of up to {sampling.video_pixels} pixels (max_pixels {sampling.max_pixels} x "
@@ -27,14 +34,15 @@ def check_sampling(vision: VisionSpec, sampling: Any) -> None:
         )
 
 
-def check_plan(vision: VisionSpec, plan: Any, height: int, width: int) -> None:
-    """A SegmentPlan for frames of height x width must count tokens as the model does."""
+def check_plan(vision: VisionSpec, plan: Any, height: int, width: int, pair_text_tokens: int = 0) -> None:
+    """A SegmentPlan for frames of height x width must count tokens as the model does (its
+    visual tokens per frame pair, plus the text it adds per pair)."""
     check_frame_size(height, width, vision, "video")
-    per_pair = (height // vision.factor) * (width // vision.factor)
+    per_pair = (height // vision.factor) * (width // vision.factor) + pair_text_tokens
     if plan.tokens_per_pair != per_pair:
         raise ModelError(
             f"the segmenter counts {plan.tokens_per_pair} tokens per frame pair of {width}x{height}, "
-            f"the model {per_pair}: the model's patch or merge size is not Qwen2.5-VL's"
+            f"the model {per_pair}: the sampler's token size is not the model's ({vision.factor} px)"
         )
     if plan.frames % vision.temporal_patch_size:
         raise ModelError(f"segments of {plan.frames} frames are not whole frame pairs")

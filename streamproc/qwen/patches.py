@@ -1,9 +1,9 @@
-"""Pixel rows for the ViT: frames -> float32 (t*h*w, 1176), as Qwen2.5-VL's processors lay them out.
+"""Pixel rows for the ViT: frames -> float32 (t*h*w, C*2*p*p), as Qwen's processors lay them out.
 
-Frames (T, H, W, 3) uint8 RGB, H and W multiples of 28, are grouped in temporal pairs and cut in
-14x14 patches. Rows go (time pair, block row, block col, row in block, col in block) where a block
+Frames (T, H, W, 3) uint8 RGB, H and W multiples of the token size (28 px for Qwen2.5-VL, 32 px for
+Qwen3-VL: patch x merge), are grouped in temporal pairs and cut in patches (14 or 16 px). Rows go (time pair, block row, block col, row in block, col in block) where a block
 is the 2x2 patches one merged token covers; each row holds (channel, frame in pair, y, x).
-Normalisation is x/255 then CLIP mean/std, done through a 256-entry table per channel (exact in
+Normalisation is x/255 then the checkpoint's mean/std (CLIP's or 0.5), done through a 256-entry table per channel (exact in
 float64, then float32), so it costs one gather.
 
 Images and frames not at a valid size are resized with FFmpeg's swscale (bicubic) through PyAV,
@@ -21,7 +21,7 @@ from .config import VisionSpec
 
 
 def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
-    """Qwen2.5-VL's size rule (the sampler's), raising ModelError for sizes it cannot take."""
+    """Qwen's image size rule (the sampler's), raising ModelError for sizes it cannot take."""
     try:
         return _smart_resize(height, width, factor, min_pixels, max_pixels)
     except MediaError as exc:
@@ -86,12 +86,13 @@ def pixel_rows(
     return rows.reshape(t * h * w, channels * tps * patch * patch), grid
 
 
-def check_frame_size(height: int, width: int, spec: VisionSpec, kind: str = "video") -> None:
-    """Frames handed to the model unresized must be multiples of 28 and within its pixel limit."""
+def check_frame_size(height: int, width: int, spec: VisionSpec, kind: str = "video", model: str = "the model") -> None:
+    """Frames handed to the model unresized must be multiples of its token size and within its
+    pixel limit."""
     factor = spec.factor
     if height % factor or width % factor:
         raise ModelError(
-            f"{kind} frames of {width}x{height} are not multiples of {factor} on each side, as Qwen2.5-VL "
+            f"{kind} frames of {width}x{height} are not multiples of {factor} on each side, as {model} "
             f"needs: make the sampler size frames with smart_resize"
         )
     limit = spec.video_max_pixels if kind == "video" else spec.image_max_pixels

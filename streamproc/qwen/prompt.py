@@ -1,4 +1,8 @@
-"""Qwen2.5-VL's chat template, in Python, and the expansion of visual pad tokens.
+"""Qwen's chat template, in Python, and the expansion of visual pad tokens.
+
+Qwen2.5-VL and Qwen3-VL share the template's form; they differ in whether it adds a default
+system turn (the folder's template says: template_default_system) and in how a video is written
+(the family's media text; Qwen2.5-VL's is shown here).
 
 The published template (chat_template.json of Qwen/Qwen2.5-VL-*-Instruct) renders:
 
@@ -21,7 +25,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Iterator, Optional, Sequence, Union
 
 import numpy as np
 
@@ -54,26 +58,36 @@ class Message:
     role: str  # system | user | assistant
     content: Union[str, Sequence[Part]]
 
-    def render(self) -> str:
+    def render(self, media: Optional[Iterator[str]] = None) -> str:
+        """The turn's text; `media` gives the text of each Vision part in turn (a model family's
+        own, e.g. Qwen3-VL's per-frame timestamps), else the plain vision block."""
         if isinstance(self.content, str):
             body = self.content
         else:
-            body = "".join(part.text if isinstance(part, Vision) else part for part in self.content)
+            body = "".join(
+                (next(media) if media is not None else part.text) if isinstance(part, Vision) else part
+                for part in self.content
+            )
         return f"{IM_START}{self.role}\n{body}{IM_END}\n"
 
 
 def render_chat(
-    messages: Sequence[Message], add_generation_prompt: bool = True, default_system: Union[bool, str, None] = True
+    messages: Sequence[Message],
+    add_generation_prompt: bool = True,
+    default_system: Union[bool, str, None] = True,
+    media: Optional[Sequence[str]] = None,
 ) -> str:
     """The template's text. `default_system` is the system turn the template adds when the first
-    message is not a system one: True for Qwen's published default, a string for a template's
-    own, False or None for a template that adds none (and for continuations)."""
+    message is not a system one: True for Qwen2.5-VL's published default, a string for a
+    template's own, False or None for a template that adds none (and for continuations).
+    `media`: the text of each Vision part, in order (default: one plain vision block each)."""
     if default_system is True:
         default_system = DEFAULT_SYSTEM_PROMPT
     parts = []
     if default_system and messages and messages[0].role != "system":
         parts.append(Message("system", default_system).render())
-    parts.extend(message.render() for message in messages)
+    texts = iter(media) if media is not None else None
+    parts.extend(message.render(texts) for message in messages)
     if add_generation_prompt:
         parts.append(f"{IM_START}assistant\n")
     return "".join(parts)
@@ -120,13 +134,14 @@ def chat_template(folder: Union[str, Path]) -> Optional[str]:
     return None
 
 
-def template_default_system(folder: Union[str, Path]) -> Optional[str]:
+def template_default_system(folder: Union[str, Path], fallback: Optional[str] = DEFAULT_SYSTEM_PROMPT) -> Optional[str]:
     """The system prompt the folder's chat template adds when a conversation has none: the
     literal system turn written in the template, None when it writes none. A folder without a
-    template gets Qwen2.5-VL's published one (which adds "You are a helpful assistant.")."""
+    template gets `fallback`: what the family's published template adds (Qwen2.5-VL's: "You are
+    a helpful assistant."; Qwen3-VL's: none)."""
     template = chat_template(folder)
     if template is None:
-        return DEFAULT_SYSTEM_PROMPT
+        return fallback
     for found in _LITERAL_SYSTEM.finditer(template):
         if not _JOINED.search(found.group(1)):  # '...system\n' + content + '...': the user's own
             return found.group(1)

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from streamproc.backends.base import GenerationParams, Result, Timings
+from streamproc.backends.base import BackendCapabilities
+from streamproc.backends.hf import HfBackend
 
 SCENE_ENV = "STREAMPROC_TEST_SCENE"
 DELAY_ENV = "STREAMPROC_TEST_DELAY_S"  # seconds per model call (default 0.02)
@@ -25,6 +27,13 @@ PERSON, EMPTY = "a person at the door", "an empty yard"
 
 class FastBackend:
     name = "fast-test"
+
+    # What the model takes and its input builder, from the config's files (as the hf backend
+    # states them), and what this stand-in can do.
+    geometry = staticmethod(HfBackend.geometry)
+    input_builder = staticmethod(HfBackend.input_builder)
+    capabilities = BackendCapabilities(family=None, seq_length=None, keeps_history=False, follow_up=True,
+                                       sampling=True, streaming=False)
 
     def __init__(self, config: Any, **kwargs: Any):
         from streamproc.qwen import InputBuilder

@@ -21,6 +21,8 @@ import threading
 from typing import Any, Optional
 
 from streamproc.backends.base import GenerationParams, Result, Timings
+from streamproc.backends.base import BackendCapabilities
+from streamproc.backends.hf import HfBackend
 
 CALL_S_ENV = "STREAMPROC_TEST_CALL_S"
 LOAD_S_ENV = "STREAMPROC_TEST_LOAD_S"  # seconds each backend takes to load (a large model's load)
@@ -29,6 +31,13 @@ ANSWER = "a person walks past the door"
 
 class FastBackend:
     name = "fast"
+
+    # What the model takes and its input builder, from the config's files (as the hf backend
+    # states them), and what this stand-in can do.
+    geometry = staticmethod(HfBackend.geometry)
+    input_builder = staticmethod(HfBackend.input_builder)
+    capabilities = BackendCapabilities(family=None, seq_length=None, keeps_history=False, follow_up=True,
+                                       sampling=True, streaming=False)
 
     def __init__(self, config: Any, **kwargs: Any):
         import time

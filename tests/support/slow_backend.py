@@ -19,6 +19,8 @@ import time
 from typing import Any, Optional
 
 from streamproc.backends.base import GenerationParams, Result
+from streamproc.backends.base import BackendCapabilities
+from streamproc.backends.hf import HfBackend
 
 FACTOR_ENV = "STREAMPROC_TEST_SLOWDOWN"
 
@@ -32,6 +34,13 @@ def media_seconds(inputs: Any) -> float:
 
 class SlowBackend:
     name = "slow-hf"
+
+    # What the model takes and its input builder, from the config's files (as the hf backend
+    # states them), and what this stand-in can do.
+    geometry = staticmethod(HfBackend.geometry)
+    input_builder = staticmethod(HfBackend.input_builder)
+    capabilities = BackendCapabilities(family=None, seq_length=None, keeps_history=False, follow_up=True,
+                                       sampling=True, streaming=False)
 
     def __init__(self, config: Any, factor: Optional[float] = None, **kwargs: Any):
         from streamproc.backends.hf import HfBackend

@@ -90,8 +90,26 @@ def hf_bf16(tiny_model_dir):
 
 
 @pytest.fixture(scope="session")
-def tpu_backend(runtime_dir, tiny_model_dir):
-    """tpu_backend(fixture_name) -> a TpuBackend over that bmodel, made once per session."""
+def hf_qwen3_bf16(tiny_qwen3_dir):
+    """transformers on the tiny Qwen3-VL checkpoint in bfloat16 (the Qwen3-VL fixtures' reference)."""
+    try:
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError as exc:
+        unavailable(f"the parity reference needs torch and transformers (pip install 'streamproc[hf]'): {exc}")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from streamproc.backends.hf import HfBackend
+    from streamproc.config.model import HfBackendConfig
+
+    backend = HfBackend(HfBackendConfig(model=str(tiny_qwen3_dir), device="cpu", dtype="bfloat16"))
+    yield backend
+    backend.close()
+
+
+@pytest.fixture(scope="session")
+def tpu_backend(runtime_dir, tiny_model_dir, tiny_qwen3_dir):
+    """tpu_backend(fixture_name) -> a TpuBackend over that bmodel (with its family's tiny tokenizer
+    folder), made once per session."""
     from streamproc.backends.tpu import TpuBackend
     from streamproc.config.model import TpuBackendConfig
 
@@ -99,7 +117,8 @@ def tpu_backend(runtime_dir, tiny_model_dir):
 
     def get(name: str) -> TpuBackend:
         if name not in made:
-            config = TpuBackendConfig(bmodel=bmodel_path(name), tokenizer=tiny_model_dir, runtime_dir=runtime_dir)
+            tokenizer = tiny_qwen3_dir if name.startswith("qwen3_") else tiny_model_dir  # each family's own
+            config = TpuBackendConfig(bmodel=bmodel_path(name), tokenizer=tokenizer, runtime_dir=runtime_dir)
             made[name] = TpuBackend(config)
         return made[name]
 

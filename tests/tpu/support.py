@@ -37,18 +37,12 @@ def hf_logits_along(hf, inputs, tokens: Sequence[int]) -> np.ndarray:
     model = hf.model
     embed = model.get_input_embeddings()
     with torch.inference_mode():
-        ids = torch.from_numpy(inputs.input_ids).view(1, -1)
-        embeds = embed(ids)
-        for block in inputs.blocks:
-            rows = torch.from_numpy(block.pixel_values).to(model.model.visual.dtype)
-            merged = model.model.visual(rows, grid_thw=torch.tensor([block.grid_thw]))
-            embeds[0, block.offset : block.offset + block.tokens] = merged.to(embeds.dtype)
         text_model = model.model.language_model
         cache = DynamicCache(config=model.config)
-        positions = torch.from_numpy(inputs.position_ids).view(3, 1, -1)
-        out = text_model(inputs_embeds=embeds, position_ids=positions, past_key_values=cache, use_cache=True)
+        # The backend's own prefill arguments (ViT outputs over the pads, DeepStack for Qwen3-VL).
+        out = text_model(**hf.prefill_inputs(inputs), past_key_values=cache, use_cache=True)
         rows = [model.lm_head(out.last_hidden_state[:, -1, :]).float()[0]]
-        length = ids.shape[1]
+        length = len(inputs.input_ids)
         for step, token in enumerate(tokens[:-1]):
             position = torch.full((3, 1, 1), inputs.next_position + step, dtype=torch.long)
             out = text_model(

@@ -59,7 +59,7 @@ def test_segment_text_matches_transformers(tpu_backend, hf_bf16, segment):
 
 def test_follow_up_questions_are_independent(tpu_backend, hf_bf16, segment):
     backend = tpu_backend("history_bf16_s256_c64")
-    assert backend.supports_history
+    assert backend.capabilities.keeps_history and backend.info.supports_history
     engine = backend._engine
     inputs = backend.inputs.build_segment(segment, PROMPT)
     answer = backend.describe(inputs, FOLLOW)

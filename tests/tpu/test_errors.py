@@ -92,9 +92,9 @@ for name in {list(files)!r}:
 
 def test_not_a_qwen_bmodel(native, runtime_dir, tiny_model_dir):
     path = bmodel_path("not_qwen_add")
-    with pytest.raises(native.BmodelError, match=r"not a Qwen2\.5-VL bmodel.*found not_qwen_add"):
+    with pytest.raises(native.BmodelError, match=r"not a Qwen2\.5-VL or Qwen3-VL bmodel.*found not_qwen_add"):
         native.Engine(str(path), 0, runtime_dir)
-    with pytest.raises(ModelError, match="not a Qwen2.5-VL bmodel"):
+    with pytest.raises(ModelError, match="not a Qwen2.5-VL or Qwen3-VL bmodel"):
         TpuBackend(backend_config(path, tiny_model_dir, runtime_dir))
 
 
@@ -154,7 +154,7 @@ def test_vit_chunk_larger_than_max_patches(native, engine, tpu_backend, tiny_bui
     # Two 112x224 frame pairs: 256 patches, twice what one vit call of this bmodel takes.
     inputs = tiny_builder.build("What happens?", video=video(7, 4, 112, 224))
     chunks = vision_chunks(inputs, 10_000)  # one chunk of both pairs, as a careless caller would
-    assert [c["pixel_rows"].shape[0] for c in chunks] == [256]
+    assert [c.patches for c in chunks] == [256]
     ids = np.ascontiguousarray(inputs.input_ids, dtype=np.int32)
     positions = np.ascontiguousarray(inputs.position_ids, dtype=np.int32)
     with pytest.raises(native.InputError, match="256 patches exceeds the bmodel's ViT limit of 128"):
@@ -171,13 +171,17 @@ def test_malformed_calls(native, engine, tiny_builder):
     inputs = tiny_builder.build("Hello.", images=[image(8, 56, 56)])
     ids = np.ascontiguousarray(inputs.input_ids, dtype=np.int32)
     positions = np.ascontiguousarray(inputs.position_ids, dtype=np.int32)
-    (chunk,) = vision_chunks(inputs, 128)
+    (layout,) = inputs.blocks[0].vit_chunks(128)
+    window = layout.window
     with pytest.raises(native.InputError, match="position_ids has"):
         engine.prefill(ids, positions[:2], [], next_position=inputs.next_position)
-    with pytest.raises(native.InputError, match="missing 'reverse_index'"):
-        engine.prefill(ids, positions, [{k: v for k, v in chunk.items() if k != "reverse_index"}], next_position=1)
+    no_window = native.VisionChunk(layout.pixel_values, layout.position_ids, list(layout.grid_offsets))
+    with pytest.raises(native.InputError, match="needs window_seqlens"):
+        engine.prefill(ids, positions, [no_window], next_position=1)
+    outside = native.VisionChunk(layout.pixel_values, layout.position_ids, [len(ids)],
+                                 window_seqlens=window.cu_window_seqlens, reverse_index=window.reverse_index)
     with pytest.raises(native.InputError, match="outside the input"):
-        engine.prefill(ids, positions, [dict(chunk, token_offset=len(ids))], next_position=1)
+        engine.prefill(ids, positions, [outside], next_position=1)
     with pytest.raises(native.InputError, match="empty input"):
         engine.prefill(ids[:0], positions[:, :0], [], next_position=1)
     with pytest.raises(native.InputError, match="sampling needs"):

@@ -31,21 +31,33 @@ BM1688 = sorted(n for n, f in MANIFEST.items() if f["chip"] == "BM1688")
 LARGE, SMALL = (448, 448), (112, 112)  # larger than every fixture's ViT takes; smaller than all
 
 
-@pytest.fixture(scope="module")
-def small_limit_tokenizer(tiny_model_dir, tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("tokenizer-56x56") / "tokenizer"
-    shutil.copytree(tiny_model_dir, folder)
+def limited(source: Path, folder: Path, factor: int) -> Path:
+    """A copy of a tokenizer folder whose preprocessor_config allows 2x2 tokens an image."""
+    shutil.copytree(source, folder)
     config = json.loads((folder / "preprocessor_config.json").read_text())
-    config["max_pixels"] = 56 * 56
-    config["min_pixels"] = 28 * 28
+    config["max_pixels"] = 4 * factor * factor
+    config["min_pixels"] = factor * factor
+    config["size"] = {"shortest_edge": factor * factor, "longest_edge": 4 * factor * factor}
     (folder / "preprocessor_config.json").write_text(json.dumps(config))
     return folder
 
 
-def expected_tokens(size: tuple[int, int], max_pixels: int) -> int:
-    """Visual tokens of an image under the bmodel's max_pixels (Qwen's resize rule, 28-pixel tokens)."""
-    height, width = smart_resize(*size, 28, 28 * 28, max_pixels)
-    return (height // 28) * (width // 28)
+@pytest.fixture(scope="module")
+def small_limit_tokenizers(tiny_model_dir, tiny_qwen3_dir, tmp_path_factory) -> dict:
+    """Per family, a tokenizer folder that says 4 visual tokens an image."""
+    base = tmp_path_factory.mktemp("tokenizer-4-tokens")
+    return {"qwen2.5-vl": limited(tiny_model_dir, base / "qwen2.5", 28), "qwen3-vl": limited(tiny_qwen3_dir, base / "qwen3", 32)}
+
+
+@pytest.fixture(scope="module")
+def small_limit_tokenizer(small_limit_tokenizers) -> Path:
+    return small_limit_tokenizers["qwen2.5-vl"]
+
+
+def expected_tokens(size: tuple[int, int], max_pixels: int, factor: int = 28) -> int:
+    """Visual tokens of an image under the bmodel's max_pixels (Qwen's resize rule, factor-pixel tokens)."""
+    height, width = smart_resize(*size, factor, factor * factor, max_pixels)
+    return (height // factor) * (width // factor)
 
 
 CHECK = """
@@ -64,7 +76,7 @@ tokens = [backend.inputs.build("hi", images=[np.zeros((h, w, 3), np.uint8)]).vis
 backend.close()
 emit({"geometry": [geometry.seq_length, geometry.max_input, geometry.image_max_pixels, geometry.keeps_history,
                    geometry.layout],
-      "engine": [get("seq_length"), get("max_input"), get("max_patches") * 196, bool(get("supports_history")),
+      "engine": [get("seq_length"), get("max_input"), get("max_patches") * geometry.patch_size ** 2, bool(get("supports_history")),
                  get("layout")],
       "tokens": tokens})
 """
@@ -80,15 +92,16 @@ def check_in_child(name: str, tokenizer: Path, runtime: str) -> dict:
 
 @pytest.mark.parametrize("name", BM1684X + BM1688)
 def test_header_geometry_is_the_engines_and_images_use_the_bmodels_max_pixels(
-    name, small_limit_tokenizer, runtime_dir, request
+    name, small_limit_tokenizers, runtime_dir, request
 ):
     runtime = request.getfixturevalue("runtime_dir_bm1688") if name in BM1688 else runtime_dir
-    result = check_in_child(name, small_limit_tokenizer, runtime)
+    tokenizer = small_limit_tokenizers[MANIFEST[name]["family"]]
+    result = check_in_child(name, tokenizer, runtime)
     assert result["geometry"] == result["engine"]
-    limit = bmodel_geometry(bmodel_path(name), small_limit_tokenizer).image_max_pixels
+    geometry = bmodel_geometry(bmodel_path(name), tokenizer)
     large, small = result["tokens"]
-    assert large == expected_tokens(LARGE, limit) > 56 * 56 // 784  # more than the folder's 4 tokens
-    assert small == expected_tokens(SMALL, limit) == 16  # a smaller image keeps its size
+    assert large == expected_tokens(LARGE, geometry.image_max_pixels, geometry.factor) > 4  # more than the folder's
+    assert small == expected_tokens(SMALL, geometry.image_max_pixels, geometry.factor) == 16  # a smaller image keeps its size
 
 
 def test_chat_image_on_the_simulator_counts_the_bmodels_visual_tokens(small_limit_tokenizer, runtime_dir, tmp_path):

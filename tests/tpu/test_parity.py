@@ -66,8 +66,8 @@ def test_one_image_two_windows(dynamic, hf_bf16):
 def test_video_in_two_vit_calls(dynamic, hf_bf16):
     inputs = dynamic.inputs.build("Describe the video.", video=video(2, 6, 112, 112), fps=1.0)
     chunks = dynamic.vision_chunks(inputs)
-    assert [c["pixel_rows"].shape[0] for c in chunks] == [128, 64]  # more frame pairs than one call holds
-    assert chunks[1]["token_offset"] == chunks[0]["token_offset"] + 32
+    assert [c.patches for c in chunks] == [128, 64]  # more frame pairs than one call holds
+    assert chunks[1].grid_offsets[0] == chunks[0].grid_offsets[0] + 32  # one vision block: rows back to back
     assert assert_greedy_parity(hf_bf16, inputs, greedy(dynamic, inputs), NEW_TOKENS) == "exact"
 
 

@@ -23,7 +23,7 @@ def checkpoint(tmp_path: Path, model_type: str = "qwen2_5_vl", weights: bool = T
 
 
 def test_unsupported_checkpoints(tmp_path, capsys):
-    with pytest.raises(UnsupportedCheckpoint, match="qwen2 checkpoint; streamproc convert takes Qwen2.5-VL"):
+    with pytest.raises(UnsupportedCheckpoint, match="'qwen2' model; streamproc runs Qwen2.5-VL .*, Qwen3-VL"):
         check_checkpoint(checkpoint(tmp_path / "a", "qwen2"))
     with pytest.raises(UnsupportedCheckpoint, match="no \\*.safetensors"):
         check_checkpoint(checkpoint(tmp_path / "b", weights=False))

@@ -39,13 +39,11 @@ def test_layer_rule(importer, imported, why):
     assert GRAPH.importers(imported, importer) == [], why
 
 
-@pytest.mark.xfail(strict=True, reason="the native boundary work (issue 25's branch) moves the CLI's imports; lands next")
 def test_only_the_tpu_backend_imports_the_native_module():
     importers = sorted(source for source, targets in GRAPH.edges.items() if "streamproc._native" in targets)
     assert importers == ["streamproc.backends.tpu"]
 
 
-@pytest.mark.xfail(strict=True, reason="backends/geometry <-> hf goes with the native boundary work; lands next")
 def test_no_import_cycle_between_files():
     assert GRAPH.cycles(GRAPH.edges) == []
 

@@ -169,7 +169,7 @@ def test_max_images_spreads_the_frames_and_budget_is_checked():
     inputs = create_backend(config).inputs
     request = inputs.build("Hi", video=frames(10))
     assert request.frames == 3 and sum(p["type"] == "image_url" for p in request.messages[0]["content"]) == 3
-    with pytest.raises(InputTooLarge, match="backend.seq_length 256"):
+    with pytest.raises(InputTooLarge, match="sequence length 256: .*backend.max_images"):
         inputs.build("Hi", video=frames(3, 280, 280))
 
 

@@ -138,9 +138,10 @@ def test_bad_frames(tiny_builder):
 
 
 class _Sampling:
-    def __init__(self, max_pixels, factor=0.25, min_pixels=784):
+    def __init__(self, max_pixels, factor=0.25, min_pixels=784, token_pixels=28):
         self.max_pixels, self.video_area_factor, self.min_pixels = max_pixels, factor, min_pixels
         self.video_pixels = int(max_pixels * factor)
+        self.token_pixels = token_pixels
 
 
 class _Plan:
@@ -158,6 +159,8 @@ def test_sampler_and_segmenter_must_agree_with_the_model(tiny_builder):
         check_plan(vision, _Plan(20, 6), 60, 84)
     with pytest.raises(ModelError, match="tokens per frame pair"):
         check_plan(vision, _Plan(20, 5), 56, 84)
+    with pytest.raises(ConfigError, match="token size"):  # frames sized for Qwen3-VL's 32 px tokens
+        check_sampling(vision, _Sampling(112 * 224, token_pixels=32))
 
 
 def test_missing_files_and_bad_config(tmp_path, tiny_model_dir):

@@ -134,7 +134,7 @@ def test_follow_up_turn_parity(tiny_processor, tiny_builder, hf_model):
 
 
 def test_rotary_ids_match_rot_pos_emb(hf_model):
-    from streamproc.qwen.vit_layout import VitLayout, rotary_positions
+    from streamproc.qwen.vit_layout import WindowLayout as VitLayout, rotary_positions
 
     visual = hf_model.model.visual
     for grid in [(1, 4, 6), (3, 8, 16), (2, 16, 8)]:

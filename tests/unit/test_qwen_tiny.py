@@ -1,4 +1,4 @@
-"""`make-tiny-model`: files, shapes the TPU converter needs, token ids, determinism, loading."""
+"""`make-tiny-model`: files, shapes the TPU converter needs, token ids, determinism, loading (both families)."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,12 @@ import pytest
 from streamproc.cli import main
 from streamproc.errors import UsageError
 from streamproc.qwen import InputBuilder, QwenTokenizer
-from streamproc.qwen.tiny import MODEL_FILES, SPECIAL_TOKENS, make_tiny_model, weight_shapes
+from streamproc.qwen import get_family
+from streamproc.qwen.tiny import MODEL_FILES, SPECIAL_TOKENS, make_tiny_model
+
+
+def weight_shapes(family: str = "qwen2.5-vl"):
+    return get_family(family).tiny(SPECIAL_TOKENS).weight_shapes
 
 
 def safetensors_header(path) -> dict:
@@ -78,6 +83,41 @@ def test_cli(tmp_path, capsys):
     assert main(["make-tiny-model", str(tmp_path / "m")]) == 2
     assert "already holds a model" in capsys.readouterr().err
     assert main(["make-tiny-model", str(tmp_path / "m"), "--force", "--seed", "2"]) == 0
+
+
+def test_qwen3_config_and_weights(tiny_qwen3_dir):
+    config = json.loads((tiny_qwen3_dir / "config.json").read_text())
+    assert config["model_type"] == "qwen3_vl" and config["architectures"] == ["Qwen3VLForConditionalGeneration"]
+    text, vision = config["text_config"], config["vision_config"]
+    assert text["head_dim"] == 128 and text["rope_scaling"]["mrope_section"] == [24, 20, 20]
+    assert vision["hidden_size"] // vision["num_heads"] == 64 and vision["deepstack_visual_indexes"] == [1, 2]
+    assert vision["patch_size"] == 16 and vision["num_position_embeddings"] == 256
+    header = safetensors_header(tiny_qwen3_dir / "model.safetensors")
+    header.pop("__metadata__")
+    assert {name: entry["shape"] for name, entry in header.items()} == {
+        name: list(shape) for name, shape, _ in weight_shapes("qwen3-vl")
+    }
+    assert all(name.startswith(("model.visual.", "model.language_model.", "lm_head.")) for name in header)
+    builder = InputBuilder.from_pretrained(tiny_qwen3_dir)
+    assert builder.family.label == "Qwen3-VL" and builder.vision.factor == 32 and builder.spec.default_system is None
+    assert builder.vision.position_grid == 16 and builder.vision.deepstack_indexes == (1, 2)
+
+
+def test_cli_family(tmp_path, capsys):
+    assert main(["make-tiny-model", str(tmp_path / "q3"), "--family", "qwen3-vl"]) == 0
+    assert "Qwen3-VL" in capsys.readouterr().out
+    assert json.loads((tmp_path / "q3" / "config.json").read_text())["model_type"] == "qwen3_vl"
+    assert main(["make-tiny-model", str(tmp_path / "x"), "--family", "qwen4-vl"]) == 2
+
+
+@pytest.mark.hf
+def test_transformers_loads_qwen3_offline(tiny_qwen3_dir):
+    pytest.importorskip("torch")
+    from transformers import Qwen3VLForConditionalGeneration
+
+    model, info = Qwen3VLForConditionalGeneration.from_pretrained(str(tiny_qwen3_dir), output_loading_info=True)
+    assert info["missing_keys"] == [] and info["unexpected_keys"] == [] and info["mismatched_keys"] == []
+    assert model.config.vision_config.deepstack_visual_indexes == [1, 2]
 
 
 @pytest.mark.hf

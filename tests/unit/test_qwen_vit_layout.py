@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from streamproc.errors import InputTooLarge
-from streamproc.qwen.vit_layout import MASK_VALUE, VitLayout, block_mask, grid_chunks, rotary_positions, window_index
+from streamproc.qwen.vit_layout import MASK_VALUE, WindowLayout as VitLayout, block_mask, grid_chunks, rotary_positions, window_index
 
 GRIDS = [(1, 2, 2), (1, 4, 6), (2, 8, 8), (3, 10, 14), (1, 16, 8), (2, 18, 30)]
 

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Convert a (tiny) Qwen2.5-VL checkpoint into the small .bmodel fixtures the engine tests use.
+# Convert the tiny Qwen2.5-VL and Qwen3-VL checkpoints into the small .bmodel fixtures the engine tests use.
 #
 #   tools/bmodel/build_fixtures.sh [CHECKPOINT_DIR [OUT_DIR]]   (OUT_DIR default tests/fixtures/bmodels)
 #
 # Without CHECKPOINT_DIR it converts the project's own tiny model (`streamproc make-tiny-model`,
-# written to $STREAMPROC_CONVERTER_CACHE/tiny-model), the one the tests and the demo use.
+# written to $STREAMPROC_CONVERTER_CACHE/tiny-model), the one the tests and the demo use. The
+# qwen3_* fixtures come from the tiny Qwen3-VL (`make-tiny-model --family qwen3-vl`, written to
+# $STREAMPROC_CONVERTER_CACHE/tiny-model-qwen3).
 #
 # Each Qwen fixture is made by `streamproc convert` (which sets up the converter venvs on first
 # use, normalizes the checkpoint and runs llm_convert.py) with the fixture's geometry given
@@ -38,6 +40,8 @@ if [[ -z "$CKPT" ]]; then
   CKPT="$CACHE/tiny-model"
   "$STREAMPROC" make-tiny-model "$CKPT" --force >&2
 fi
+CKPT3="$CACHE/tiny-model-qwen3"
+"$STREAMPROC" make-tiny-model "$CKPT3" --family qwen3-vl --force >&2
 NEW_VENV="$CACHE/convert-1.30.2"
 OLD_VENV="$CACHE/convert-1.21"
 WORK="$CACHE/fixture-build"
@@ -50,7 +54,7 @@ log() { echo "[build_fixtures] $*" >&2; }
 
 
 # name | converter (new = 1.30.2, old = 1.21, onnx = 1.30.2's model_transform/model_deploy of
-# make_not_qwen_onnx.py's model) | chip | flags (`streamproc convert` besides CKPT --chip --out;
+# make_not_qwen_onnx.py's model, qwen3 = 1.30.2 on the tiny Qwen3-VL) | chip | flags (`streamproc convert` besides CKPT --chip --out;
 # model_deploy.py besides --mlir --chip --model) | purpose
 # All bf16. Image-token budget: --max-pixels 112x224 -> 128 patches -> 32 image tokens (a 112x224
 # image spans two 112 px attention windows; a 112x112 video frame pair is 64 patches, so a 6-frame
@@ -63,6 +67,10 @@ FIXTURE_TABLE=(
   "oldhist_bf16_s256_m64|old|bm1684x|--seq-length 256 --history --old-layout --input-length 64 --max-pixels 112x224|old history layout (tpu_mlir 1.21): static 5-input block_N, static vit 128 patches"
   "bm1688_dynamic_bf16_s128|new|bm1688|--seq-length 128 --dynamic --max-pixels 112x112|BM1688 (2-core build): needs libcmodel_bm1688.so; the BM1684X runtime must refuse it"
   "not_qwen_add|onnx|bm1684x|--quantize F32|not a Qwen model: one static net y = x + 1 on float32 [1,4] (ONNX); the engine must refuse it by its nets"
+  # Qwen3-VL: 16 px patches, 128x256 -> 128 patches (32 image tokens); a 64x64 frame pair is 16 patches.
+  "qwen3_static_bf16_s256_i128|qwen3|bm1684x|--seq-length 256 --input-length 128 --segment-seconds 8 --max-pixels 128x256|Qwen3-VL static: prefill of 128 rows (mask input) in a 256 sequence, static vit with a mask and 2 DeepStack outputs, add net"
+  "qwen3_history_bf16_s256_c64|qwen3|bm1684x|--seq-length 256 --history --input-length 64 --segment-seconds 8 --max-pixels 128x256|Qwen3-VL history: block_N + block_kv_N (chunks of 64), dynamic vit without a mask (one frame pair a call)"
+  "qwen3_bm1688_static_bf16_s256_i128|qwen3|bm1688|--seq-length 256 --input-length 128 --segment-seconds 8 --max-pixels 128x256|Qwen3-VL on BM1688 (2-core build): needs libcmodel_bm1688.so"
 )
 
 selected() {
@@ -82,6 +90,8 @@ for row in "${FIXTURE_TABLE[@]}"; do
   IFS='|' read -r name which chip flags purpose <<<"$row"
   selected "$name" || continue
   venv="$NEW_VENV"; [[ "$which" == old ]] && venv="$OLD_VENV"
+  ckpt="$CKPT"; family=qwen2.5-vl; [[ "$which" == qwen3 ]] && ckpt="$CKPT3" family=qwen3-vl
+  [[ "$which" == onnx ]] && family=none
   if [[ ! -f "$venv/.streamproc-ready" ]]; then
     log "SKIP $name: $venv missing (tools/bmodel/setup_converter.sh --with-old)"; continue
   fi
@@ -109,7 +119,7 @@ for row in "${FIXTURE_TABLE[@]}"; do
     ) >"$wd/convert.log" 2>&1 </dev/null || ok=0
   else
     ok=1
-    "$STREAMPROC" convert "$CKPT" --chip "$chip" --out "$wd/out" --quantize bf16 --config "$HERE/fixture_config.yaml" \
+    "$STREAMPROC" convert "$ckpt" --chip "$chip" --out "$wd/out" --quantize bf16 --config "$HERE/fixture_config.yaml" \
       --name "$name" --no-check $flags >"$wd/convert.log" 2>&1 </dev/null || ok=0
   fi
   if [[ $ok -eq 0 ]]; then
@@ -127,18 +137,18 @@ for row in "${FIXTURE_TABLE[@]}"; do
   mv -f "$wd/$name.bmodel" "$OUT/$name.bmodel"
   "$NEW_VENV/bin/python" -c '
 import json, sys
-keys = ["converter", "chip", "flags", "purpose", "convert_seconds", "unstripped_bytes", "built_at", "command"]
+keys = ["converter", "chip", "flags", "purpose", "convert_seconds", "unstripped_bytes", "built_at", "command", "family"]
 vals = sys.argv[2:]
 rec = dict(zip(keys, vals))
 rec["convert_seconds"] = round(float(rec["convert_seconds"]), 1)
 rec["unstripped_bytes"] = int(rec["unstripped_bytes"])
 json.dump(rec, open(sys.argv[1], "w"), indent=1)
 ' "$RECORDS/$name.json" "tpu_mlir $version" "$chip" "$flags" "$purpose" "$secs" \
-    "$unstripped" "$(date -u +%FT%TZ)" "$command"
+    "$unstripped" "$(date -u +%FT%TZ)" "$command" "$family"
   log "built $name in ${secs}s: $(stat -c %s "$OUT/$name.bmodel") bytes stripped ($unstripped before)"
   [[ "${KEEP_WORK:-0}" == 1 ]] || rm -rf "$wd"
 done
 
-"$NEW_VENV/bin/python" "$HERE/write_manifest.py" "$OUT" "$CKPT" "$RECORDS" "$NEW_VENV/bin/model_tool"
+"$NEW_VENV/bin/python" "$HERE/write_manifest.py" "$OUT" "$CKPT" "$RECORDS" "$NEW_VENV/bin/model_tool" "$CKPT3"
 if ((${#failed[@]})); then log "failed: ${failed[*]}"; exit 1; fi
 log "fixtures in $OUT"
