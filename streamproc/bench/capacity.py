@@ -53,7 +53,10 @@ def modes(caption_tokens: int) -> list[Mode]:
 
 def plan_frames(profile: Profile, policy: Policy) -> int:
     answer = policy.caption_tokens + 3 * policy.verdict_tokens
-    return plan_segments(profile.seq_length, *profile.frame, 1.0, PROMPT_RESERVE, answer).frames
+    # a build without history prefills a whole turn at once: it must fit its max input
+    seq = min(profile.seq_length, profile.max_input + answer) if profile.max_input else profile.seq_length
+    return plan_segments(seq, *profile.frame, 1.0, PROMPT_RESERVE, answer, factor=profile.token_pixels,
+                         pair_text_tokens=profile.pair_text_tokens).frames
 
 
 def record_set(profile: Profile, activity: float, seed: int, count: int, seconds: int, cuts: Cuts,

@@ -13,6 +13,10 @@ note says how) or `measured` (`bench capacity --bmodel`, from the engine's own t
   followup_prefill_s    a follow-up question's prefill on a history bmodel (only the question's
                         tokens; the caption turn stays in the KV cache)
 
+and the model's sizes: `seq_length`, `max_input` (the longest single prefill of a build without
+history, which a whole turn must fit), `token_pixels` (pixels per visual token side: 28 for
+Qwen2.5-VL, 32 for Qwen3-VL) and `pair_text_tokens` (text per frame pair: Qwen3-VL's timestamps).
+
 The seed's published "first token 3.79 s" for the 3B 2K bmodel already includes its ViT (1.13 s
 for the 768 tokens of its test image) and host preprocessing (0.19 s): prefill_s is the rest,
 2.47 s. (The earlier profile added the ViT on top of the whole first-token time: counted twice.)
@@ -57,6 +61,10 @@ class Profile:
     tokens_per_s: Figure
     followup_prefill_s: Figure
     source: str = ""
+    family: str = "qwen2.5-vl"
+    max_input: Optional[int] = None
+    token_pixels: int = 28
+    pair_text_tokens: int = 0
 
     @classmethod
     def load(cls, path: Path) -> "Profile":

@@ -21,13 +21,24 @@ SEED = Profile.load(PROFILES / "bm1684x-3b-2k.json")
 
 def test_shipped_profiles_load_and_mark_every_figure():
     names = sorted(p.stem for p in PROFILES.glob("*.json"))
-    assert {"bm1684x-3b-2k", "bm1684x-3b-2k-history", "bm1684x-7b-2k", "bm1688-3b-2k"} <= set(names)
+    assert {"bm1684x-3b-2k", "bm1684x-3b-2k-history", "bm1684x-7b-2k", "bm1688-3b-2k", "bm1684x-qwen3-vl-4b-2k"} <= set(names)
     for path in PROFILES.glob("*.json"):
         profile = Profile.load(path)
         assert profile.source and profile.kind in ("published", "estimate")
         for name in ("vit_s_per_768_tokens", "prefill_s", "host_s", "tokens_per_s"):
             assert getattr(profile, name).note, (path.name, name)
     assert SEED.kind == "published" and Profile.load(PROFILES / "bm1684x-7b-2k.json").kind == "estimate"
+
+
+def test_a_qwen3_profile_plans_with_its_own_token_size_and_input_limit():
+    from streamproc.bench.capacity import plan_frames
+    from streamproc.bench.policy import URGENT
+
+    qwen3 = Profile.load(PROFILES / "bm1684x-qwen3-vl-4b-2k.json")
+    assert (qwen3.family, qwen3.token_pixels, qwen3.max_input) == ("qwen3-vl", 32, 1024)
+    # 384x384 frames: 144 tokens and 12 of timestamp text a pair, in a 1024-token turn (no history)
+    assert plan_frames(qwen3, URGENT) == 10
+    assert plan_frames(SEED, URGENT) > plan_frames(qwen3, URGENT)
 
 
 def test_the_published_first_token_is_not_counted_twice():
