@@ -18,9 +18,14 @@ BackendFactory = Callable[[], Any]
 def fit_to_files(config: Config, rules: Any) -> Config:
     """The config with sizes taken from the model's files (a bmodel's nets, a checkpoint's
     configs); a value that does not fit fails here, before weights load, as does a prompt that
-    leaves no room for frames."""
+    leaves no room for frames, and a TPU device id the runtime does not have (one line, exit 5:
+    libbmlib would abort the process)."""
     if config.backend is None:
         return config
+    if config.backend.type == "tpu":
+        from ..backends.tpu import check_device
+
+        check_device(config.backend)
     from ..backends.geometry import fit_to_model, input_builder
 
     config, geometry = fit_to_model(config)
@@ -65,6 +70,6 @@ def size_segments(config: Config, backends: list[Any], rules: Any) -> SegmentSiz
 
     builder = backends[0].inputs
     check_sampling(builder.vision, config.sampling)
-    sizer = SegmentSizer(config, builder, rules, backends[0].seq_length)
+    sizer = SegmentSizer(config, builder, rules, backends[0].capabilities.seq_length)
     sizer.check()
     return sizer

@@ -203,7 +203,7 @@ class BatchCaptioner:
         check_sampling(backend.inputs.vision, config.sampling)
         self.rules = RuleEngine(config.rules)
         self.describer = SegmentDescriber(backend, describe_settings(config), self.rules)
-        self.seq_length = effective_seq_length(getattr(backend, "seq_length", None), config)
+        self.seq_length = effective_seq_length(backend.capabilities.seq_length, config)
         self.manifest = Manifest(self.out_dir)
 
     def is_done(self, path: Path, stem: str) -> bool:

@@ -179,9 +179,7 @@ class ChatApi:
             if not future.done():  # the client went away mid-answer: stop the model call
                 gone.set()  # (at its next token)
                 info["error"] = "client_gone"
-                abort = getattr(backend, "abort", None)
-                if abort is not None:  # (or sooner: between prefill chunks and ViT calls)
-                    abort()
+                backend.abort()  # (or sooner: between prefill chunks and ViT calls)
             self._log(status, info, started)
 
     def _observe(self, outcome: Outcome, started: float, run_started: float, stream: bool) -> None:

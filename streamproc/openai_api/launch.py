@@ -5,7 +5,6 @@ weights), each serving one request at a time; the transformers backend gets one.
 """
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import replace
 from pathlib import Path
@@ -36,24 +35,16 @@ def load_backends(backend_config: Any, engines: int) -> list[Backend]:
 def context_length(backend: Backend) -> Optional[int]:
     """The model's context in tokens: a bmodel's sequence length, else the checkpoint's
     max_position_embeddings (transformers can run past it, but answers degrade)."""
-    if backend.seq_length:
-        return int(backend.seq_length)
-    path = getattr(backend, "path", None)
-    if path is None:
-        return None
-    try:
-        config = json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    value = config.get("max_position_embeddings") or (config.get("text_config") or {}).get("max_position_embeddings")
-    return int(value) if value else None
+    capabilities = backend.capabilities
+    if capabilities.seq_length:
+        return int(capabilities.seq_length)
+    geometry = capabilities.geometry
+    return geometry.context_limit if geometry is not None else None
 
 
 def can_sample(backend: Backend) -> bool:
-    info = getattr(backend, "info", None)  # TpuBackend: the bmodel's streamproc._native.ModelInfo
-    if hasattr(info, "has_sample_head"):
-        return bool(info.has_sample_head)
-    return True  # transformers samples on the host
+    """A bmodel samples only with --do_sample heads; transformers samples on the host."""
+    return backend.capabilities.sampling
 
 
 def served_model(

@@ -58,7 +58,7 @@ class SummaryScheduler:
     def stop(self, timeout_s: float = 5.0) -> None:
         self._stop.set()
         if self._thread is not None:
-            if self.backend is not None and hasattr(self.backend, "abort"):
+            if self.backend is not None:
                 try:
                     self.backend.abort()  # a summary in progress must not hold the shutdown
                 except Exception:

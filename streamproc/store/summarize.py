@@ -112,7 +112,7 @@ class Summarizer:
         self.backend = backend
         self.builder = backend.inputs
         self.counter = TokenCounter(self.builder.tokenizer)
-        limit = getattr(backend, "seq_length", None)
+        limit = backend.capabilities.seq_length
         context = context_tokens or limit or DEFAULT_CONTEXT
         self.context = min(context, limit) if limit else context
         self.system = system
@@ -129,7 +129,7 @@ class Summarizer:
 
     def summarize(self, entries: Sequence[dict[str, Any]], *, start: float, end: float, who: str) -> Summary:
         """Summarise `entries` (dicts with event_id, kind, source, start, end, text; time order)."""
-        model = getattr(self.backend, "model_id", "")
+        model = self.backend.model_id
         if not entries:
             text = f"Nothing was recorded between {self._t(start)} and {self._t(end)}."
             return Summary(text, start, end, 0, [], model, [], self.context)
