@@ -22,13 +22,13 @@ def fit_to_files(config: Config, rules: Any) -> Config:
     libbmlib would abort the process)."""
     if config.backend is None:
         return config
+    from ..backends.geometry import fit_to_model, input_builder
+
+    config, geometry = fit_to_model(config)  # a missing or damaged bmodel is a model error (exit 4) first
     if config.backend.type == "tpu":
         from ..backends.tpu import check_device
 
         check_device(config.backend)
-    from ..backends.geometry import fit_to_model, input_builder
-
-    config, geometry = fit_to_model(config)
     builder = input_builder(config.backend)
     if geometry is not None and builder is not None:
         SegmentSizer(config, builder, rules, geometry.seq_length).check()

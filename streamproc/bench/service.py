@@ -38,11 +38,14 @@ class InstantBackend:
     name = "bench"
 
     def __init__(self, tokenizer_dir: Path):
+        from ..backends.base import BackendCapabilities
         from ..qwen import InputBuilder
 
         self.builder = InputBuilder.from_pretrained(tokenizer_dir)
         self.model_id = "bench-instant"
         self.seq_length = None
+        self.capabilities = BackendCapabilities(family=None, seq_length=None, keeps_history=False, follow_up=False,
+                                                sampling=False, streaming=False)
 
     @property
     def inputs(self):

@@ -20,6 +20,7 @@ from streamproc.errors import ConfigError
 from streamproc.samples import write_video
 from tests.support.mosquitto import Mosquitto, mosquitto_unavailable_reason
 from tests.support.prerequisites import unavailable
+from tests.support.segments import stand_in_capabilities
 
 pytestmark = pytest.mark.integration
 
@@ -253,6 +254,7 @@ class _InstantBackend:
     name = "instant"
     model_id = "instant"
     seq_length = None
+    capabilities = stand_in_capabilities()
 
     def __init__(self, builder):
         self.inputs = builder

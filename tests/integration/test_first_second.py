@@ -53,8 +53,10 @@ def test_a_loading_box_is_announced_at_once_and_its_entities_wait_for_the_model(
         t0 = started_at(service)
         assert sub.wait_for(lambda: [m.text for m in sub.on("sp/available")][-1:] == ["online"], 10)
         assert sub.wait_for(lambda: len(sub.on("homeassistant/+/+/+/config")) >= 5, 10)
-        announced = max(sub.on("sp/available")[-1].at, max(m.at for m in sub.on("homeassistant/+/+/+/config")))
-        loading = sub.on("sp/service")[-1].json()
+        assert sub.wait_for(lambda: sub.on("sp/service"), 10)
+        announced = max(m.at for m in [sub.on("sp/available")[-1], sub.on("sp/service")[0],
+                                       *sub.on("homeassistant/+/+/+/config")])
+        loading = sub.on("sp/service")[0].json()
         assert loading["state"] == "loading" and loading["model"] == {"loaded": 0, "of": 1}, loading
         assert "model backend 1 of 1 loaded" not in service.log()  # all of this came before the model
         print(f"availability and discovery {announced - t0:.2f} s after the service started")

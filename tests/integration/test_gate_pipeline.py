@@ -18,6 +18,7 @@ from streamproc.bench.scenes import Event, Scene
 from streamproc.config import config_from_data
 from streamproc.app import App
 from streamproc.bus import BasePlugin
+from tests.support.segments import stand_in_capabilities
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -26,6 +27,7 @@ class Counting:
     name = "counting"
     model_id = "counting"
     seq_length = None
+    capabilities = stand_in_capabilities()
 
     def __init__(self, builder):
         self.inputs = builder

@@ -27,6 +27,7 @@ from streamproc.pipeline.describer import SegmentDescriber
 from streamproc.app import App
 from streamproc.bus import BasePlugin
 from tests.support.segments import make_segment
+from tests.support.segments import stand_in_capabilities
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -39,6 +40,7 @@ class FastBackend:
     name = "fast"
     model_id = "fast"
     seq_length = None
+    capabilities = stand_in_capabilities()
 
     def __init__(self, builder, seed: int):
         self.inputs = builder

@@ -12,6 +12,7 @@ from streamproc.config.model import HfBackendConfig
 from streamproc.errors import BackendError
 from streamproc.app import App
 from streamproc.bus import BasePlugin
+from tests.support.segments import stand_in_capabilities
 
 pytestmark = pytest.mark.integration
 
@@ -32,6 +33,7 @@ class Broken:
     name = "broken"
     model_id = "broken"
     seq_length = None
+    capabilities = stand_in_capabilities()
 
     def __init__(self, inputs):
         self.inputs = inputs

@@ -14,12 +14,14 @@ from streamproc.app.lifecycle import run_until_done
 from streamproc.app import App
 from streamproc.supervise import Backoff
 from tests.support.cli_runs import fast_config, write_yaml
+from tests.support.segments import stand_in_capabilities
 
 
 class BrokenBackend:
     name = "broken"
     model_id = "broken"
     made = 0
+    capabilities = stand_in_capabilities()
 
     def __init__(self, builder):
         BrokenBackend.made += 1

@@ -42,3 +42,12 @@ def make_result(text: str = "A person walks past a parked car.", model: str = "t
         model=model,
         timings=Timings(preprocess_s=0.01, vision_s=0.2, prefill_s=0.1, decode_s=0.3, total_s=0.61),
     )
+
+
+def stand_in_capabilities(follow_up: bool = False):
+    """What a test's stand-in backend declares (streamproc.backends.base.BackendCapabilities): no
+    hard context, no KV history, greedy only, no token stream."""
+    from streamproc.backends.base import BackendCapabilities
+
+    return BackendCapabilities(family=None, seq_length=None, keeps_history=False, follow_up=follow_up,
+                               sampling=False, streaming=False)

@@ -15,6 +15,8 @@ import zlib
 
 import pytest
 
+from streamproc.backends.base import BackendCapabilities
+
 from streamproc.config.http import HttpConfig
 from streamproc.http import HttpServer
 from streamproc.openai_api.app import create_app
@@ -30,6 +32,8 @@ class Untouchable:
     """A backend whose inputs may look at the vision geometry but never tokenize or run."""
 
     name, model_id, seq_length = "none", "stand-in", 2048
+    capabilities = BackendCapabilities(family=None, seq_length=2048, keeps_history=False, follow_up=False,
+                                       sampling=False, streaming=False)
 
     class inputs:  # noqa: N801 - the attribute a backend has
         vision = VisionSpec()

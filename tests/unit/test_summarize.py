@@ -43,6 +43,7 @@ class Recording:
     def __init__(self, backend):
         self.inner, self.requests = backend, []
         self.model_id, self.name, self.seq_length = backend.model_id, backend.name, backend.seq_length
+        self.capabilities = backend.capabilities
 
     @property
     def inputs(self):
