@@ -15,6 +15,11 @@ else
 TORCH_PIN := torch==2.14.1 torchvision==0.29.1
 endif
 PYTEST_ARGS ?=
+# Four pytest-xdist workers on 2 cores: most tests wait on brokers, servers and subprocesses. A test
+# file is one unit; the CPU-bound simulator files share two (tests/support/xdist_lanes.py).
+# TEST_WORKERS=0 runs everything in one process.
+TEST_WORKERS ?= 4
+XDIST := -n $(TEST_WORKERS) --dist loadfile
 
 .PHONY: demo test test-fast bench system-deps runtime venv clean
 
@@ -39,11 +44,11 @@ demo: $(STAMP) system-deps runtime
 	STREAMPROC_BMRT_DIR=$(RUNTIME_DIR)/bm1684x $(VENV)/bin/streamproc demo
 
 test: $(STAMP) system-deps runtime
-	STREAMPROC_TEST_STRICT=1 STREAMPROC_BMRT_DIR=$(RUNTIME_DIR)/bm1684x STREAMPROC_BMRT_1688_DIR=$(RUNTIME_DIR)/bm1688 $(PY) -m pytest $(PYTEST_ARGS)
+	STREAMPROC_TEST_STRICT=1 STREAMPROC_BMRT_DIR=$(RUNTIME_DIR)/bm1684x STREAMPROC_BMRT_1688_DIR=$(RUNTIME_DIR)/bm1688 $(PY) -m pytest $(XDIST) --durations=25 $(PYTEST_ARGS)
 
 # Skips the slow simulator and soak tests.
 test-fast: $(STAMP)
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) -m "not slow" $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(VENV)/bin/streamproc bench ingest
