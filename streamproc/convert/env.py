@@ -28,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 SETUP_SCRIPT = HERE / "setup_converter.sh"
 NORMALIZE_SCRIPT = HERE / "normalize_checkpoint.py"
 NEW_VERSION = "1.30.2"
-SETUP_FREE_BYTES = 8 * 2**30  # the venv takes ~6 GB, pip's downloads more while it installs
+SETUP_FREE_BYTES = 10 * 2**30  # the venv takes ~6 GB, pip's downloads and temporary files more
 PYTHON310_HINT = (
     "install one (`pyenv install 3.10`, `uv python install 3.10`, or `apt install python3.10 python3.10-venv`) "
     "and, if it is not on PATH, set PYTHON310=/path/to/python3.10"

@@ -41,7 +41,7 @@ def test_no_python_310(tmp_path, monkeypatch):
 def test_not_enough_disk(tmp_path, monkeypatch):
     monkeypatch.setattr(env, "find_python310", lambda: "/usr/bin/python3.10")
     monkeypatch.setattr(env, "free_bytes", lambda path: 2 * 2**30)
-    with pytest.raises(ConverterError, match=r"not enough disk space .* 2.0 GiB free, about 8 GiB needed"):
+    with pytest.raises(ConverterError, match=r"not enough disk space .* 2.0 GiB free, about 10 GiB needed"):
         ensure_converter(cache=tmp_path / "cache")
 
 
