@@ -98,12 +98,7 @@ def _restore_logging():
     ours.propagate = saved[3]
 
 
-
-# -- pytest-xdist (`make test`: -n 4 --dist loadfile) -------------------------------------------
-# Each test file is one unit of work, so its module fixtures (servers, engines, brokers) are made
-# once; the simulator files share SIMULATOR_LANES units (tests/support/xdist_lanes.py). The units
-# that take longest are handed out first: the simulator lanes, then the files with slow tests,
-# then the rest in collection order (the scheduler keeps the order the workers collected).
+# -- pytest-xdist (`make test`: -n 4 --dist loadfile; tests/support/xdist_lanes.py) ------------
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -116,17 +111,7 @@ def pytest_xdist_make_scheduler(config, log):
 
 
 def pytest_collection_modifyitems(config, items):
-    if not os.environ.get("PYTEST_XDIST_WORKER"):  # a plain run keeps the files' own order
-        return
-    from tests.support.xdist_lanes import is_simulator
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # a plain run keeps the files' own order
+        from tests.support.xdist_lanes import longest_first
 
-    files: dict[str, list] = {}
-    for item in items:
-        files.setdefault(item.nodeid.split("::", 1)[0], []).append(item)
-
-    def rank(path: str) -> int:
-        if is_simulator(path):
-            return 0
-        return 1 if any(item.get_closest_marker("slow") for item in files[path]) else 2
-
-    items[:] = [item for path in sorted(files, key=rank) for item in files[path]]
+        items[:] = longest_first(items)

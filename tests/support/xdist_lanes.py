@@ -5,7 +5,7 @@ Like xdist's own loadfile: a test file is one unit, so its module fixtures are m
 simulator tests (tests/tpu) each keep a core busy for seconds to minutes, and this machine has 2:
 their files are dealt into SIMULATOR_LANES units, so no more than that many run at once while the
 other workers run the tests that mostly wait on brokers, servers and subprocesses. Units go out in
-the order the workers collected them (tests/conftest.py puts the longest first), not by size.
+the order the workers collected them (longest_first, from tests/conftest.py), not by size.
 
 (xdist's loadgroup would say the same with marks, but it no longer groups under pytest 9.2:
 pytest-dev/pytest-xdist#1386.)
@@ -34,6 +34,21 @@ def deal_lanes(nodeids, lanes: int = SIMULATOR_LANES) -> dict[str, str]:
         load[lane] += count
         dealt[path] = f"simulator-lane-{lane + 1}"
     return dealt
+
+
+def longest_first(items: list) -> list:
+    """The collected tests in the order their units should go out: the simulator files, then
+    the files with slow tests, then the rest, each file's tests together and in their order."""
+    files: dict[str, list] = {}
+    for item in items:
+        files.setdefault(item.nodeid.split("::", 1)[0], []).append(item)
+
+    def rank(path: str) -> int:
+        if is_simulator(path):
+            return 0
+        return 1 if any(item.get_closest_marker("slow") for item in files[path]) else 2
+
+    return [item for path in sorted(files, key=rank) for item in files[path]]
 
 
 class LaneScheduling(LoadScopeScheduling):
