@@ -18,6 +18,22 @@ from xdist.scheduler import LoadScopeScheduling
 
 SIMULATOR_DIR = "tests/tpu/"
 SIMULATOR_LANES = 2
+# What the costliest files take, in seconds of a serial run (--durations of 2026-12-07 on a busy
+# 2-core machine; test_convert.py with the converter's set-up from nothing): only the order and
+# the ratios matter, to hand the long units out first and to balance the lanes. A simulator file
+# not listed counts UNLISTED_TEST_S a test; `make test` prints the slowest tests to update this.
+COST_S = {
+    "tests/tpu/test_parity.py": 800, "tests/tpu/test_convert.py": 550, "tests/tpu/test_serve_tpu.py": 345,
+    "tests/tpu/test_sampling.py": 285, "tests/tpu/test_backend_e2e.py": 155, "tests/tpu/test_abort.py": 145,
+    "tests/tpu/test_geometry_tpu.py": 140, "tests/tpu/test_lifecycle.py": 125, "tests/tpu/test_concurrency.py": 100,
+    "tests/tpu/test_errors.py": 95, "tests/tpu/test_boundary.py": 20, "tests/tpu/test_service_sigterm.py": 15,
+    "tests/integration/test_service_overload.py": 210, "tests/unit/test_file_sources.py": 195,
+    "tests/unit/test_hf_backend.py": 130, "tests/unit/test_gate_accuracy.py": 110, "tests/unit/test_summarize.py": 90,
+    "tests/integration/test_bad_inputs.py": 75, "tests/integration/test_cli.py": 75,
+    "tests/integration/test_first_hour.py": 70, "tests/web/test_page.py": 60, "tests/cluster/test_camera_failover.py": 50,
+    "tests/integration/test_service_batch.py": 50, "tests/web/test_serve_page.py": 50,
+}
+UNLISTED_TEST_S = 30
 
 
 def is_simulator(nodeid: str) -> bool:
@@ -25,28 +41,27 @@ def is_simulator(nodeid: str) -> bool:
 
 
 def deal_lanes(nodeids, lanes: int = SIMULATOR_LANES) -> dict[str, str]:
-    """{simulator file: lane name}: the files with most tests first, each to the lane with fewest."""
+    """{simulator file: lane name}: the costliest files first, each to the least loaded lane."""
     counts = Counter(n.split("::", 1)[0] for n in nodeids if is_simulator(n))
+    cost = {path: COST_S.get(path, UNLISTED_TEST_S * n) for path, n in counts.items()}
     load = [0] * lanes
     dealt = {}
-    for path, count in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
+    for path in sorted(cost, key=lambda p: (-cost[p], p)):
         lane = load.index(min(load))
-        load[lane] += count
+        load[lane] += cost[path]
         dealt[path] = f"simulator-lane-{lane + 1}"
     return dealt
 
 
 def longest_first(items: list) -> list:
-    """The collected tests in the order their units should go out: the simulator files, then
-    the files with slow tests, then the rest, each file's tests together and in their order."""
+    """The collected tests in the order their units should go out: the simulator files, then the
+    other files by COST_S, then the rest in collection order; each file's tests together."""
     files: dict[str, list] = {}
     for item in items:
         files.setdefault(item.nodeid.split("::", 1)[0], []).append(item)
 
-    def rank(path: str) -> int:
-        if is_simulator(path):
-            return 0
-        return 1 if any(item.get_closest_marker("slow") for item in files[path]) else 2
+    def rank(path: str) -> tuple[int, int]:
+        return (0 if is_simulator(path) else 1, -COST_S.get(path, 0))
 
     return [item for path in sorted(files, key=rank) for item in files[path]]
 
