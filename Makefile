@@ -21,7 +21,7 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= 4
 XDIST := -n $(TEST_WORKERS) --dist loadfile
 
-.PHONY: demo test test-fast bench system-deps runtime venv clean
+.PHONY: demo test test-fast bench system-deps runtime converter venv clean
 
 $(STAMP): pyproject.toml CMakeLists.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,10 +40,15 @@ system-deps:
 runtime: $(STAMP)
 	$(VENV)/bin/streamproc runtime --dest $(RUNTIME_DIR)
 
+# TPU-MLIR's converter (a cached Python 3.10 venv, ~2 min the first time) for the `streamproc
+# convert` tests: set up here, once, not inside a test under its time limit.
+converter: $(STAMP)
+	$(PY) -c 'from streamproc.convert.env import ensure_converter; ensure_converter()'
+
 demo: $(STAMP) system-deps runtime
 	STREAMPROC_BMRT_DIR=$(RUNTIME_DIR)/bm1684x $(VENV)/bin/streamproc demo
 
-test: $(STAMP) system-deps runtime
+test: $(STAMP) system-deps runtime converter
 	STREAMPROC_TEST_STRICT=1 STREAMPROC_BMRT_DIR=$(RUNTIME_DIR)/bm1684x STREAMPROC_BMRT_1688_DIR=$(RUNTIME_DIR)/bm1688 $(PY) -m pytest $(XDIST) --durations=25 $(PYTEST_ARGS)
 
 # Skips the slow simulator and soak tests.

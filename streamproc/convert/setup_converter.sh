@@ -15,12 +15,15 @@
 #                               reads weights with it, on the CPU; PyPI has only CUDA builds for Linux
 #                               x86_64, and this is the release streamproc's own venv uses, so a pip
 #                               that has its CUDA libraries at hand takes them from there)
+#   STREAMPROC_CUDA_WHEELS_FROM site-packages folders (':'-separated) whose nvidia-* wheels to
+#                               hard-link instead of installing them again (link_wheels.py)
 #   TPU_MLIR_OLD_VERSION        old converter version (default 1.21.1)
 #
 # Everything it does is skipped when already done (a .streamproc-ready stamp in each venv), and
 # concurrent runs (parallel test workers, two `streamproc convert`) wait for each other (flock).
 set -euo pipefail
 
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 CACHE="${STREAMPROC_CONVERTER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/streamproc/converter}"
 NEW_VERSION=1.30.2
 OLD_VERSION="${TPU_MLIR_OLD_VERSION:-1.21.1}"
@@ -37,7 +40,7 @@ for arg in "$@"; do
     --with-onnx) want_onnx=1 ;;
     --with-old|--with-1.21) want_old=1 ;;
     --only-old|--only-1.21) want_old=1; want_new=0 ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "unknown argument: $arg" >&2; exit 2 ;;
   esac
 done
@@ -104,6 +107,9 @@ CONVERT_SPECS=(numpy==1.24.3 Pillow==10.0.0 plotly==5.15.0 opencv-python-headles
 
 # torch with what it requires, less triton (torch.compile's GPU kernels; `import torch` and the
 # converter's tensor reads do not load it): a quarter of a GB fewer to fetch and 0.6 GB less disk.
+# Its ~3 GB of nvidia-* CUDA wheels are hard-linked from the environments named in
+# STREAMPROC_CUDA_WHEELS_FROM (`streamproc convert` passes its own) where they are there already
+# (link_wheels.py): nothing to download or unpack; pip installs whatever is missing or differs.
 install_torch() {
   local py="$1"
   "$py" -m pip --disable-pip-version-check install -q --no-deps "$TORCH_SPEC" >&2
@@ -114,6 +120,12 @@ for requirement in metadata.requires("torch") or []:
     if "extra ==" not in requirement and not name.startswith("triton"):
         print(requirement)
 PYEOF
+  local site from
+  site="$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+  IFS=: read -ra froms <<<"${STREAMPROC_CUDA_WHEELS_FROM:-}"
+  for from in "${froms[@]}"; do
+    if [[ -n "$from" ]]; then "$py" "$HERE/link_wheels.py" "$from" "$site" >&2; fi
+  done
   "$py" -m pip --disable-pip-version-check install -q -r "$NEW_VENV/torch-requirements.txt" >&2
 }
 
