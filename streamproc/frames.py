@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -49,6 +50,9 @@ class Segment:
     gap_before: bool = False
     last: bool = False
     padded: bool = False  # the last frame was repeated to make the count even
+    # A light segment needs no model time and holds no images (the gate's SkippedSegment): it
+    # keeps its place in its lane but never counts against the lane's capacity.
+    light: ClassVar[bool] = False
 
     @property
     def duration(self) -> float:

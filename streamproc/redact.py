@@ -5,11 +5,16 @@ accepts a password with unencoded `@`, `/`, `:` and the like: `rtsp://admin:p@ss
 has the password `p@ss/w:rd`. So the userinfo of a URL is everything between `://` and the LAST
 `@` of the URL (a URL in running text ends at whitespace); it is masked whole, whatever it holds.
 
+One rule for every URL the project prints: its userinfo and the value of every query parameter
+are masked (`https://***@host/hook?access_token=***&sig=***`). Signed URLs carry their secrets
+under any name (`sig`, `X-Amz-Signature`, `code`), so no list of secret names is kept for URLs.
+
 Two layers, so that a new error path cannot forget:
-- every password streamproc is given (camera URLs, the MQTT password) is registered with
-  `register_url` / `register_secret` when its config is used, and masked wherever it appears,
-  raw or percent-encoded, even outside a URL;
-- `redact` masks the userinfo of every `scheme://...@` and secret query parameters.
+- every password streamproc is given (camera URLs, the MQTT password, a webhook URL's userinfo
+  and query values, API keys) is registered with `register_url` / `register_secret` when its
+  config is used, and masked wherever it appears, raw or percent-encoded, even outside a URL;
+- `redact` masks the userinfo and query values of every `scheme://...` in the text, and
+  `name=value` pairs with secret-looking names outside URLs.
 
 One redaction point for logs: `RedactingFilter`, installed on the root handler by the CLI's
 logging set-up (message, arguments and traceback text). Events are redacted where they are
@@ -27,7 +32,9 @@ MASK = "***"
 
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 _SECRET_PARAM = re.compile(r"(?i)([?&;](?:password|passwd|pwd|pass|token|secret|auth|key|apikey|api_key)=)[^&\s'\"]+")
+_QUERY_VALUE = re.compile(r"([?&;][^=&;#\s'\"<>]*=)[^&;#\s'\"<>)\]]+")  # in a URL's part after its host
 _MIN_SECRET = 3  # shorter "secrets" (a, 12) would mask unrelated text; their URL form is still masked
+_MIN_QUERY_SECRET = 8  # query values registered as secrets: shorter ones (json, 1, en) are everyday words
 
 _secrets: set[str] = set()
 _secrets_lock = threading.Lock()
@@ -70,12 +77,22 @@ def _mask_userinfo(userinfo: str) -> str:
     return f"{user}:{MASK}" if sep else MASK
 
 
+def _mask_query(rest: str) -> str:
+    """The part of a URL after its userinfo with every query value masked."""
+    query = rest.find("?")
+    if query < 0:
+        return rest
+    return rest[:query] + _QUERY_VALUE.sub(rf"\1{MASK}", rest[query:])
+
+
 def redact_url(url: str) -> str:
-    """`url` with its password (or whole userinfo when there is no ':') masked."""
+    """`url` as it may be shown: its password (or whole userinfo when there is no ':') and the
+    value of every query parameter masked."""
     scheme, userinfo, rest = split_url(url)
-    if userinfo is not None:
-        url = f"{scheme}{_mask_userinfo(userinfo)}@{rest}"
-    return _SECRET_PARAM.sub(rf"\1{MASK}", url)
+    if not scheme:
+        return _SECRET_PARAM.sub(rf"\1{MASK}", url)
+    masked = f"{_mask_userinfo(userinfo)}@" if userinfo is not None else ""
+    return f"{scheme}{masked}{_mask_query(rest)}"
 
 
 def register_secret(secret: Optional[str]) -> None:
@@ -89,14 +106,24 @@ def register_secret(secret: Optional[str]) -> None:
         _ordered = tuple(sorted(_secrets, key=len, reverse=True))  # longest first: no half masks
 
 
-def register_url(url: Optional[str]) -> None:
-    """Register the password (or token-like userinfo) of a configured URL."""
+def register_url(url: Optional[str], query_values: bool = False) -> None:
+    """Register the password (or token-like userinfo) of a configured URL, and with
+    `query_values` its query values long enough to be secrets (a webhook's signature or token),
+    so they are masked even outside the URL. A camera's query values (`subtype=mainstream`) are
+    not registered: they are words that may appear in captions; in a URL they are masked anyway."""
     if not url:
         return
-    _, userinfo, _ = split_url(url)
+    _, userinfo, rest = split_url(url)
     if userinfo:
         user, sep, password = userinfo.partition(":")
         register_secret(password if sep else user)
+    if not query_values:
+        return
+    query = rest.partition("?")[2].partition("#")[0]
+    for pair in re.split(r"[&;]", query):
+        value = pair.partition("=")[2]
+        if len(value) >= _MIN_QUERY_SECRET:
+            register_secret(value)
 
 
 def _mask_urls(text: str) -> str:
@@ -113,16 +140,17 @@ def _mask_urls(text: str) -> str:
         at = token.rfind("@")
         out.append(text[pos:end])
         if at >= 0:
-            out.append(_mask_userinfo(token[:at]) + token[at:])
+            out.append(_mask_userinfo(token[:at]) + "@" + _mask_query(token[at + 1:]))
         else:
-            out.append(token)
+            out.append(_mask_query(token))
         pos = stop
     out.append(text[pos:])
     return "".join(out)
 
 
 def redact(text: object) -> str:
-    """`text` with registered secrets, URL userinfo and secret query parameters masked."""
+    """`text` with registered secrets, every URL's userinfo and query values, and secret-looking
+    `name=value` pairs masked."""
     result = str(text)
     for secret in _ordered:
         if secret in result:

@@ -1,14 +1,15 @@
 """Files attached to raised alerts: a JPEG snapshot and a short MP4 clip of the segment.
 
 What a person acting on a notification wants first is the picture. For every `raised` alert the
-model worker writes, before the event goes to any sink:
+attachments plug-in (`plugin.py`, an ENRICH plug-in of the event bus) writes, before the event
+goes to any other plug-in:
 - `snapshot`: the segment's middle frame as JPEG (the frame the caption's event also carries);
 - `clip`: the segment as MP4 -- the original packets remuxed for file sources, the sampled frames
   encoded as H.264 for live ones (see clips.py for why).
 The event then names them: `data["attachments"] = {"snapshot": {path, size, sha256, url, ...},
 "clip": {path, size, sha256, duration, url, start, end, method}}`.
 
-Written in the worker, synchronously: an event must never point at a file that does not exist
+Written in the publishing thread, synchronously: an event must never point at a file that does not exist
 yet, and alerts are rare (one per raise, after hysteresis), while a model request takes seconds.
 Measured on the shared 2-core dev machine: remuxing 20 s of 720p25 H.264 takes 70-110 ms; encoding
 20 sampled 504x280 frames 0.4-0.65 s; the worker's next segment waits that long, once per raised
@@ -29,7 +30,7 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..config.ingest import SourceConfig
@@ -70,23 +71,6 @@ class AttachmentStore:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def attach_all(self, events: Sequence["Event"], segment: "Segment", metrics: Any = None) -> list["Event"]:
-        """`events` with attachments added to each raised alert (the others unchanged). A failure
-        is logged and counted; that alert goes out without files rather than not at all."""
-        out = []
-        for event in events:
-            if _raised(event):
-                try:
-                    event = self.attach(event, segment)
-                except Exception as error:
-                    log.error("%s: no attachments for alert %s: %s", segment.source, event.id, error)
-                    if metrics is not None:
-                        metrics.errors.labels("attachment").inc()
-            out.append(event)
-        if metrics is not None:
-            metrics.attachment_bytes.set(self.total_bytes)
-        return out
-
     def attach(self, event: "Event", segment: "Segment") -> "Event":
         folder = self.dir / _safe(event.source or "service")
         folder.mkdir(parents=True, exist_ok=True)
@@ -94,7 +78,7 @@ class AttachmentStore:
         attachments: dict[str, Any] = {}
         image = segment.frames[len(segment.frames) // 2].image if segment.frames else None
         if image is not None:
-            from ..sinks.snapshot import encode_jpeg
+            from ..media.jpeg import encode_jpeg
 
             path = folder / f"{stem}.jpg"
             _write_atomically(path, encode_jpeg(image))
@@ -114,7 +98,7 @@ class AttachmentStore:
         return replace(event, data=data, snapshot=image)
 
     def _clip(self, segment: "Segment", out: Path):
-        from .clips import encode_clip, remux_clip
+        from ..media.clips import encode_clip, remux_clip
 
         tmp = out.with_name(out.name + ".part")
         source = self.sources.get(segment.source)
@@ -195,7 +179,7 @@ class AttachmentStore:
             return None
 
 
-def _raised(event: "Event") -> bool:
+def raised(event: "Event") -> bool:
     return event.type == "alert" and event.data.get("transition") == "raised"
 
 
@@ -203,11 +187,3 @@ def _write_atomically(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".part")
     tmp.write_bytes(data)
     os.replace(tmp, path)
-
-
-def store_for(config: Any, sources: Sequence["SourceConfig"]) -> Optional[AttachmentStore]:
-    """The store `config.sinks.attachments` asks for, or None when attachments are off."""
-    section: Optional[Mapping[str, Any]] = getattr(config.sinks, "attachments", None)
-    if section is None or not section.enabled:
-        return None
-    return AttachmentStore(section, sources)

@@ -41,9 +41,9 @@ import numpy as np
 from ..config.gate import GateConfig, SourceGateConfig
 from ..frames import Frame, Segment
 from ..gate.gate import SceneGate
-from ..gate.lanes import SkippedSegment
+from ..gate import SkippedSegment
 from ..ingest.segmenter import Segmenter, plan_segments
-from ..service.queues import FairSegmentQueue
+from ..lanes import FairSegmentQueue, LanePolicy
 from .scenes import Event, Scene
 
 PROFILES = Path(__file__).parent / "profiles"
@@ -184,7 +184,7 @@ def simulate(tapes: list[list[Recorded]], cameras: int, profile: Profile, gated:
     copies = math.ceil(cameras / len(tapes))
     for camera in range(cameras):
         name = f"cam{camera:02d}"
-        lanes.add_source(name, queue_size, "drop_oldest")
+        lanes.add_source(name, queue_size, LanePolicy.DROP_OLDEST)
         tape = tapes[camera % len(tapes)]
         shift = (camera // len(tapes)) * length / copies  # replayed tapes start elsewhere
         for position, r in enumerate(sorted(tape, key=lambda r: (r.end + shift) % length)):

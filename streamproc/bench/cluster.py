@@ -63,11 +63,16 @@ class _InstantHf:
 
 
 def box_main(argv: list[str]) -> int:
-    from ..backends.base import register_backend
-    from ..cli import main as cli_main
+    """`run CONFIG`: one cluster box, as `streamproc run CONFIG` runs it, with the stand-in model."""
+    import logging
 
+    from ..backends.base import register_backend
+    from ..cluster.box import run_box
+    from ..config import load_config
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     register_backend("hf", _InstantHf)
-    return cli_main(argv)
+    return run_box(load_config(Path(argv[-1])))
 
 
 # -- failover --------------------------------------------------------------------------------
@@ -106,7 +111,8 @@ def _site_config(work: Path, urls: list[str], cameras: int, ack_wait: float) -> 
         "sampling": {"fps": 1.0, "max_pixels": "112x112", "video_area_factor": 1.0},
         "segmenting": {"seq_length": 256, "max_duration_s": 2},
         "backend": {"type": "hf", "model": str(model), "device": "cpu", "dtype": "float32"},
-        "service": {"metrics": {"enabled": False}, "stats_interval_s": 3600},
+        "service": {"stats_interval_s": 3600},
+        "http": {"enabled": False},
         "cluster": {"servers": urls, "name": "bench", "box": "${STREAMPROC_BOX}", "capacity": cameras,
                     "lease": {"ack_wait_s": ack_wait}},
     }

@@ -71,7 +71,7 @@ def run_capacity(args) -> int:
     if args.bmodel is not None:
         if args.tokenizer is None:
             raise UsageError("--bmodel needs --tokenizer (the folder with the model's tokenizer.json)")
-        from ..cli.bench import DEFAULT_CACHE
+        from .measure import DEFAULT_CACHE
 
         DEFAULT_CACHE.mkdir(parents=True, exist_ok=True)
         if args.caption_tokens < 1:

@@ -11,6 +11,9 @@ import statistics
 import subprocess
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..paths import cache_dir
 
 
 @dataclass
@@ -21,6 +24,11 @@ class Measurement:
 
     def median(self, key: str) -> float:
         return statistics.median(run[key] for run in self.runs)
+
+
+# Clips, tokenizers and stores the benches make once and reuse ($XDG_CACHE_HOME/streamproc, else
+# ~/.cache/streamproc).
+DEFAULT_CACHE = cache_dir() / "bench"
 
 
 def run_worker(module: str, args: list[str], timeout_s: float = 1800) -> dict:

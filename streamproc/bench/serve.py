@@ -48,7 +48,7 @@ class Report:
 
 
 def request_body(model: str, max_tokens: int, stream: bool, image: bool = True) -> dict[str, Any]:
-    from ..sinks.snapshot import encode_jpeg
+    from ..media.jpeg import encode_jpeg
 
     parts: list[dict[str, Any]] = []
     if image:
@@ -61,9 +61,9 @@ def request_body(model: str, max_tokens: int, stream: bool, image: bool = True) 
 
 
 def direct_once(backend: Any, served: Any, body: dict[str, Any]) -> tuple[Sample, int]:
-    from ..server.media import MediaPolicy
-    from ..server.pool import run_job
-    from ..server.request import parse_chat
+    from ..openai_api.media import MediaPolicy
+    from ..openai_api.pool import run_job
+    from ..openai_api.request import parse_chat
 
     started = time.perf_counter()
     first: list[float] = []
@@ -135,16 +135,17 @@ def run(
     rps_requests: int,
     progress: Progress,
 ) -> Report:
-    from ..server.app import create_app
-    from ..server.launch import ServerThread, served_model
-    from ..server.pool import EnginePool
+    from ..openai_api.app import create_app
+    from ..http import HttpServer
+    from ..openai_api.launch import served_model
+    from ..openai_api.pool import EnginePool
 
     served = served_model(backends[0], "bench", default_max_tokens=max_tokens)
     streamed = request_body(served.name, max_tokens, stream=True)
     report = Report(label, len(backends), max_tokens, cores=os.cpu_count() or 0)
     start_load = os.getloadavg()[0]
     pool = EnginePool(backends, queue_size=max(clients, 1) * 2)
-    with ServerThread(create_app(pool, served)) as server:
+    with HttpServer(create_app(pool, served)) as server:
         progress("warming up")
         direct_once(backends[0], served, streamed)
         served_once(server.port, streamed)

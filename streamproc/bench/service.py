@@ -78,7 +78,8 @@ def _pipeline_config(clip: Path, streams: int, realtime: bool):
     return config_from_data({
         "sources": [{"name": f"s{i}", "path": str(clip), "realtime": realtime} for i in range(streams)],
         "segmenting": {"seq_length": 2048},
-        "service": {"metrics": {"enabled": False}, "stats_interval_s": 3600},
+        "service": {"stats_interval_s": 3600},
+        "http": {"enabled": False},
     })
 
 
@@ -86,18 +87,18 @@ def _pipeline_config(clip: Path, streams: int, realtime: bool):
 
 
 def _streams(clip: str, streams: int, cache: str) -> dict:
-    from ..service.pipeline import Pipeline
+    from ..app import App
 
     tokenizer = _tokenizer_dir(Path(cache))
-    pipeline = Pipeline(_pipeline_config(Path(clip), streams, False),
-                        backend_factory=lambda: InstantBackend(tokenizer), sinks=[], serve_metrics=False)
+    app = App(_pipeline_config(Path(clip), streams, False),
+              backend_factory=lambda: InstantBackend(tokenizer), plugins=[], serve_http=False)
     start_cpu, start_wall = cpu_seconds(), time.perf_counter()
-    pipeline.start()
-    while not pipeline.finished():
+    app.start()
+    while not app.finished():
         time.sleep(0.05)
     cpu, wall = cpu_seconds() - start_cpu, time.perf_counter() - start_wall
-    described = pipeline._described
-    pipeline.stop()
+    described = app.stats()["described"]
+    app.stop()
     return {"cpu_s": cpu, "wall_s": wall, "segments": described}
 
 
@@ -135,7 +136,7 @@ def _latency(events: int, rate: float) -> dict:
             time.sleep(1.0 / rate)
         sink.flush(30)
         acks = list(sink.publisher.latencies)
-        sink.close(5)
+        sink.stop(5)
     finally:
         broker.terminate()
         broker.wait(5)
@@ -144,20 +145,21 @@ def _latency(events: int, rate: float) -> dict:
 
 
 def _rss(clip: str, streams: int, seconds: float, cache: str) -> dict:
-    from ..service.pipeline import Pipeline
+    from ..app import App
 
     tokenizer = _tokenizer_dir(Path(cache))
-    pipeline = Pipeline(_pipeline_config(Path(clip), streams, True),
-                        backend_factory=lambda: InstantBackend(tokenizer), sinks=[], serve_metrics=False)
-    pipeline.start()
+    app = App(_pipeline_config(Path(clip), streams, True),
+              backend_factory=lambda: InstantBackend(tokenizer), plugins=[], serve_http=False)
+    app.start()
     samples = []
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         time.sleep(0.5)
         samples.append(_rss_mb())
-    pipeline.stop()
+    described = app.stats()["described"]
+    app.stop()
     steady = samples[len(samples) // 3:]  # after decoders, segment buffers and queues filled
-    return {"rss_mb_max": max(steady), "rss_mb_median": statistics.median(steady), "described": pipeline._described}
+    return {"rss_mb_max": max(steady), "rss_mb_median": statistics.median(steady), "described": described}
 
 
 def _rss_mb() -> float:

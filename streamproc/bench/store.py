@@ -115,7 +115,7 @@ def insert_rate(path: Path, events: int, end: float, progress: Callable[[str], N
     from ..config.store import StoreConfig
     from ..events import Event
     from ..store.search import StoreReader
-    from ..sinks.store import StoreSink
+    from ..store.sink import StoreSink
 
     rng = random.Random(5)
     sink = StoreSink(StoreConfig(enabled=True, path=path, queue_size=events + 10,

@@ -53,9 +53,10 @@ class _Result:
 def run(cameras: int = 4, repeats: int = 5, live_events: int = 20,
         progress: Optional[Callable[[str], None]] = None) -> dict[str, Any]:
     from ..events import caption_event
-    from ..service.http import HttpServer
+    from ..config.http import HttpConfig
+    from ..http import HttpServer, build_app
     from ..web.hub import SiteHub
-    from ..web.routes import mount
+    from ..web.routes import web_routes
     from .browser import close_driver, make_driver
 
     say = progress or (lambda message: None)
@@ -63,8 +64,7 @@ def run(cameras: int = 4, repeats: int = 5, live_events: int = 20,
     hub = SiteHub(names)
     for index, name in enumerate(names):
         hub.handle(caption_event(_segment(name, index), _Result(f"{name}: a person crosses the yard.")))
-    http = HttpServer("127.0.0.1", 0)
-    mount(http, hub)
+    http = HttpServer(build_app(web_routes(hub), HttpConfig()), "127.0.0.1", 0)
     http.start()
     base = f"http://127.0.0.1:{http.port}/"
     driver = make_driver()

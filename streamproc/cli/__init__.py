@@ -9,7 +9,7 @@ import argparse
 import importlib
 import logging
 import sys
-from typing import Sequence
+from typing import Optional, Sequence
 
 from ..errors import StreamprocError
 from .common import setup_logging
@@ -41,7 +41,10 @@ exit codes: 0 ok, 1 unexpected error, 2 usage/config, 3 source, 4 model, 5 backe
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
+    """The whole command line; with `only`, that command's parser in full and the others as bare
+    names: each command module imports what its options need (bench: asyncio), and a command
+    should not pay for the others' (`doctor` is meant to take well under 3 s on a busy box)."""
     parser = argparse.ArgumentParser(
         prog="streamproc",
         description="Watch cameras and video files and turn what they show into text events.",
@@ -54,14 +57,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     parser.add_argument("--log-format", choices=["text", "json"], default="text", help="log lines on stderr")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module_name in dict.fromkeys(COMMANDS.values()):
+    for name, module_name in COMMANDS.items():
+        if only is not None and name != only:
+            subparsers.add_parser(name)
+            continue
         module = importlib.import_module(f".{module_name}", __name__)
         module.add_parser(subparsers)
     return parser
 
 
+def _command_in(argv: Sequence[str]) -> Optional[str]:
+    """The command named on the command line (the first word that is one), or None."""
+    return next((word for word in argv if word in COMMANDS), None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(_command_in(sys.argv[1:] if argv is None else argv))
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -5,9 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..bench.measure import DEFAULT_CACHE
 from ..errors import UsageError
-
-DEFAULT_CACHE = Path.home() / ".cache" / "streamproc" / "bench"
 
 
 def add_parser(subparsers) -> None:
@@ -106,6 +105,9 @@ def add_parser(subparsers) -> None:
     from ..bench.cluster import add_parser as add_cluster  # bench cluster
 
     add_cluster(sub)
+    from ..bench.doctor import add_parser as add_doctor  # bench doctor
+
+    add_doctor(sub)
     parser.set_defaults(func=lambda args: parser.print_help() or 2)
 
 

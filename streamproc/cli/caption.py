@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Optional
 
 from ..errors import UsageError
 
@@ -14,9 +15,19 @@ examples:
   streamproc caption 'videos/*.mkv' --bmodel qwen2.5-vl-3b.bmodel --tokenizer qwen2.5-vl-3b/
   streamproc caption videos/ --config configs/batch.yaml      # backend, prompt and rules from a config
   streamproc caption photo.png --model /path/to/Qwen2.5-VL-3B-Instruct   # an image is described as an image
+  streamproc caption nightly.mp4 --config site.yaml --store archive.sqlite   # then: streamproc search --store ...
+  streamproc caption long.mkv --model DIR --gate --unchanged none       # skip static stretches, no cue for them
 
-Finished files are recorded in OUT/streamproc-captions.json and skipped by the next run
-(--force redoes them). Exit status 0 when every file was captioned or skipped, 1 if any failed.
+The scene-change gate (the one `run` uses, docs/gate.md) is on for recordings of 10 minutes or
+more: a segment that shows nothing new is not described, the outputs say "[no change]" over it
+and the summary line says how much model time that saved. --gate forces it on, --no-gate off.
+
+With --store (or a config whose store is enabled) every caption and unchanged span also goes to
+the caption store, each file as its own source named like its outputs, for `streamproc search`
+and `streamproc summarize`.
+
+Finished files, videos and images, are recorded in OUT/streamproc-captions.json and skipped by the
+next run (--force redoes them). Exit status 0 when every file was captioned or skipped, 1 if any failed.
 """
 
 
@@ -41,6 +52,15 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--out", type=Path, default=Path("captions"), help="output folder")
     parser.add_argument("--format", default="jsonl,srt,vtt", help="comma-separated: jsonl, srt, vtt")
     parser.add_argument("--force", action="store_true", help="caption files again even if done")
+    gate = parser.add_mutually_exclusive_group()
+    gate.add_argument("--gate", dest="gate", action="store_const", const="on", default="auto",
+                      help="skip segments that show nothing new (default: on for recordings of 10 minutes or more)")
+    gate.add_argument("--no-gate", dest="gate", action="store_const", const="off", help="describe every segment")
+    parser.add_argument("--unchanged", choices=["cue", "none"], default=None,
+                        help="SRT/WebVTT over a span the gate skipped: one [no change] cue, or none "
+                        "(default: the config's sinks.files.unchanged, cue)")
+    parser.add_argument("--store", type=Path, metavar="PATH", help="also write every caption and unchanged span to this "
+                        "caption store (default: the config's store, when enabled)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--queue", metavar="nats://HOST:PORT[/NAME]", help="submit one job per file to this NATS "
                         "JetStream queue instead, for `streamproc worker`s on any box; wait, show their progress and "
@@ -94,38 +114,79 @@ def build_config(args):
 
 
 def run(args) -> int:
-    from ..backends.base import create_backend
-    from ..service.batch import expand_inputs
+    from ..batch.captioner import expand_inputs
     from ..sinks.captions import FORMATS
-    from .common import quiet_simulator_if_used
 
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
         raise UsageError(f"unknown caption format(s) {', '.join(unknown) or '(none)'}: choose from {', '.join(FORMATS)}")
-    from ..backends.geometry import fit_to_model
-
     if args.queue:  # several boxes: streamproc/cluster/jobs.py
         from ..cluster.jobs import Queue, submit_and_collect
 
+        if args.store is not None or args.gate != "auto" or args.unchanged is not None:
+            raise UsageError("--store, --gate, --no-gate and --unchanged are not passed to queue workers yet: "
+                             "caption here, without --queue, to use them")
+
         return submit_and_collect(Queue.parse(args.queue), expand_inputs(args.inputs), args.out, formats,
                                   prompt=args.prompt, force=args.force, wait=not args.detach, progress=not args.no_progress)
+    from ..backends.geometry import fit_to_model
+
     config = build_config(args)
     paths = expand_inputs(args.inputs)
     if not paths:
         raise UsageError("no video or image files found in " + " ".join(args.inputs))
     config, _ = fit_to_model(config)  # sizes from the model; a value that does not fit fails now, before weights load
-    quiet_simulator_if_used(config)
-    from .caption_images import caption_images, is_image
+    store = store_config(config, args.store)
+    check_targets(args.out, store)  # folders too, before any weights load
+    outcomes = caption_all(config, paths, formats, args, store)
+    return report(outcomes, args.out, store)
 
-    images = [p for p in paths if is_image(p)]
+
+def store_config(config, path: Optional[Path]):
+    """The caption store to fill: --store PATH (with the config's other store settings), else the
+    config's store when enabled, else None."""
+    if path is not None:
+        return config.store.model_copy(update={"enabled": True, "path": path})
+    return config.store if config.store.enabled else None
+
+
+def check_targets(out: Path, store) -> None:
+    from ..config.checks import file_target_problem, folder_problem
+
+    why = folder_problem(out)
+    if why:
+        raise UsageError(f"--out: {why}")
+    why = file_target_problem(store.path) if store is not None else None
+    if why:
+        raise UsageError(f"the caption store (--store or store.path): {why}")
+
+
+def caption_all(config, paths: list[Path], formats: list[str], args, store) -> list:
+    """Videos, then images, on one backend; with `store`, through one store sink for all."""
+    from ..app.batch import BatchRun
+    from ..batch.captioner import GateChoice
+    from ..batch.images import is_image
+    from ..config.sinks import UnchangedCues
+    from .common import quiet_simulator_if_used
+
+    quiet_simulator_if_used(config)
     videos = [p for p in paths if not is_image(p)]
-    backend = create_backend(config.backend)
+    bars = _Progress(args, files=len(videos))
+    unchanged = UnchangedCues(args.unchanged) if args.unchanged else None
     try:
-        outcomes = _run_with_progress(config, backend, videos, formats, args) if videos else []
-        outcomes += caption_images(config, backend, images, args.out, formats)
+        with BatchRun(config, args.out, formats, store=store, force=args.force, gate=GateChoice(args.gate),
+                      unchanged=unchanged, on_progress=bars.progress, on_segment=bars.counted) as run:
+            bars.captioner = run.captioner
+            outcomes = run.videos(videos, on_file=bars.file_done)
+            return outcomes + run.images([p for p in paths if is_image(p)])
     finally:
-        backend.close()
+        bars.close()
+
+
+def report(outcomes: list, out: Path, store) -> int:
+    from ..batch.captioner import GateSavings
+
     done = sum(o.status == "done" for o in outcomes)
     skipped = sum(o.status == "skipped" for o in outcomes)
     failed = [o for o in outcomes if o.status == "failed"]
@@ -133,52 +194,55 @@ def run(args) -> int:
         print(f"streamproc: error: {outcome.error}", file=sys.stderr)
     media = sum(o.media_s for o in outcomes)
     seconds = sum(o.seconds for o in outcomes)
+    savings = GateSavings.of(outcomes)
     print(
         f"{done} captioned ({media:.0f} s of video in {seconds:.1f} s), {skipped} skipped (done before), "
-        f"{len(failed)} failed; outputs in {args.out}"
+        f"{len(failed)} failed; outputs in {out}"
+        + (f"; {savings.line()}" if savings is not None else "")
+        + (f"; stored in {store.path}" if store is not None else "")
     )
     return 1 if failed else 0
 
 
-def _run_with_progress(config, backend, paths, formats, args):
-    """One bar over files, and one per file counting described segments out of those planned
-    (known up front from the file's duration and frame size)."""
-    from tqdm import tqdm
+class _Progress:
+    """One bar over files, and one per file counting segments (described or skipped by the gate)
+    out of those planned (known up front from the file's duration and frame size)."""
 
-    from ..service.batch import BatchCaptioner
+    def __init__(self, args, files: int) -> None:
+        from tqdm import tqdm
 
-    quiet = args.no_progress or not sys.stderr.isatty()
-    overall = tqdm(total=len(paths), desc="files", unit="file", position=0, disable=quiet)
-    bars = {}
+        self.tqdm = tqdm
+        self.quiet = args.no_progress or not sys.stderr.isatty()
+        self.files = files
+        self.overall = None
+        self.bars: dict = {}
+        self.captioner = None
 
-    def progress(path: Path, done_s: float, total_s: float) -> None:
-        if path not in bars:
-            total = planned_segments(captioner, path)
-            bars[path] = tqdm(total=total, desc=path.name[:30], unit="segment", position=1, leave=False, disable=quiet)
+    def progress(self, path: Path, done_s: float, total_s: float) -> None:
+        if self.overall is None:
+            self.overall = self.tqdm(total=self.files, desc="files", unit="file", position=0, disable=self.quiet)
+        if path not in self.bars:
+            total = planned_segments(self.captioner, path)
+            self.bars[path] = self.tqdm(total=total, desc=path.name[:30], unit="segment", position=1, leave=False,
+                                        disable=self.quiet)
 
-    def file_done(outcome) -> None:
-        bar = bars.pop(outcome.path, None)
-        if bar is not None:
-            bar.close()
-        overall.update(1)
-
-    captioner = BatchCaptioner(config, backend, args.out, formats, force=args.force, on_progress=progress)
-    describe = captioner.describer.describe
-
-    def counted(segment):
-        described = describe(segment)
-        bar = next(iter(bars.values()), None)
+    def counted(self, path: Path) -> None:
+        bar = self.bars.get(path)
         if bar is not None:
             if bar.total is not None and bar.n + 1 > bar.total:
                 bar.total = bar.n + 1  # the estimate was short (e.g. a duration the container misstates)
             bar.update(1)
-        return described
 
-    captioner.describer.describe = counted
-    try:
-        return captioner.run(paths, on_file=file_done)
-    finally:
-        overall.close()
+    def file_done(self, outcome) -> None:
+        bar = self.bars.pop(outcome.path, None)
+        if bar is not None:
+            bar.close()
+        if self.overall is not None:
+            self.overall.update(1)
+
+    def close(self) -> None:
+        if self.overall is not None:
+            self.overall.close()
 
 
 def planned_segments(captioner, path: Path):
@@ -187,8 +251,8 @@ def planned_segments(captioner, path: Path):
 
     from ..ingest.sampling import model_frame_size
     from ..ingest.segmenter import plan_segments
-    from ..service.batch import _duration
-    from ..service.planning import prompt_reserve
+    from ..batch.captioner import _duration
+    from ..pipeline.planning import prompt_reserve
 
     config = captioner.config
     try:

@@ -107,19 +107,6 @@ def _backend(config):
     return create_backend(config.backend)
 
 
-def load_image(path: Path):
-    import av
-
-    from ..errors import MediaError
-
-    try:
-        with av.open(str(path)) as container:
-            frame = next(container.decode(video=0))
-            return frame.to_ndarray(format="rgb24")
-    except (av.error.FFmpegError, OSError, StopIteration) as error:
-        raise MediaError(f"{path}: not a readable image ({getattr(error, 'strerror', None) or error})") from None
-
-
 def load_video(path: Path, sampling, builder, seq_length):
     """Frames sized by the fitted `sampling` (the model's own limits), as many as fit."""
     from ..config.ingest import SourceConfig
@@ -140,6 +127,8 @@ def run(args) -> int:
     from ..backends.base import GenerationParams
 
     config = chat_config(args)  # before any weight loads: a value that does not fit fails now
+    from ..media.still import load_image
+
     images = [load_image(p) for p in args.image]
     backend = _backend(config)
     try:

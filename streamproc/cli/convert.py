@@ -61,7 +61,7 @@ def reserves(checkpoint: Path, config_path) -> tuple[int, int, float, float]:
     from ..config import config_from_data, load_config
     from ..qwen import InputBuilder
     from ..rules.alerts import RuleEngine
-    from ..service.planning import prompt_reserve
+    from ..pipeline.planning import prompt_reserve
 
     if config_path:
         config = load_config(config_path)

@@ -3,21 +3,26 @@
 A generated sample video and the project's tiny random model, described on the TPU engine with
 the CPU simulator when a runtime and the tiny bmodel are there (else with transformers), events
 published to a local MQTT broker (started if none runs) and printed as they arrive.
+
+Several demos may run at once, by one user or several: the sample video and the tiny model are
+shared in the user's cache (written under a temporary name and renamed, so a second demo never
+reads half a file), and everything of one run (outbox, attachments, the broker's config) lives in
+a private folder removed at the end. Each run has its own MQTT client id and topic prefix
+(`streamproc-demo/<pid>`), whose retained topics it clears when it ends.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
-DEFAULT_DIR = Path.home() / ".cache" / "streamproc" / "demo"
 REPO = Path(__file__).resolve().parents[2]
 TINY_BMODEL = REPO / "tests" / "fixtures" / "bmodels" / "dynamic_bf16_s256.bmodel"
 TOPIC_PREFIX = "streamproc-demo"
@@ -44,7 +49,8 @@ def add_parser(subparsers) -> None:
         formatter_class=HelpFormatter,
         epilog="examples:\n  streamproc demo\n  streamproc demo --backend hf --duration 60",
     )
-    parser.add_argument("--workdir", type=Path, default=DEFAULT_DIR, help="where the sample video and the tiny model go")
+    parser.add_argument("--workdir", type=Path, default=None, help="where the sample video and the tiny model go "
+                        "(default: $XDG_CACHE_HOME/streamproc/demo, else ~/.cache/streamproc/demo)")
     parser.add_argument("--duration", type=float, default=24.0, help="sample video length in seconds")
     parser.add_argument("--backend", choices=["auto", "tpu", "hf"], default="auto",
                         help="auto: the TPU engine on the simulator when available, else transformers")
@@ -54,28 +60,49 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..qwen.tiny import make_tiny_model
-    from ..samples import write_video
+    from ..paths import cache_dir, run_folder
 
-    args.workdir.mkdir(parents=True, exist_ok=True)
-    video = args.workdir / f"sample-{int(args.duration)}s.mp4"
-    if not video.exists():
-        write_video(video, duration_s=args.duration, fps=30, width=640, height=480, gop=60)
-    model = args.workdir / "tiny-qwen2.5-vl"
-    if not (model / "model.safetensors").exists():
-        make_tiny_model(model, seed=0, overwrite=True)
+    workdir = args.workdir or cache_dir() / "demo"
+    workdir.mkdir(parents=True, exist_ok=True)
+    video, model = _sample_files(workdir, args.duration)
     backend = _choose_backend(args.backend, model)
     print(BANNER.format(duration=args.duration, backend=_describe_backend(backend)))
-    with _broker(args.broker) as (host, port):
-        config = _config(video, backend, host, port)
-        printer = _print_events(host, port) if host else None
+    with run_folder("streamproc-demo") as folder, _broker(args.broker, Path(folder)) as (host, port):
+        prefix = f"{TOPIC_PREFIX}/{os.getpid()}"  # this run's own: another demo on the same broker has its own
+        config = _config(video, backend, host, port, Path(folder), prefix)
+        printer = _Printer(host, port, prefix) if host else None
         try:
             return _run_pipeline(config)
         finally:
             time.sleep(0.5)  # let the last messages arrive before the printer goes
             if printer is not None:
-                printer.disconnect()
-                printer.loop_stop()
+                printer.close(config)
+
+
+def _sample_files(workdir: Path, duration: float) -> tuple[Path, Path]:
+    """The sample video and the tiny model in the shared cache, made once. Each is written under
+    a name of this process's own and renamed into place: a demo starting beside this one sees
+    either nothing (and makes its own) or the whole file."""
+    from ..qwen.tiny import make_tiny_model
+    from ..samples import write_video
+
+    video = workdir / f"sample-{int(duration)}s.mp4"
+    if not video.exists():
+        partial = workdir / f".{video.name}.{os.getpid()}.mp4"
+        write_video(partial, duration_s=duration, fps=30, width=640, height=480, gop=60)
+        os.replace(partial, video)
+    model = workdir / "tiny-qwen2.5-vl"
+    if not (model / "model.safetensors").exists():
+        partial_model = workdir / f".{model.name}.{os.getpid()}"
+        make_tiny_model(partial_model, seed=0, overwrite=True)
+        try:
+            os.replace(partial_model, model)  # a folder: refused when another demo's is already there
+        except OSError:
+            if not (model / "model.safetensors").exists():
+                shutil.rmtree(model, ignore_errors=True)  # a left-over without weights (an older demo killed)
+                os.replace(partial_model, model)
+        shutil.rmtree(partial_model, ignore_errors=True)
+    return video, model
 
 
 def _choose_backend(choice: str, model: Path) -> dict:
@@ -122,7 +149,7 @@ def _describe_backend(backend: dict) -> str:
     return "transformers on the CPU"
 
 
-def _config(video: Path, backend: dict, host, port):
+def _config(video: Path, backend: dict, host, port, folder: Path, prefix: str):
     from ..config import config_from_data
 
     data = {
@@ -134,28 +161,32 @@ def _config(video: Path, backend: dict, host, port):
         "generation": {"max_new_tokens": 12},
         "rules": [{"name": "busy-scene", "keywords": ["person", "people", "car"], "raise_after": 1, "clear_after": 1}],
         "sinks": {"stdout": {"enabled": host is None}},
-        "service": {"metrics": {"enabled": False}, "stats_interval_s": 3600},
+        "service": {"stats_interval_s": 3600},
+        "http": {"enabled": False},
     }
+    data["sinks"]["attachments"] = {"dir": str(folder / "attachments")}
     if host is not None:
-        data["sinks"]["mqtt"] = {"host": host, "port": port, "topic_prefix": TOPIC_PREFIX}
-        data["sinks"]["outbox"] = {"path": str(Path(tempfile.gettempdir()) / "streamproc-demo-outbox.sqlite")}
+        data["sinks"]["mqtt"] = {"host": host, "port": port, "topic_prefix": prefix,
+                                 "client_id": f"streamproc-demo-{os.getpid()}"}
+        data["sinks"]["outbox"] = {"path": str(folder / "outbox.sqlite"), "synchronous": "normal"}
     return config_from_data(data)
 
 
 def _run_pipeline(config) -> int:
-    from ..service.lifecycle import run_until_done
-    from ..service.pipeline import Pipeline
+    from ..app import App
+    from ..app.lifecycle import run_until_done
 
-    return run_until_done(Pipeline(config))
+    return run_until_done(App(config))
 
 
 class _broker:
-    """Use the given broker or one on 127.0.0.1:1883; else start mosquitto on a free port."""
+    """Use the given broker or one on 127.0.0.1:1883; else start mosquitto on a free port, its
+    config in this run's folder."""
 
-    def __init__(self, spec):
+    def __init__(self, spec, folder: Path):
         self.spec = spec
         self.process = None
-        self.folder = None
+        self.folder = folder
 
     def __enter__(self):
         if self.spec:
@@ -170,8 +201,7 @@ class _broker:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
-        self.folder = tempfile.TemporaryDirectory(prefix="streamproc-demo-")
-        conf = Path(self.folder.name) / "mosquitto.conf"
+        conf = self.folder / "mosquitto.conf"
         conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
         self.process = subprocess.Popen([mosquitto, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 5
@@ -184,8 +214,6 @@ class _broker:
         if self.process is not None:
             self.process.terminate()
             self.process.wait(5)
-        if self.folder is not None:
-            self.folder.cleanup()
 
 
 def _listening(host: str, port: int) -> bool:
@@ -196,14 +224,37 @@ def _listening(host: str, port: int) -> bool:
         return False
 
 
-def _print_events(host: str, port: int):
-    """Subscribe to the demo's topics and print what arrives, as a consumer would see it."""
-    import paho.mqtt.client as mqtt
+class _Printer:
+    """Subscribes to this run's topics and prints what arrives, as a consumer would see it; at
+    the end clears the run's retained topics, so a shared broker keeps nothing of the demo."""
 
-    def on_message(client, userdata, message):
-        if message.retain:  # kept by the broker from an earlier run, not news of this one
+    def __init__(self, host: str, port: int, prefix: str):
+        import paho.mqtt.client as mqtt
+
+        self.prefix = prefix
+        subscribed = threading.Event()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"streamproc-demo-viewer-{os.getpid()}")
+        self.client.on_message = lambda client, userdata, message: self._print(message)
+        self.client.on_subscribe = lambda *args: subscribed.set()
+        self.client.connect(host, port)
+        self.client.subscribe(f"{prefix}/#", qos=1)
+        self.client.loop_start()
+        subscribed.wait(5)  # so this run's messages come live, not as retained ones
+
+    def close(self, config=None) -> None:
+        from ..sinks.retained import retained_topics
+        from ..sinks.topics import Topics
+
+        rules = config.rules if config is not None else []
+        for topic in sorted(retained_topics(Topics(self.prefix), ["sample"], rules, switches=True, snapshots=True)):
+            self.client.publish(topic, b"", qos=1, retain=True).wait_for_publish(2)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def _print(self, message) -> None:
+        if message.retain or not message.payload:  # kept from before, or a clear: not news of this run
             return
-        topic = message.topic[len(TOPIC_PREFIX) + 1 :]
+        topic = message.topic[len(self.prefix) + 1 :]
         payload = bytes(message.payload)
         try:
             data = json.loads(payload)
@@ -217,8 +268,7 @@ def _print_events(host: str, port: int):
             return
         if not isinstance(data, dict):
             print(f"  mqtt {topic}: {data}")
-            return
-        if data.get("type") == "caption":
+        elif data.get("type") == "caption":
             seg = data["segment"]
             print(f"  mqtt {topic}: [{seg['start']:.0f}-{seg['end']:.0f} s] {data['text']!r}")
         elif data.get("type") == "alert":
@@ -226,13 +276,3 @@ def _print_events(host: str, port: int):
         elif data.get("type") == "status":
             print(f"  mqtt {topic}: {data['state']} {data.get('detail', '')}".rstrip())
         sys.stdout.flush()
-
-    subscribed = threading.Event()
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"streamproc-demo-viewer-{int(time.time())}")
-    client.on_message = on_message
-    client.on_subscribe = lambda *args: subscribed.set()
-    client.connect(host, port)
-    client.subscribe(f"{TOPIC_PREFIX}/#", qos=1)
-    client.loop_start()
-    subscribed.wait(5)  # so this run's messages come live, not as retained ones
-    return client

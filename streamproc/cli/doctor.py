@@ -8,7 +8,6 @@ CONNECT, so wrong credentials fail here). Every hint names a command an installe
 """
 from __future__ import annotations
 
-import importlib.metadata
 import importlib.util
 import sys
 import time
@@ -93,6 +92,8 @@ def run(args) -> int:
 
 
 def _package(module: str, dist: str, needed: bool) -> tuple[str, str]:
+    import importlib.metadata  # here, not at the top: every command's parser imports this module
+
     try:
         found = importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):
@@ -137,6 +138,8 @@ def _runtime(runtime_dir: Optional[Path], needed: bool) -> tuple[str, str]:
 
 
 def _check_config(report: Report, config, timeout: float) -> None:
+    from ..config.checks import config_problems
+
     backend = config.backend
     if backend is None:
         report.line(FAIL, "backend", "the config has no backend section")
@@ -147,11 +150,15 @@ def _check_config(report: Report, config, timeout: float) -> None:
             report.check("model", lambda: _hf_model(backend.model))
         report.check("model geometry", lambda: _geometry(config))
     report.check("sinks", lambda: _sinks(config))
+    problems = config_problems(config)  # what `run` refuses in its first second (config/checks.py)
+    for key, why in problems:
+        report.line(FAIL, key, why)
     mqtt = config.sinks.mqtt
     if mqtt is not None and mqtt.enabled:
         report.check(f"broker {mqtt.host}:{mqtt.port}", lambda: broker_check(mqtt, timeout))
-    for source in config.sources:
-        if source.enabled:
+    refused = {key for key, _ in problems}
+    for index, source in enumerate(config.sources):
+        if source.enabled and f"sources[{index}].path" not in refused:  # a missing file is said once
             report.check(f"source {source.name}", lambda s=source: _source(s, timeout))
 
 
@@ -171,7 +178,7 @@ def _geometry(config) -> tuple[str, str]:
 
 
 def _sinks(config) -> tuple[str, str]:
-    from ..service.pipeline import require_a_sink
+    from ..config.checks import require_a_sink  # not the application: importing it costs 0.1 s
 
     require_a_sink(config)
     s = config.sinks

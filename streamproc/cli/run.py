@@ -23,26 +23,29 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
+    from ..app import App
+    from ..app.lifecycle import run_until_done
     from ..config import load_config
-    from ..service.lifecycle import run_until_done
-    from ..service.pipeline import Pipeline
     from .common import quiet_simulator_if_used
 
-    config = load_config(args.config)
+    # check=True: source files, writable folders and the like fail here, in the first second
+    # (exit 2), not after the model has loaded
+    config = load_config(args.config, check=True)
     if config.cluster is not None:  # several boxes share the cameras (docs/scale-out.md)
         from ..cluster.box import run_box
 
         quiet_simulator_if_used(config)
         return run_box(config)
-    pipeline = Pipeline(config)
+    app = App(config)
     quiet_simulator_if_used(config)
-    logging.getLogger("streamproc").info("starting %d source(s) from %s", len(pipeline.sources), args.config)
-    code = run_until_done(pipeline)
-    if pipeline.workers_alive():
-        # A model call that did not stop even when aborted: a normal exit would run the engines'
-        # exit handlers (and libbmrt's destructors) under it, a hang or a crash. The sinks are
-        # closed and the outbox is on disk, so leave now.
-        logging.getLogger("streamproc").error("a model call did not stop when aborted; exiting without waiting for it")
+    logging.getLogger("streamproc").info("starting %d source(s) from %s", len(app.sources), args.config)
+    code = run_until_done(app)
+    if app.workers_alive() or app.loading():
+        # A model call that did not stop even when aborted, or a model still loading when the stop
+        # came: a normal exit would run the engines' exit handlers (and libbmrt's destructors)
+        # under it, a hang or a crash. The sinks are closed and the outbox is on disk, so leave now.
+        if app.workers_alive():
+            logging.getLogger("streamproc").error("a model call did not stop when aborted; exiting without waiting for it")
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()

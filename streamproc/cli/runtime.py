@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Optional
 
 from ..errors import StreamprocError, UsageError
+from ..paths import cache_dir
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DEST = Path.home() / ".cache" / "streamproc" / "tpu-runtime"
+DEFAULT_DEST = cache_dir() / "tpu-runtime"  # $XDG_CACHE_HOME/streamproc, else ~/.cache/streamproc
 DEFAULT_VERSION = "1.30.2"
 CHIPS = ("bm1684x", "bm1688")
 FILES = ("libbmrt.so", "libbmrt.so.1.0", "libbmlib.so.0", "libcmodel.so", "VERSION")

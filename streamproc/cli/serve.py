@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Optional
 
 from ..errors import UsageError
 
@@ -16,6 +17,8 @@ examples:
 
 clients: any OpenAI SDK with base_url http://HOST:PORT/v1, model = the served name (GET /v1/models).
 Images as data: URLs (or local paths inside --media-dir); remote URLs are refused. See docs/openai.md.
+Listening beyond 127.0.0.1 needs a key ($STREAMPROC_API_KEY, or the config's http.api_key) unless
+--allow-anonymous; every route but /healthz needs it then (docs/security.md). SIGTERM stops, exit 0.
 """
 
 
@@ -55,6 +58,12 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--max-body-mb", type=int, default=64, help="largest request body in MiB (images come "
                         "base64-encoded in it); larger ones get 413 (default 64)")
     parser.add_argument("--log-content", action="store_true", help="log the messages' text (default: counts only)")
+    parser.add_argument("--allow-anonymous", action="store_true", help="allow --host beyond 127.0.0.1 without an "
+                        "API key (not advised: anyone who reaches the port can use the model)")
+    parser.add_argument("--public-metrics", action="store_true", help="serve /metrics without the key (for a "
+                        "scraper that cannot send one)")
+    parser.add_argument("--allowed-host", action="append", default=[], help="a host name clients use for this "
+                        "server besides its address and this machine's name (repeat; '*' turns the check off)")
     parser.set_defaults(func=run, default_verbosity=1)
 
 
@@ -87,45 +96,70 @@ def backend_config(args):
                             device_id=args.device_id), None
 
 
+def http_config(args, api_key: Optional[str]):
+    """The port's settings from the flags, plus the config's http.api_key and allowed hosts when a
+    config was given. Beyond loopback without a key is refused here, naming the flags."""
+    from ..config.http import HttpConfig, exposure_problem
+
+    config = getattr(args, "loaded_config", None)
+    keys = [api_key] if api_key else []
+    hosts = list(args.allowed_host)
+    if config is not None:
+        keys += list(config.http.keys())
+        hosts += config.http.allowed_hosts
+    problem = exposure_problem(args.host, bool(keys), args.allow_anonymous)
+    if problem:
+        raise UsageError(f"{problem}: set ${args.api_key_env} (or http.api_key in the config), "
+                         "use --host 127.0.0.1, or pass --allow-anonymous")
+    return HttpConfig(host=args.host, port=args.port, api_key=keys, allow_anonymous=args.allow_anonymous,
+                      public_metrics=args.public_metrics, allowed_hosts=hosts)
+
+
 def run(args) -> int:
     from ..backends.base import GenerationParams
-    from ..redact import register_secret
-    from ..server.launch import load_backends, served_model, uvicorn_server
-    from ..server.media import MediaPolicy
+    from ..http import HttpServer
+    from ..openai_api.app import ServeOptions, create_app
+    from ..openai_api.launch import load_backends, served_model
+    from ..openai_api.media import MediaPolicy
+    from ..openai_api.pool import EnginePool
+    from ..app.lifecycle import stop_signals
+    from ..web.asgi import serve_routes
 
     if args.queue_size < 0 or (args.engines is not None and args.engines < 1) or min(args.max_tokens, args.max_body_mb) < 1:
         raise UsageError("--queue-size must be >= 0, --engines, --max-tokens and --max-body-mb >= 1")
     config, generation = backend_config(args)
-    try:
-        from ..server.app import ServeOptions, create_app
-        from ..server.pool import EnginePool
-    except ImportError as error:
-        raise UsageError(f"streamproc serve needs starlette and uvicorn ({error.name}): pip install 'streamproc[serve]'") from None
-    api_key = os.environ.get(args.api_key_env) or None
-    register_secret(api_key)
+    http = http_config(args, os.environ.get(args.api_key_env) or None)
     if config.type == "tpu":
         from .common import quiet_simulator
 
         quiet_simulator(config.runtime_dir)
-    engines = args.engines or getattr(config, "engines", 1)
-    backends = load_backends(config, engines)
-    pool = EnginePool(backends, args.queue_size)
-    try:
-        base = GenerationParams.from_config(generation) if generation else GenerationParams()
-        served = served_model(backends[0], args.served_model_name, args.max_tokens, args.greedy_fallback, base)
-        options = ServeOptions(api_key=api_key, log_content=args.log_content, media=MediaPolicy.of(args.media_dir),
-                               max_body_bytes=args.max_body_mb * 1024 * 1024)
-        from ..web.asgi import serve_routes  # the config's caption store: read API and web view
-
-        app = create_app(pool, served, options, extra_routes=serve_routes(getattr(args, "loaded_config", None)))
-        log = logging.getLogger("streamproc.server")
-        log.info(
-            "serving %s on http://%s:%d/v1 (%d engine%s, queue %d, context %s, %s, API key %s)",
-            served.name, args.host, args.port, len(backends), "" if len(backends) == 1 else "s", args.queue_size,
-            served.context_length or "unlimited", "sampling" if served.can_sample else "greedy only",
-            f"from ${args.api_key_env}" if api_key else "off",
-        )
-        uvicorn_server(app, args.host, args.port).run()
-    finally:
-        pool.close()
+    log = logging.getLogger("streamproc.openai_api")
+    with stop_signals("stopping the server") as stop:
+        engines = args.engines or getattr(config, "engines", 1)
+        backends = load_backends(config, engines)
+        pool = EnginePool(backends, args.queue_size)
+        try:
+            base = GenerationParams.from_config(generation) if generation else GenerationParams()
+            served = served_model(backends[0], args.served_model_name, args.max_tokens, args.greedy_fallback, base)
+            options = ServeOptions(log_content=args.log_content, media=MediaPolicy.of(args.media_dir))
+            app = create_app(pool, served, options, http, serve_routes(getattr(args, "loaded_config", None)),
+                             max_body_bytes=args.max_body_mb * 1024 * 1024)
+            try:
+                server = HttpServer(app, http.host, http.port, http.limits)
+            except OSError as error:
+                raise UsageError(f"cannot listen on {http.host}:{http.port}: {error.strerror or error}") from None
+            server.start()
+            log.info(
+                "serving %s on %s/v1 (%d engine%s, queue %d, context %s, %s, API key %s)",
+                served.name, server.url, len(backends), "" if len(backends) == 1 else "s", args.queue_size,
+                served.context_length or "unlimited", "sampling" if served.can_sample else "greedy only",
+                "on" if http.keys() else "off",
+            )
+            while not stop.wait(0.5):  # a signal's handler runs between these waits
+                pass
+            server.stop()
+            app.state.api.close()
+        finally:
+            pool.close()
+    log.info("server stopped")
     return 0

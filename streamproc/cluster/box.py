@@ -19,14 +19,14 @@ from .connection import ClusterError, LoopThread, connect
 
 log = logging.getLogger(__name__)
 
-EXIT_BACKEND = 5  # as in single-box mode (service/lifecycle.py)
+EXIT_BACKEND = 5  # as in single-box mode (app/lifecycle.py)
 
 
 def run_box(config: Any, *, install_signals: bool = True, poll_s: float = 0.5) -> int:
     """Run this box until a signal; the process exit code."""
-    from ..service.lifecycle import stop_signals
-    from ..service.pipeline import Pipeline
-    from ..sinks.base import create_sinks
+    from ..app import App
+    from ..app.lifecycle import stop_signals
+    from ..sinks import create_sinks
     from .bridge import MqttBridge
     from .layout import ensure_layout
     from .leases import LeaseManager
@@ -39,7 +39,7 @@ def run_box(config: Any, *, install_signals: bool = True, poll_s: float = 0.5) -
 
     loop = LoopThread()
     nc = None
-    pipeline = None
+    app = None
     bridge = None
     try:
         nc = loop.call(connect(cluster, f"streamproc-{cluster.box}"), timeout=cluster.connect_timeout_s * 3)
@@ -50,10 +50,10 @@ def run_box(config: Any, *, install_signals: bool = True, poll_s: float = 0.5) -
         loop.call(ownership.open(), timeout=10)
         leases = LeaseManager(nc, js, cluster, cameras, ownership)
         local = config.sinks.model_copy(update={"mqtt": None})  # MQTT is fed by the bridge
-        sinks = create_sinks(local, config.rules, cameras)
-        pipeline = Pipeline(config, sinks=sinks, owner=ownership)
-        ownership.pipeline = pipeline
-        pipeline.start()
+        app = App(config, plugins=create_sinks(local, config.rules, cameras),
+                  publisher_for=lambda bus: CommitThenPublish(ownership, bus), start_sources=False)
+        ownership.host = app  # the leases start and stop its cameras
+        app.start()
         if cluster.bridge and config.sinks.mqtt is not None and config.sinks.mqtt.enabled:
             bridge = MqttBridge(loop, js, names, config.sinks.mqtt, cluster.box, cluster.lease.fence)
             bridge.start()
@@ -64,7 +64,7 @@ def run_box(config: Any, *, install_signals: bool = True, poll_s: float = 0.5) -
         )
         code = 0
         while not requested.wait(poll_s):
-            if pipeline.workers_gave_up():  # no engine left here: the cameras go to boxes that have one
+            if app.workers_gave_up():  # no engine left here: the cameras go to boxes that have one
                 log.error("cluster: every model worker of %s gave up; giving the cameras back (exit %d)",
                           cluster.box, EXIT_BACKEND)
                 code = EXIT_BACKEND
@@ -77,8 +77,8 @@ def run_box(config: Any, *, install_signals: bool = True, poll_s: float = 0.5) -
     finally:
         if bridge is not None:
             bridge.stop()
-        if pipeline is not None:
-            pipeline.stop(timeout_s=10.0)
+        if app is not None:
+            app.stop(timeout_s=10.0)
         if nc is not None:
             try:
                 loop.call(nc.close(), timeout=5)
@@ -86,3 +86,19 @@ def run_box(config: Any, *, install_signals: bool = True, poll_s: float = 0.5) -
                 pass
         loop.stop()
         signals.close()
+
+
+class CommitThenPublish:
+    """The publisher the pipeline gets in cluster mode: a segment's events go through the fenced
+    commit (KV rule state, then the events stream) and only what was committed reaches this box's
+    own plug-ins; events of no segment (source states) go straight to them."""
+
+    def __init__(self, ownership: Any, bus: Any):
+        self.ownership = ownership
+        self.bus = bus
+
+    def publish(self, events: Any, segment: Any = None) -> None:
+        if segment is None:
+            self.bus.publish(events)
+            return
+        self.bus.publish(self.ownership.commit(segment, list(events)), segment)

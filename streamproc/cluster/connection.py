@@ -12,6 +12,7 @@ import threading
 from typing import Any, Awaitable, Optional, TypeVar
 
 from ..errors import StreamprocError
+from ..tls import client_context
 from ..redact import redact
 
 log = logging.getLogger(__name__)
@@ -64,16 +65,7 @@ class LoopThread:
 
 
 def _tls_context(config) -> Optional[ssl.SSLContext]:
-    tls = config.tls
-    if not tls.enabled:
-        return None
-    try:
-        context = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
-        if tls.cert_file is not None:
-            context.load_cert_chain(str(tls.cert_file), str(tls.key_file))
-    except (OSError, ssl.SSLError) as exc:
-        raise ClusterError(f"NATS TLS set-up failed: {redact(exc)} (check cluster.tls)", retryable=False) from None
-    return context
+    return client_context(config.tls, "cluster.tls", "NATS", lambda message: ClusterError(message, retryable=False))
 
 
 async def connect(config, name: str) -> Any:

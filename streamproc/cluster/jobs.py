@@ -156,7 +156,7 @@ def submit_and_collect(queue: Queue, paths: Sequence[Path], out_dir: Path, forma
                        prompt: Optional[str] = None, force: bool = False, wait: bool = True,
                        progress: bool = True) -> int:
     """Queue one job per file, show progress across all workers, write the outputs; exit code."""
-    from ..service.batch import stems_for
+    from ..batch.captioner import stems_for
 
     client = QueueClient(queue)
     try:

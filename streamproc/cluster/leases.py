@@ -176,7 +176,7 @@ class LeaseManager:
         except Exception as error:
             log.error("cluster: taking %s failed: %s; giving it back", camera, error)
             self.ownership.holdings.pop(camera, None)
-            await asyncio.to_thread(self.ownership.pipeline.stop_source, camera)
+            await asyncio.to_thread(self.ownership.host.stop_source, camera)
             try:
                 await token.nak()
             except Exception:

@@ -67,7 +67,7 @@ class Ownership:
         self.lease_valid = lease_valid
         self.holdings: dict[str, Holding] = {}
         self.kv: Any = None
-        self.pipeline: Any = None  # set by the box: start_source/stop_source, rules, queue
+        self.host: Any = None  # set by the box (the App): start_source/stop_source, rules, lanes
         self.commit_timeout_s = 60.0
         self.counters = {"acquired": 0, "released": 0, "lost": 0, "stale_dropped": 0, "republished": 0}
 
@@ -91,7 +91,7 @@ class Ownership:
                         self.counters["republished"] += 1
                 if pending:  # done with: later owners must not send them again (after the dedup window)
                     await self._write_record(holding, {**record, "box": self.box, "epoch": holding.epoch, "pending": []})
-                restored = rulestate.restore(self.pipeline.rules, camera, record) if record else 0
+                restored = rulestate.restore(self.host.rules, camera, record) if record else 0
         except BaseException:
             if self.holdings.get(camera) is holding:
                 del self.holdings[camera]
@@ -102,7 +102,7 @@ class Ownership:
             self.box, camera, holding.epoch, record.get("box", "nobody"), restored,
             extra={"camera": camera, "epoch": holding.epoch},
         )
-        await asyncio.to_thread(self.pipeline.start_source, camera)
+        await asyncio.to_thread(self.host.start_source, camera)
 
     async def _open_epoch(self, holding: Holding) -> tuple[int, str]:
         """Append the acquire marker, only right after an event of an older epoch: so epochs on a
@@ -185,7 +185,7 @@ class Ownership:
             stamped = [self._stamp(event, holding) for event in events]
             record = {
                 "box": self.box, "epoch": holding.epoch,
-                **rulestate.save(self.pipeline.rules, camera, segment.end),
+                **rulestate.save(self.host.rules, camera, segment.end),
                 "pending": [event.to_json() for event in stamped],
             }
             try:
@@ -270,7 +270,7 @@ class Ownership:
         holding = self.holdings.get(camera)
         if holding is None:
             return
-        await asyncio.to_thread(self.pipeline.stop_source, camera)
+        await asyncio.to_thread(self.host.stop_source, camera)
         deadline = time.monotonic() + drain_s
         while time.monotonic() < deadline and self._busy(camera) and self.lease_valid():
             await asyncio.sleep(0.1)
@@ -287,9 +287,7 @@ class Ownership:
         log.info("cluster: %s gave %s back (epoch %d)", self.box, camera, holding.epoch)
 
     def _busy(self, camera: str) -> bool:
-        queue = self.pipeline.queue
-        in_flight = getattr(queue, "in_flight", lambda _: False)
-        return queue.depth(camera) > 0 or in_flight(camera)
+        return not self.host.lanes.idle(camera)
 
     async def lose(self, camera: str, why: str) -> None:
         """Another box has (or may have) the camera: stop it here at once, give nothing back."""
@@ -298,7 +296,7 @@ class Ownership:
             return
         self.counters["lost"] += 1
         log.warning("cluster: %s stops %s (epoch %d): %s", self.box, camera, holding.epoch, why)
-        asyncio.get_running_loop().run_in_executor(None, self.pipeline.stop_source, camera)
+        asyncio.get_running_loop().run_in_executor(None, self.host.stop_source, camera)
 
     async def lose_all(self, why: str) -> None:
         for camera in list(self.holdings):

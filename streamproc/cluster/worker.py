@@ -78,7 +78,7 @@ async def watch_abandoned(client: QueueClient, queue: Queue) -> None:
 
 
 def _run_job(client: QueueClient, queue: Queue, config: Any, backend: Any, worker: str, message: Any) -> bool:
-    from ..service.batch import BatchCaptioner
+    from ..batch.captioner import BatchCaptioner
 
     job = json.loads(message.data)
     attempt = int(message.metadata.num_delivered)

@@ -40,9 +40,16 @@ def _validate(document: YamlDocument) -> Config:
         raise ConfigError(problems[0] + more) from None
 
 
-def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
-    """Read and validate a YAML config file."""
-    return _validate(read_yaml(path, env))
+def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None, *, check: bool = False) -> Config:
+    """Read and validate a YAML config file. `check`: also check it against this machine
+    (config/checks.py: source files, writable folders, TLS files, a sink), naming the line."""
+    document = read_yaml(path, env)
+    config = _validate(document)
+    if check:
+        from .checks import check_config
+
+        check_config(config, document)
+    return config
 
 
 def config_from_text(text: str, source: str = "<config>", env: Mapping[str, str] | None = None) -> Config:

@@ -27,3 +27,18 @@ def parse_pixels(value: object) -> object:
             raise ValueError(f"expected [height, width], got {value!r}")
         return int(value[0]) * int(value[1])
     return value
+
+
+def safe_name(value: str, what: str) -> str:
+    """`value` if it can name a folder, a file and an MQTT topic level; ValueError (one line) if not.
+    Names become paths (attachments/<source>/...) and topics: no separators, no `.` or `..`, no
+    control characters, no wildcards."""
+    bad = sorted({c for c in value if c in "/\\+#" or ord(c) < 32 or ord(c) == 127})
+    if bad:
+        shown = ", ".join(repr(c) for c in bad)
+        raise ValueError(f"a {what} name cannot hold {shown} (it names folders, files and MQTT topics)")
+    if value in (".", ".."):
+        raise ValueError(f"a {what} name cannot be {value!r} (it names folders on disk)")
+    if value != value.strip():
+        raise ValueError(f"a {what} name cannot start or end with a space")
+    return value

@@ -1,15 +1,21 @@
 """Config of sources, sampling and segmenting."""
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
-from .base import Section, parse_pixels
+from ..redact import url_scheme
+from .base import Section, parse_pixels, safe_name
 from .gate import SourceGateConfig
 
 LIVE_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://", "srt://")
+# The FFmpeg protocols a camera or stream comes over, and file:// for a local file. Checked when
+# the config is read: a mistyped scheme (rstp://) is a config error at once (exit 2), not a
+# source error after the model has loaded.
+URL_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "rtmpt", "http", "https", "udp", "tcp", "rtp", "srt", "file")
 
 
 class ReconnectConfig(Section):
@@ -37,6 +43,25 @@ class SourceConfig(Section):
     decoder_threads: int = Field(0, ge=0, description="0 = let FFmpeg choose")
     realtime: bool = Field(False, description="read a file at its own pace, like a camera (demos, soak tests)")
     gate: SourceGateConfig = SourceGateConfig()  # `always` and ignore regions for the scene-change gate
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: Optional[str]) -> Optional[str]:
+        # The message names the scheme only: the rest of the URL may hold a password.
+        scheme = url_scheme(value) if value is not None else None
+        if scheme is not None and scheme not in URL_SCHEMES:
+            # the same letters in another order first (rstp -> rtsp), then the closest spelling
+            close = [s for s in URL_SCHEMES if sorted(s) == sorted(scheme)] or difflib.get_close_matches(scheme, URL_SCHEMES, n=1)
+            hint = f"did you mean {close[0]}://? " if close else ""
+            raise ValueError(
+                f"unknown URL scheme '{scheme}://' ({hint}streamproc reads {', '.join(URL_SCHEMES)} URLs; "
+                "a file is given as path:)"
+            )
+        return value
+    @field_validator("name", mode="before")
+    @classmethod
+    def _safe_name(cls, value: object) -> object:
+        return safe_name(value, "source") if isinstance(value, str) else value
 
     @field_validator("path", mode="before")
     @classmethod

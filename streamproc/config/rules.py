@@ -6,7 +6,7 @@ from typing import Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
-from .base import Section
+from .base import Section, safe_name
 
 
 class RuleConfig(Section):
@@ -22,6 +22,11 @@ class RuleConfig(Section):
     device_class: Optional[str] = Field(
         None, pattern=r"^[a-z_]+$", description="Home Assistant binary_sensor device class, e.g. motion, safety"
     )
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _safe_name(cls, value: object) -> object:
+        return safe_name(value, "rule") if isinstance(value, str) else value
 
     @field_validator("pattern")
     @classmethod

@@ -7,6 +7,7 @@ from pydantic import Field, model_validator
 
 from .base import Section
 from .gate import GateConfig
+from .http import HttpConfig, migrate_aliases
 from .cluster import ClusterConfig
 from .ingest import SamplingConfig, SegmentingConfig, SourceConfig
 from .model import BackendConfig, GenerationConfig, PromptConfig
@@ -32,6 +33,12 @@ class Config(Section):
     store: StoreConfig = StoreConfig()
     summaries: list[SummaryConfig] = Field(default_factory=list)
     web: WebConfig = WebConfig()
+    http: HttpConfig = HttpConfig()  # the service's HTTP port: address, API keys, limits (docs/security.md)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _deprecated_keys(cls, data: object) -> object:
+        return migrate_aliases(data)  # service.metrics.host/port/enabled and web.api_key -> http
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "Config":
@@ -49,4 +56,6 @@ class Config(Section):
             if unknown:
                 raise ValueError(f"rule {rule.name} names unknown sources: {', '.join(unknown)}")
         check_summaries(self.summaries, self.store, known)
+        if self.web.control and self.http.enabled and not self.http.keys():
+            raise ValueError("web.control needs http.api_key: pausing cameras from a page must take a key")
         return self

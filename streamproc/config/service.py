@@ -1,4 +1,4 @@
-"""Config of the running service: queues, metrics, shutdown."""
+"""Config of the running service: queues, workers, shutdown. Its HTTP port is `http:` (config/http.py)."""
 from __future__ import annotations
 
 from typing import Literal
@@ -6,12 +6,6 @@ from typing import Literal
 from pydantic import Field
 
 from .base import Section
-
-
-class MetricsConfig(Section):
-    enabled: bool = True
-    host: str = "127.0.0.1"
-    port: int = Field(9464, ge=0, le=65535, description="0 picks a free port")
 
 
 class ServiceConfig(Section):
@@ -22,4 +16,3 @@ class ServiceConfig(Section):
     stats_interval_s: float = Field(60.0, gt=0)
     shutdown_timeout_s: float = Field(30.0, gt=0, description="how long a stop may take to flush events")
     stuck_after_s: float = Field(600.0, gt=0, description="a model call running this long makes /healthz fail")
-    metrics: MetricsConfig = MetricsConfig()

@@ -5,14 +5,59 @@ See docs/mqtt.md for the topic layout and delivery guarantees these settings con
 """
 from __future__ import annotations
 
+import enum
+import ipaddress
+import re
 from pathlib import Path
 from typing import Literal, Optional
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from .base import Section
 
 QoS = Literal[0, 1, 2]
+
+# RFC 1123 host names (underscores allowed: container and mDNS names use them)
+_HOST_NAME = re.compile(r"^(?=.{1,253}\.?$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$")
+
+
+def check_host(value: str) -> str:
+    """A host name or an IP address, nothing else: `mqtt://h`, `h:1883` and `h/x` are refused
+    with what to write instead."""
+    host = value.strip()
+    if "://" in host:
+        raise ValueError("give the host name alone, without a scheme (TLS is sinks.mqtt.tls, the port sinks.mqtt.port)")
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return host.strip("[]")
+    except ValueError:
+        pass
+    name, colon, port = host.rpartition(":")
+    if colon and port.isdigit() and _HOST_NAME.match(name):
+        raise ValueError(f"give the port as sinks.mqtt.port: {port}, not in the host")
+    if not _HOST_NAME.match(host):
+        raise ValueError(f"{host!r} is not a host name or an IP address")
+    return host
+
+
+def check_http_url(value: str, key: str) -> str:
+    """An http(s) URL with a host and a valid port. The message never repeats the URL (it may
+    carry a token)."""
+    try:
+        parts = urlsplit(value)
+        port = parts.port  # raises ValueError for a port that is not a number in 0-65535
+    except ValueError:
+        raise ValueError(f"{key} is not a well-formed URL (its port?)") from None
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"{key} must start with http:// or https://")
+    if any(c.isspace() for c in value):
+        raise ValueError(f"{key} has a space in it (write it percent-encoded, %20)")
+    if not parts.hostname:
+        raise ValueError(f"{key} has no host name")
+    if port == 0:
+        raise ValueError(f"{key} has port 0")
+    return value
 
 
 class TlsConfig(Section):
@@ -61,6 +106,11 @@ class MqttConfig(Section):
     reconnect_min_delay_s: float = Field(1.0, gt=0)
     reconnect_max_delay_s: float = Field(30.0, gt=0)
 
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        return check_host(value)
+
     @model_validator(mode="after")
     def _checks(self) -> "MqttConfig":
         if self.password is not None and self.username is None:
@@ -80,18 +130,36 @@ class OutboxConfig(Section):
     synchronous: Literal["full", "normal"] = "full"
 
 
+DEFAULT_NODE_ID = "streamproc"
+
+
 class HomeAssistantConfig(Section):
     enabled: bool = False
     discovery_prefix: str = Field("homeassistant", pattern=r"^[^#+\s]+$")
-    node_id: str = Field("streamproc", pattern=r"^[A-Za-z0-9_-]+$")
+    node_id: str = Field(DEFAULT_NODE_ID, pattern=r"^[A-Za-z0-9_-]+$")
+    device_name: Optional[str] = Field(
+        None, min_length=1, max_length=64,
+        description="the service device's name in HA (default: streamproc, or streamproc <node_id> for another node_id)",
+    )
     support_url: Optional[str] = Field(
         None, pattern=r"^https?://\S+$", description="shown by HA as the integration's support link (origin.support_url)"
     )
 
 
+class UnchangedCues(str, enum.Enum):
+    """What SRT/WebVTT show for a span the scene-change gate found unchanged (JSONL always has
+    its events): one cue saying so over the whole span, or nothing."""
+
+    CUE = "cue"
+    NONE = "none"
+
+
 class FilesConfig(Section):
     dir: Optional[Path] = Field(None, description="write caption files here; none = no files")
     formats: list[Literal["jsonl", "srt", "vtt"]] = Field(default_factory=lambda: ["jsonl"], min_length=1)
+    unchanged: UnchangedCues = Field(
+        UnchangedCues.CUE, description="SRT/WebVTT for spans the gate found unchanged: cue (one cue says so) or none"
+    )
 
 
 class StdoutConfig(Section):
@@ -104,7 +172,7 @@ class WebhookConfig(Section):
     retried with backoff until the receiver answers 2xx, in order, nothing lost across restarts."""
 
     enabled: bool = True
-    url: str = Field(pattern=r"^https?://\S+$", description="where to POST (http:// or https://)")
+    url: str = Field(description="where to POST (http:// or https://)")
     events: list[Literal["caption", "alert", "status", "summary"]] = Field(
         default_factory=lambda: ["alert"], min_length=1, description="event types to send"
     )
@@ -116,6 +184,11 @@ class WebhookConfig(Section):
     when_full: Literal["drop_oldest", "drop_newest"] = "drop_oldest"
     retry_min_delay_s: float = Field(1.0, gt=0)
     retry_max_delay_s: float = Field(60.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return check_http_url(value, "the webhook URL")
 
 
 class AttachmentsConfig(Section):

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ..errors import ModelError
+from ..paths import cache_dir
 from .env import ConverterEnv, ConverterError, NORMALIZE_SCRIPT, check_free_space
 from .plan import ConvertPlan
 
@@ -165,7 +166,7 @@ def convert(
 def simulator_runtime(chip: str) -> Optional[Path]:
     """The CPU simulator runtime for `chip`, where `streamproc runtime` and the tests put it."""
     variable = "STREAMPROC_BMRT_1688_DIR" if chip == "bm1688" else "STREAMPROC_BMRT_DIR"
-    candidates = [os.environ.get(variable), str(Path.home() / ".cache" / "streamproc" / "tpu-runtime" / chip)]
+    candidates = [os.environ.get(variable), str(cache_dir() / "tpu-runtime" / chip)]
     for candidate in candidates:
         if candidate and (Path(candidate) / "libcmodel.so").is_file():
             return Path(candidate)

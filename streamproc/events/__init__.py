@@ -49,20 +49,23 @@ class CaptionResult(Protocol):
     timings: CaptionTimings
 
 SCHEMA_VERSION = 1
-EventType = Literal["caption", "alert", "status", "stats", "summary", "unchanged"]
+EventType = Literal["caption", "alert", "status", "stats", "summary", "unchanged", "service"]
 SOURCE_STATES = ("online", "offline", "reconnecting")
+SERVICE_STATES = ("loading", "ready", "stopping")
 
 
 @dataclass(frozen=True)
 class Event:
     """One event. `data` is the whole JSON payload; `snapshot` (a representative RGB frame) stays
-    in-process for sinks that publish images and is never serialised."""
+    in-process for sinks that publish images and is never serialised. `segment` is the segment
+    the event is about, set by the bus for its ENRICH plug-ins only (streamproc/bus.py)."""
 
     type: EventType
     id: str
     source: Optional[str]
     data: dict[str, Any]
     snapshot: Optional["np.ndarray"] = field(default=None, repr=False, compare=False)
+    segment: Optional["Segment"] = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # The one redaction point of events: every builder makes an Event, so no field of any
@@ -242,6 +245,18 @@ def status_event(source: str, state: str, detail: str = "", *, now: Optional[flo
     data = _base("status", id_, source, now)
     data.update(state=state, detail=redact(" ".join(str(detail).split())))
     return Event("status", id_, source, data)
+
+
+def service_event(state: str, loaded: int, of: int, detail: str = "", *, now: Optional[float] = None) -> Event:
+    """The service's own state: `loading` (from its first second, with the model backends loaded
+    so far), `ready` (describing), `stopping`. Plug-ins start before the model loads, so Home
+    Assistant shows a loading box as such rather than as one that is off."""
+    if state not in SERVICE_STATES:
+        raise ValueError(f"service state must be one of {', '.join(SERVICE_STATES)}, not {state!r}")
+    id_ = f"service:{state}:{uuid.uuid4().hex[:16]}"
+    data = _base("service", id_, None, now)
+    data.update(state=state, model={"loaded": int(loaded), "of": int(of)}, detail=redact(" ".join(str(detail).split())))
+    return Event("service", id_, None, data)
 
 
 def unchanged_event(

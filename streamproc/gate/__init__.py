@@ -1,9 +1,9 @@
 """The scene-change gate: segments that show nothing new are not sent to the model (docs/gate.md).
 
 numpy only: `score.py` (change between two frames), `gate.py` (one source's decisions),
-`lanes.py` (its place between the segmenters and the lanes).
+`stage.py` (the gate as a stage of intake: Segment -> Segment | SkippedSegment).
 """
 from .gate import Decision, SceneGate
-from .lanes import GatedLanes, SkippedSegment
+from .stage import GateStage, SkippedSegment
 
-__all__ = ["Decision", "GatedLanes", "SceneGate", "SkippedSegment"]
+__all__ = ["Decision", "GateStage", "SceneGate", "SkippedSegment"]

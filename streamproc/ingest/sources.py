@@ -26,6 +26,7 @@ from ..redact import redact, redact_url, register_url, url_scheme
 from ..supervise import Backoff, GiveUp, Supervisor
 from .errors import classify
 from .sampling import FrameSelector, model_frame_size
+from .state import SourceState
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ _STILL_IMAGE_FORMATS = ("image2",)
 @dataclass(frozen=True)
 class SourceStatus:
     source: str
-    state: str  # connecting | online | reconnecting | finished | failed | stopped
+    state: SourceState
     detail: str = ""
     attempt: int = 0
 
@@ -84,7 +85,7 @@ class VideoSource:
     def live(self) -> bool:
         return bool(self.config.live)
 
-    def _status(self, state: str, detail: str = "", attempt: int = 0) -> None:
+    def _status(self, state: SourceState, detail: str = "", attempt: int = 0) -> None:
         if self._on_status is not None:
             self._on_status(SourceStatus(self.name, state, redact(detail), attempt))
 
@@ -225,9 +226,9 @@ class VideoSource:
                 yield item
 
     def _read_file(self, stop: threading.Event) -> Iterator[Frame]:
-        self._status("connecting")
+        self._status(SourceState.CONNECTING)
         container = self.open()
-        self._status("online")
+        self._status(SourceState.ONLINE)
         start: float | None = None
         failure: SourceError | None = None
         try:
@@ -248,14 +249,14 @@ class VideoSource:
             container.close()
         if failure is not None:
             if self.counters.sampled == 0:
-                self._status("failed", str(failure))
+                self._status(SourceState.FAILED, str(failure))
                 raise failure
             log.warning("%s: the file ends early after %d frames: %s", self.name, self.counters.sampled, failure)
         if self.counters.sampled == 0 and not stop.is_set():
             error = MediaError(f"{self.name}: {self.display}: no decodable video frames")
-            self._status("failed", str(error))
+            self._status(SourceState.FAILED, str(error))
             raise error
-        self._status("stopped" if stop.is_set() else "finished", "" if stop.is_set() else "end of file")
+        self._status(SourceState.STOPPED if stop.is_set() else SourceState.FINISHED, "" if stop.is_set() else "end of file")
 
     def _read_live(self, stop: threading.Event) -> Iterator[Frame | Gap]:
         """Frames across reconnects. This loop alone retries a live source: `max_attempts`
@@ -273,7 +274,7 @@ class VideoSource:
         ever_connected = False
         while not stop.is_set():
             failures = supervisor.failures
-            self._status("reconnecting" if ever_connected or failures else "connecting", attempt=failures)
+            self._status(SourceState.RECONNECTING if ever_connected or failures else SourceState.CONNECTING, attempt=failures)
             error: SourceError | None = None
             try:
                 container = self.open()
@@ -288,17 +289,17 @@ class VideoSource:
                     break
                 self.counters.reconnects += 1
             if not error.retryable:  # refused credentials, an unknown scheme: retrying cannot help
-                self._status("failed", str(error))
+                self._status(SourceState.FAILED, str(error))
                 raise error
             try:
                 delay = supervisor.failed(str(error))
             except GiveUp as give_up:
-                self._status("failed", str(error), supervisor.failures)
+                self._status(SourceState.FAILED, str(error), supervisor.failures)
                 raise SourceUnreachable(f"{error} ({give_up})") from None
             log.warning("%s; retrying in %.1f s", error, delay)
-            self._status("reconnecting", str(error), supervisor.failures)
+            self._status(SourceState.RECONNECTING, str(error), supervisor.failures)
             stop.wait(delay)
-        self._status("stopped")
+        self._status(SourceState.STOPPED)
 
     def _session(
         self,
@@ -323,7 +324,7 @@ class VideoSource:
                         log.warning("%s: stream resumed after a %.1f s gap", self.name, gap.duration_s)
                         yield gap
                     supervisor.succeeded()
-                    self._status("online")
+                    self._status(SourceState.ONLINE)
                 self._last_frame_at = now
                 media_time = session_first[1] + (pts - session_first[0])
                 yield self._frame(media_time, pts, self._to_array(frame))

@@ -9,6 +9,10 @@ source to the video's stem, giving <out>/<stem>.jsonl, <stem>.srt and <stem>.vtt
 segment's media times, so the subtitles line up with the video. Files are written as events come
 and flushed after each, so a job that dies leaves valid files up to its last segment; a new run
 overwrites them (a re-run starts the video from the beginning).
+
+Segments the scene-change gate skipped (`unchanged` events) are in the JSONL one by one; in SRT and
+WebVTT a run of them becomes one cue, UNCHANGED_TEXT over the whole span, or nothing
+(`sinks.files.unchanged` / `caption --unchanged`).
 """
 from __future__ import annotations
 
@@ -18,8 +22,9 @@ import threading
 from pathlib import Path
 from typing import IO, Iterable, Mapping, Optional
 
+from ..config.sinks import UnchangedCues
 from ..errors import SinkError
-from .base import BaseSink
+from ..bus import BasePlugin
 from ..events import Event
 
 log = logging.getLogger(__name__)
@@ -27,6 +32,7 @@ log = logging.getLogger(__name__)
 FORMATS = ("jsonl", "srt", "vtt")
 LINE_CHARS = 42  # characters per subtitle line, at most (longer words are broken)
 CUE_LINES = 2  # lines per cue, at most
+UNCHANGED_TEXT = "[no change]"  # the cue over a span the gate found unchanged (the model did not run)
 
 
 def timestamp(seconds: float, sep: str) -> str:
@@ -82,10 +88,12 @@ def vtt_cue(number: int, start: float, end: float, text: str) -> str:
 
 
 class _SourceFiles:
-    def __init__(self, out_dir: Path, stem: str, formats: Iterable[str]):
+    def __init__(self, out_dir: Path, stem: str, formats: Iterable[str], unchanged: UnchangedCues = UnchangedCues.CUE):
         self.handles: dict[str, IO[str]] = {}
         self.cues = 0
         self.last_end = 0.0
+        self.unchanged = unchanged
+        self.span: Optional[tuple[float, float]] = None  # unchanged segments not yet written as a cue
         for fmt in formats:
             path = out_dir / f"{stem}.{fmt}"
             handle = path.open("w", encoding="utf-8", newline="\n")
@@ -99,15 +107,32 @@ class _SourceFiles:
         if jsonl is not None:
             jsonl.write(event.to_json() + "\n")
             jsonl.flush()
-        if event.type != "caption":
-            return
-        segment = event.data["segment"]
+        segment = event.data.get("segment") or {}
+        if event.type == "unchanged" and self.unchanged is UnchangedCues.CUE:
+            start, end = float(segment["start"]), float(segment["end"])
+            # consecutive unchanged segments make one span (a gap of a frame or two still joins)
+            if self.span is not None and start - self.span[1] <= 2.0:
+                self.span = (self.span[0], max(self.span[1], end))
+            else:
+                self.end_span()
+                self.span = (start, end)
+        elif event.type == "caption":
+            self.end_span()
+            self._cues(event.data["text"], float(segment["start"]), float(segment["end"]))
+
+    def end_span(self) -> None:
+        """Write the pending unchanged span as its cue (before a caption, and at the end)."""
+        if self.span is not None:
+            span, self.span = self.span, None
+            self._cues(UNCHANGED_TEXT, *span)
+
+    def _cues(self, text: str, start: float, end: float) -> None:
         # Players reject overlapping or reversed cues; segments never overlap, but guard anyway.
-        start = max(float(segment["start"]), self.last_end)
-        end = max(float(segment["end"]), start + 0.001)
+        start = max(start, self.last_end)
+        end = max(end, start + 0.001)
         self.last_end = end
         first = self.cues + 1
-        cues = wrap_cues(event.data["text"], start, end)
+        cues = wrap_cues(text, start, end)
         self.cues += len(cues)
         for fmt, make in (("srt", srt_cue), ("vtt", vtt_cue)):
             handle = self.handles.get(fmt)
@@ -116,16 +141,20 @@ class _SourceFiles:
                 handle.flush()
 
     def close(self) -> None:
+        if self.handles:
+            self.end_span()
         for handle in self.handles.values():
             handle.close()
         self.handles.clear()
 
 
-class CaptionFileSink(BaseSink):
+class CaptionFileSink(BasePlugin):
     name = "files"
 
-    def __init__(self, out_dir: str | Path, formats: Iterable[str] = ("jsonl",), *, stems: Optional[Mapping[str, str]] = None):
+    def __init__(self, out_dir: str | Path, formats: Iterable[str] = ("jsonl",), *, stems: Optional[Mapping[str, str]] = None,
+                 unchanged: UnchangedCues = UnchangedCues.CUE):
         self.out_dir = Path(out_dir)
+        self.unchanged = UnchangedCues(unchanged)
         self.formats = list(dict.fromkeys(formats))
         unknown = [f for f in self.formats if f not in FORMATS]
         if unknown:
@@ -142,7 +171,7 @@ class CaptionFileSink(BaseSink):
             with self._lock:
                 for source, stem in self.stems.items():
                     if source not in self._files:
-                        self._files[source] = _SourceFiles(self.out_dir, stem, self.formats)
+                        self._files[source] = _SourceFiles(self.out_dir, stem, self.formats, self.unchanged)
         except OSError as exc:
             raise SinkError(f"cannot create caption files in {self.out_dir}: {exc.strerror or exc}", retryable=False) from None
 
@@ -151,19 +180,20 @@ class CaptionFileSink(BaseSink):
         return {fmt: self.out_dir / f"{stem}.{fmt}" for fmt in self.formats}
 
     def handle(self, event: Event) -> None:
-        if event.source is None or event.type not in ("caption", "alert"):
+        if event.source is None or event.type not in ("caption", "alert", "unchanged"):
             return  # status and stats are service matters, not part of a transcript
         with self._lock:
             files = self._files.get(event.source)
             try:
                 if files is None:
-                    files = _SourceFiles(self.out_dir, self.stems.get(event.source, event.source), self.formats)
+                    files = _SourceFiles(self.out_dir, self.stems.get(event.source, event.source), self.formats,
+                                         self.unchanged)
                     self._files[event.source] = files
                 files.write(event)
             except OSError as exc:
                 raise SinkError(f"cannot write caption files for {event.source}: {exc.strerror or exc}") from None
 
-    def close(self, timeout_s: float = 10.0) -> None:
+    def stop(self, timeout_s: float = 10.0) -> None:
         with self._lock:
             for files in self._files.values():
                 files.close()

@@ -9,14 +9,21 @@ Entities per source (one HA device per camera):
 - image `Alert snapshot` (the retained JPEG of the last raised alert), and `Snapshot` (the JPEG
   of every segment) when `sinks.mqtt.snapshots` is on;
 - switch `Describe` (OFF pauses describing the camera) when the pipeline offers its controls.
-Entities of the service (one device for the node): a switch per rule to enable or disable it.
+Entities of the service (one device for the node): a sensor `State` (loading, ready, stopping,
+from the retained `<prefix>/service`; the model backends loaded so far as attributes) and a
+switch per rule to enable or disable it. The service connects and announces all this before the
+model loads; a camera's caption, rule and image entities read unavailable until the model is
+ready (a loading box looks loading, not off).
 
 Every config carries `unique_id`, `default_entity_id` (`<domain>.<node>_<...>`; HA 2025.10
 deprecated `object_id` for it), `origin` (name, sw_version, and support_url when `homeassistant.support_url` is set) and a `device` with its
 `sw_version`. Configs are retained under <discovery_prefix>/<component>/<node_id>/<object>/config,
 republished on every connect and whenever HA announces itself online on <discovery_prefix>/status.
 A config found retained under this node that the current config no longer produces (a camera or
-rule taken out) is removed with an empty retained payload, which makes HA delete the entity.
+rule taken out) is removed with an empty retained payload, which makes HA delete the entity, and
+so are the retained state topics it read (sinks/retained.py clears the rest from its record).
+The service device is named "streamproc" for the default node id ("streamproc <node_id>"
+otherwise, or `homeassistant.device_name`): HA puts it before its entities' names.
 """
 from __future__ import annotations
 
@@ -24,6 +31,7 @@ import json
 import re
 from typing import TYPE_CHECKING, Collection, Iterable, Optional, Sequence
 
+from ..config.sinks import DEFAULT_NODE_ID
 from .topics import AVAILABLE_OFFLINE, AVAILABLE_ONLINE, STATE_OFF, STATE_ON, Topics
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -38,6 +46,9 @@ _CAPTION_ATTRIBUTES_TEMPLATE = (
 )
 _CONNECTED_TEMPLATE = "{{ 'ON' if value_json.state == 'online' else 'OFF' }}"
 _SOURCE_AVAILABLE_TEMPLATE = "{{ 'online' if value_json.state == 'online' else 'offline' }}"
+_SERVICE_READY_TEMPLATE = "{{ 'online' if value_json.state == 'ready' else 'offline' }}"
+_SERVICE_STATE_TEMPLATE = "{{ value_json.state }}"
+_SERVICE_ATTRIBUTES_TEMPLATE = "{{ {'model_loaded': value_json.model.loaded, 'model_of': value_json.model.of} | tojson }}"
 
 
 def object_id(*parts: str) -> str:
@@ -67,28 +78,43 @@ def _service_availability(topics: Topics) -> dict[str, str]:
     }
 
 
-def _camera_availability(topics: Topics, source: str) -> dict[str, object]:
-    """Available while the service is online AND the camera delivers (its retained status)."""
-    return {
-        "availability": [
-            {"topic": topics.available, "payload_available": AVAILABLE_ONLINE, "payload_not_available": AVAILABLE_OFFLINE},
-            {
-                "topic": topics.status(source),
-                "value_template": _SOURCE_AVAILABLE_TEMPLATE,
-                "payload_available": AVAILABLE_ONLINE,
-                "payload_not_available": AVAILABLE_OFFLINE,
-            },
-        ],
-        "availability_mode": "all",
-    }
+def _camera_availability(topics: Topics, source: str, service_state: bool) -> dict[str, object]:
+    """Available while the service is online, its model ready (`service_state`: a box that
+    publishes its state) AND the camera delivers (its retained status)."""
+    conditions: list[dict[str, str]] = [
+        {"topic": topics.available, "payload_available": AVAILABLE_ONLINE, "payload_not_available": AVAILABLE_OFFLINE},
+    ]
+    if service_state:
+        conditions.append({
+            "topic": topics.service,
+            "value_template": _SERVICE_READY_TEMPLATE,
+            "payload_available": AVAILABLE_ONLINE,
+            "payload_not_available": AVAILABLE_OFFLINE,
+        })
+    conditions.append({
+        "topic": topics.status(source),
+        "value_template": _SOURCE_AVAILABLE_TEMPLATE,
+        "payload_available": AVAILABLE_ONLINE,
+        "payload_not_available": AVAILABLE_OFFLINE,
+    })
+    return {"availability": conditions, "availability_mode": "all"}
 
 
-def _device(node_id: str, source: Optional[str]) -> dict[str, object]:
+def service_device_name(config: "HomeAssistantConfig") -> str:
+    """The service device's name: HA prefixes it to its entities' names ("streamproc Rule fence"),
+    so the default node is plain "streamproc", another node "streamproc <node_id>"."""
+    if config.device_name:
+        return config.device_name
+    return "streamproc" if config.node_id == DEFAULT_NODE_ID else f"streamproc {config.node_id}"
+
+
+def _device(config: "HomeAssistantConfig", source: Optional[str]) -> dict[str, object]:
     from .. import __version__
 
+    node_id = config.node_id
     return {
         "identifiers": [object_id(node_id, source) if source is not None else node_id],
-        "name": source if source is not None else f"streamproc {node_id}",
+        "name": source if source is not None else service_device_name(config),
         "manufacturer": "streamproc",
         "model": "video stream processor" if source is None else "camera described by streamproc",
         "sw_version": __version__,
@@ -107,7 +133,7 @@ class _Builder:
             "unique_id": uid,
             "default_entity_id": f"{component}.{_entity_slug(self.node, *parts)}",
             **payload,
-            "device": _device(self.node, source),
+            "device": _device(self.config, source),
             "origin": origin(self.config.support_url),
         }
         topic = f"{self.config.discovery_prefix}/{component}/{self.node}/{object_id(*parts)}/config"
@@ -122,89 +148,120 @@ def discovery_messages(
     *,
     switches: bool = False,
     snapshots: bool = False,
+    service_state: bool = True,
 ) -> list[tuple[str, bytes]]:
     """(topic, payload) of every discovery config, to be published retained. `switches`: the
-    pipeline's controls are bound (pause a camera, enable a rule); `snapshots`: per-segment JPEGs."""
+    pipeline's controls are bound (pause a camera, enable a rule); `snapshots`: per-segment JPEGs;
+    `service_state`: the box publishes its state on `<prefix>/service` (loading, ready)."""
     b = _Builder(config, topics)
     for source in source_names:
-        camera = _camera_availability(topics, source)
-        b.add("sensor", source, "caption", {
-            "name": "Caption",
-            "state_topic": topics.last_caption(source),
-            "value_template": _CAPTION_STATE_TEMPLATE,
-            "json_attributes_topic": topics.last_caption(source),
-            "json_attributes_template": _CAPTION_ATTRIBUTES_TEMPLATE,
-            "icon": "mdi:text-box-outline",
-            **camera,
-        })
-        b.add("binary_sensor", source, "connected", {
-            "name": "Connected",
-            "state_topic": topics.status(source),
-            "value_template": _CONNECTED_TEMPLATE,
-            "payload_on": STATE_ON,
-            "payload_off": STATE_OFF,
-            "device_class": "connectivity",
-            "entity_category": "diagnostic",
-            **_service_availability(topics),
-        })
-        b.add("image", source, "alert_snapshot", {
-            "name": "Alert snapshot",
-            "image_topic": topics.alert_snapshot(source),
+        _camera_entities(b, topics, source, snapshots=snapshots, switches=switches, service_state=service_state)
+        _rule_sensors(b, topics, source, rules, service_state)
+    if service_state:
+        _service_state_sensor(b, topics)
+    if switches:
+        _rule_switches(b, topics, rules)
+    return b.messages
+
+
+def _service_state_sensor(b: _Builder, topics: Topics) -> None:
+    b.add("sensor", None, "state", {
+        "name": "State",
+        "state_topic": topics.service,
+        "value_template": _SERVICE_STATE_TEMPLATE,
+        "json_attributes_topic": topics.service,
+        "json_attributes_template": _SERVICE_ATTRIBUTES_TEMPLATE,
+        "icon": "mdi:progress-clock",
+        "entity_category": "diagnostic",
+        **_service_availability(topics),
+    })
+
+
+def _camera_entities(
+    b: _Builder, topics: Topics, source: str, *, snapshots: bool, switches: bool, service_state: bool
+) -> None:
+    camera = _camera_availability(topics, source, service_state)
+    b.add("sensor", source, "caption", {
+        "name": "Caption",
+        "state_topic": topics.last_caption(source),
+        "value_template": _CAPTION_STATE_TEMPLATE,
+        "json_attributes_topic": topics.last_caption(source),
+        "json_attributes_template": _CAPTION_ATTRIBUTES_TEMPLATE,
+        "icon": "mdi:text-box-outline",
+        **camera,
+    })
+    b.add("binary_sensor", source, "connected", {
+        "name": "Connected",
+        "state_topic": topics.status(source),
+        "value_template": _CONNECTED_TEMPLATE,
+        "payload_on": STATE_ON,
+        "payload_off": STATE_OFF,
+        "device_class": "connectivity",
+        "entity_category": "diagnostic",
+        **_service_availability(topics),
+    })
+    b.add("image", source, "alert_snapshot", {
+        "name": "Alert snapshot",
+        "image_topic": topics.alert_snapshot(source),
+        "content_type": "image/jpeg",
+        **camera,
+    })
+    if snapshots:
+        b.add("image", source, "snapshot", {
+            "name": "Snapshot",
+            "image_topic": topics.snapshot(source),
             "content_type": "image/jpeg",
             **camera,
         })
-        if snapshots:
-            b.add("image", source, "snapshot", {
-                "name": "Snapshot",
-                "image_topic": topics.snapshot(source),
-                "content_type": "image/jpeg",
-                **camera,
-            })
-        if switches:
-            b.add("switch", source, "describe", {
-                "name": "Describe",
-                "command_topic": topics.describe_set(source),
-                "state_topic": topics.describe(source),
-                "payload_on": STATE_ON,
-                "payload_off": STATE_OFF,
-                "state_on": STATE_ON,
-                "state_off": STATE_OFF,
-                "optimistic": False,
-                "retain": False,
-                "icon": "mdi:cctv",
-                "entity_category": "config",
-                **_service_availability(topics),
-            })
-        for rule in rules:
-            if not rule.applies_to(source):
-                continue
-            sensor: dict[str, object] = {
-                "name": rule.name.replace("_", " "),
-                "state_topic": topics.rule_state(source, rule.name),
-                "payload_on": STATE_ON,
-                "payload_off": STATE_OFF,
-                **camera,
-            }
-            if rule.device_class:
-                sensor["device_class"] = rule.device_class
-            b.add("binary_sensor", source, rule.name, sensor)
     if switches:
-        for rule in rules:
-            b.add("switch", None, f"rule_{rule.name}", {
-                "name": f"Rule {rule.name.replace('_', ' ')}",
-                "command_topic": topics.rule_enabled_set(rule.name),
-                "state_topic": topics.rule_enabled(rule.name),
-                "payload_on": STATE_ON,
-                "payload_off": STATE_OFF,
-                "state_on": STATE_ON,
-                "state_off": STATE_OFF,
-                "optimistic": False,
-                "retain": False,
-                "icon": "mdi:bell-cog-outline",
-                "entity_category": "config",
-                **_service_availability(topics),
-            })
-    return b.messages
+        b.add("switch", source, "describe", {
+            "name": "Describe",
+            **_switch(topics.describe_set(source), topics.describe(source)),
+            "icon": "mdi:cctv",
+            **_service_availability(topics),
+        })
+
+
+def _rule_sensors(b: _Builder, topics: Topics, source: str, rules: Sequence["RuleConfig"], service_state: bool) -> None:
+    camera = _camera_availability(topics, source, service_state)
+    for rule in rules:
+        if not rule.applies_to(source):
+            continue
+        sensor: dict[str, object] = {
+            "name": rule.name.replace("_", " "),
+            "state_topic": topics.rule_state(source, rule.name),
+            "payload_on": STATE_ON,
+            "payload_off": STATE_OFF,
+            **camera,
+        }
+        if rule.device_class:
+            sensor["device_class"] = rule.device_class
+        b.add("binary_sensor", source, rule.name, sensor)
+
+
+def _rule_switches(b: _Builder, topics: Topics, rules: Sequence["RuleConfig"]) -> None:
+    """The service device's switches: one per rule, to enable or disable it."""
+    for rule in rules:
+        b.add("switch", None, f"rule_{rule.name}", {
+            "name": f"Rule {rule.name.replace('_', ' ')}",
+            **_switch(topics.rule_enabled_set(rule.name), topics.rule_enabled(rule.name)),
+            "icon": "mdi:bell-cog-outline",
+            **_service_availability(topics),
+        })
+
+
+def _switch(command_topic: str, state_topic: str) -> dict[str, object]:
+    return {
+        "command_topic": command_topic,
+        "state_topic": state_topic,
+        "payload_on": STATE_ON,
+        "payload_off": STATE_OFF,
+        "state_on": STATE_ON,
+        "state_off": STATE_OFF,
+        "optimistic": False,
+        "retain": False,
+        "entity_category": "config",
+    }
 
 
 def birth_topic(config: "HomeAssistantConfig") -> str:
@@ -215,6 +272,19 @@ def birth_topic(config: "HomeAssistantConfig") -> str:
 def node_configs(config: "HomeAssistantConfig") -> str:
     """Subscription filter for every discovery config of this node (to find stale ones)."""
     return f"{config.discovery_prefix}/+/{config.node_id}/+/config"
+
+
+def state_topics(payload: bytes, prefix: str) -> list[str]:
+    """The retained topics under `prefix` that a discovery config reads its state from (for
+    clearing them with a removed entity); [] for a payload that is not such a config."""
+    try:
+        config = json.loads(payload)
+    except ValueError:
+        return []
+    if not isinstance(config, dict):
+        return []
+    found = [config.get(key) for key in ("state_topic", "json_attributes_topic", "image_topic")]
+    return sorted({t for t in found if isinstance(t, str) and t.startswith(prefix + "/")})
 
 
 def removals(current: Collection[str], retained_topic: str, payload: bytes) -> list[tuple[str, bytes]]:

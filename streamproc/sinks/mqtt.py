@@ -17,7 +17,7 @@ from typing import Any, Optional, Sequence
 from ..config.rules import RuleConfig
 from ..config.sinks import HomeAssistantConfig, MqttConfig, OutboxConfig
 from ..errors import SinkError
-from .base import BaseSink, StatusEventsMixin
+from ..bus import BasePlugin
 from ..events import Event, stats_event
 from .outbox import Message, Outbox
 from .topics import STATE_OFF, STATE_ON, Topics
@@ -25,7 +25,7 @@ from .topics import STATE_OFF, STATE_ON, Topics
 log = logging.getLogger(__name__)
 
 
-class MqttSink(StatusEventsMixin, BaseSink):
+class MqttSink(BasePlugin):
     name = "mqtt"
 
     def __init__(
@@ -36,6 +36,7 @@ class MqttSink(StatusEventsMixin, BaseSink):
         homeassistant: Optional[HomeAssistantConfig] = None,
         rules: Sequence[RuleConfig] = (),
         source_names: Sequence[str] = (),
+        control: Any = None,
     ):
         self.config = config
         self.outbox_config = outbox if outbox is not None else OutboxConfig()
@@ -48,14 +49,14 @@ class MqttSink(StatusEventsMixin, BaseSink):
         self._lock = threading.Lock()
         self._closed = False
         self._handled = 0
-        self.control: Any = None  # service.control.PipelineControl once bound (HA switches)
+        # The run-time switches (streamproc.control.PipelineControl), offered on MQTT as Home
+        # Assistant's switches (`<prefix>/<source>/describe/set`, `<prefix>/rules/<rule>/enabled/set`)
+        # with their retained state.
+        self.control: Any = control
+        if control is not None:
+            control.add_listener(self._control_changed)
         self._discovery_topics: Optional[frozenset[str]] = None
-
-    def bind_control(self, control: Any) -> None:
-        """Offer the pipeline's run-time switches on MQTT (`<prefix>/<source>/describe/set`,
-        `<prefix>/rules/<rule>/enabled/set`) and publish their retained state. Before start()."""
-        self.control = control
-        control.add_listener(self._control_changed)
+        self._retained: Optional[frozenset[str]] = None  # the topics this run may retain, from start()
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -88,6 +89,8 @@ class MqttSink(StatusEventsMixin, BaseSink):
                 raise
             # The rule engine starts with every rule OFF; say so, so that a state left ON by a
             # previous run does not stay ON forever (appended after any rows still pending from it).
+            # Then clear what a previous run retained for cameras and rules no longer configured.
+            clears, current = self._stale_retained()
             self.outbox.append_many(
                 [
                     Message(self.topics.rule_state(source, rule.name), STATE_OFF.encode(), self.config.qos.state, True)
@@ -96,8 +99,15 @@ class MqttSink(StatusEventsMixin, BaseSink):
                     if rule.applies_to(source)
                 ]
                 + self._switch_states()
+                + clears
             )
+            from .retained import record_path, save_record
+
+            save_record(record_path(self.outbox.path), current)
             self.publisher.start()
+
+    def events_lost(self) -> int:
+        return self.outbox.lost_since_open() if self.outbox is not None else 0
 
     def wait_connected(self, timeout_s: float = 10.0) -> bool:
         """True once connected; raises SinkError at once if the broker refused the credentials or
@@ -115,7 +125,7 @@ class MqttSink(StatusEventsMixin, BaseSink):
             time.sleep(0.02)
         return True
 
-    def close(self, timeout_s: float = 10.0) -> None:
+    def stop(self, timeout_s: float = 10.0) -> None:
         with self._lock:
             if self._closed or self.publisher is None:
                 self._closed = True
@@ -176,6 +186,8 @@ class MqttSink(StatusEventsMixin, BaseSink):
             ]
         if event.type == "status":
             return [Message(topics.status(event.source), payload, qos.status, True, event.id)]
+        if event.type == "service":  # retained: the box's state from its first second (loading, ready)
+            return [Message(topics.service, payload, qos.status, True, event.id)]
         if event.type == "unchanged":  # the gate skipped a segment: a span of "nothing new", in the
             # status subtree (not on `status` itself, whose retained online/offline HA reads)
             return [Message(topics.unchanged(event.source), payload, qos.status, False, event.id)]
@@ -224,15 +236,34 @@ class MqttSink(StatusEventsMixin, BaseSink):
         return []
 
     def _ha_stale(self, payload: bytes, topic: str) -> list[tuple[str, bytes, int, bool]]:
-        """A retained config under our node: removed (empty payload) if no longer configured."""
-        from .homeassistant import removals
+        """A retained config under our node: removed (empty payload) if no longer configured,
+        with the retained state topics it read that nothing configured produces any more (the
+        record of retained topics covers runs since it exists; this covers older ones)."""
+        from .homeassistant import removals, state_topics
 
         if self._discovery_topics is None:  # sources and rules are fixed for the sink's life
             self._discovery_topics = frozenset(t for t, _, _, _ in self._discovery())
         found = removals(self._discovery_topics, topic, payload)
         for stale, _ in found:
             log.info("Home Assistant: removing the entity of %s (no longer configured)", stale)
+        if found:
+            retained = self._retained or frozenset()
+            found += [(t, b"") for t in state_topics(payload, self.topics.prefix) if t not in retained]
         return [(t, p, 1, True) for t, p in found]
+
+    def _stale_retained(self) -> tuple[list[Message], set[str]]:
+        """Empty retained messages for the topics the previous run recorded and this one does not
+        produce, and the topics this one may retain (sinks/retained.py)."""
+        from .retained import load_record, record_path, retained_topics, stale
+
+        current = retained_topics(self.topics, self.source_names, self.rules,
+                                  switches=self.control is not None, snapshots=self.config.snapshots)
+        self._retained = frozenset(current)
+        gone = stale(load_record(record_path(self.outbox.path)), current)
+        if gone:
+            log.info("MQTT: clearing %d retained topic(s) no longer configured: %s%s", len(gone), ", ".join(gone[:5]),
+                     " ..." if len(gone) > 5 else "")
+        return [Message(t, b"", self.config.qos.state, True) for t in gone], current
 
     # -- run-time switches (service/control.py) --------------------------------------------------
 
@@ -311,7 +342,7 @@ def _read(path: str) -> Optional[bytes]:
 
 
 def _jpeg(image: Any) -> bytes:
-    from .snapshot import encode_jpeg
+    from ..media.jpeg import encode_jpeg
 
     return encode_jpeg(image)
 

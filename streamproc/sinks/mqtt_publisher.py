@@ -17,7 +17,6 @@ import ssl
 import threading
 import time
 from collections import OrderedDict, deque
-from pathlib import Path
 from typing import Callable, Optional, Union
 
 import paho.mqtt.client as mqtt
@@ -25,6 +24,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from ..config.sinks import MqttConfig
 from ..errors import SinkError
+from ..tls import client_context
 from ..redact import redact, register_secret
 from ..supervise import Backoff, Supervisor
 from .outbox import Outbox
@@ -43,23 +43,8 @@ _REPEAT_WARNING_S = 300.0
 
 
 def make_tls_context(config: MqttConfig) -> Optional[ssl.SSLContext]:
-    tls = config.tls
-    if not tls.enabled:
-        return None
-    for key in ("ca_file", "cert_file", "key_file"):  # name the file; ssl would say only "[Errno 2]"
-        path = getattr(tls, key)
-        if path is not None and not Path(path).is_file():
-            what = "no such file" if not Path(path).exists() else "not a file"
-            raise SinkError(f"sinks.mqtt.tls.{key} {path}: {what}", retryable=False)
-    try:
-        context = ssl.create_default_context(cafile=str(tls.ca_file) if tls.ca_file else None)
-        if tls.cert_file is not None:
-            context.load_cert_chain(str(tls.cert_file), str(tls.key_file))
-    except (OSError, ssl.SSLError) as exc:
-        raise SinkError(f"MQTT TLS set-up failed: {redact(exc)} (check sinks.mqtt.tls)", retryable=False) from None
-    if tls.insecure:
-        context.check_hostname = False
-    return context
+    return client_context(config.tls, "sinks.mqtt.tls", "MQTT", lambda message: SinkError(message, retryable=False),
+                          insecure=config.tls.insecure)
 
 
 class Publisher:

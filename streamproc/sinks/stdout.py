@@ -5,7 +5,7 @@ import sys
 import threading
 from typing import IO, Optional
 
-from .base import BaseSink
+from ..bus import BasePlugin
 from .captions import timestamp
 from ..events import Event
 
@@ -22,13 +22,16 @@ def format_text(event: Event) -> str:
     if event.type == "status":
         detail = f" ({data['detail']})" if data.get("detail") else ""
         return f"[{event.source}] {data['state']}{detail}"
+    if event.type == "service":
+        model = data["model"]
+        return f"[service] {data['state']} (model {model['loaded']}/{model['of']})"
     if event.type == "unchanged":  # the scene-change gate skipped the segment
         seg = data["segment"]
         return f"[{event.source} {timestamp(seg['start'], '.')}-{timestamp(seg['end'], '.')}] (unchanged)"
     return f"[stats] {event.to_json()}"
 
 
-class StdoutSink(BaseSink):
+class StdoutSink(BasePlugin):
     name = "stdout"
 
     def __init__(self, format: str = "text", stream: Optional[IO[str]] = None):
@@ -46,11 +49,6 @@ class StdoutSink(BaseSink):
         with self._lock:
             stream.write(line + "\n")  # this sink's whole job is stdout
             stream.flush()
-
-    def source_status(self, source: str, state: str, detail: str = "") -> None:
-        from ..events import status_event
-
-        self.handle(status_event(source, state, detail))
 
     def flush(self, timeout_s: float = 10.0) -> bool:
         (self.stream or sys.stdout).flush()

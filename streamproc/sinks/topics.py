@@ -1,6 +1,7 @@
 """The MQTT topic layout (Frigate-style: one prefix, per-source subtrees, retained state topics).
 
     <prefix>/available                   online | offline            retained, last will
+    <prefix>/service                     service event (JSON): loading | ready | stopping   retained
     <prefix>/stats                       stats event (JSON)
     <prefix>/<source>/status             status event (JSON)         retained
     <prefix>/<source>/status/unchanged   unchanged events (JSON): segments the scene-change gate skipped
@@ -45,6 +46,10 @@ class Topics:
     @property
     def stats(self) -> str:
         return f"{self.prefix}/stats"
+
+    @property
+    def service(self) -> str:
+        return f"{self.prefix}/service"
 
     def status(self, source: str) -> str:
         return f"{self.prefix}/{check_level(source, 'source')}/status"

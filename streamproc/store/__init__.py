@@ -7,5 +7,5 @@
 - `summarize.py`: map-reduce text summaries by a model backend;
 - `scheduler.py`, `service.py`, `api.py`: scheduled summaries and the HTTP read API in the service.
 
-The sink that feeds it is `streamproc.sinks.store`. See docs/store.md.
+The plug-in that feeds it is `streamproc.store.plugin` (its sink, `sink.py`). See docs/store.md.
 """

@@ -5,7 +5,9 @@
 
 `source` may repeat. `since`/`until` take what the CLI takes (30m, 2h, yesterday, ISO times, Unix
 seconds); times in answers are Unix seconds plus ISO 8601 with the offset of `tz` (default UTC).
-A bad query or time answers 400 with {"error": ...}; no store answers 503.
+A bad query or time answers 400 with {"error": ...}; a store that is missing, unreadable or
+corrupt answers 503 (the service goes on). Routes are Starlette's, run in its worker threads (SQLite
+reads block); keys and limits are the HTTP middleware's (streamproc/http).
 """
 from __future__ import annotations
 
@@ -13,8 +15,11 @@ import logging
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
 from ..errors import StreamprocError, UsageError
-from ..service.http import Request, Response
 from .db import StoreError
 from .search import Hit, StoreReader
 from .timeparse import iso, parse_when, zone
@@ -35,7 +40,10 @@ def hit_json(hit: Hit, tz) -> dict[str, Any]:
     }
 
 
-def register(route: Callable[..., None], store_path: Path, available: Callable[[], bool] = lambda: True) -> None:
+def store_routes(store_path: Path, available: Callable[[], bool] = lambda: True) -> list[BaseRoute]:
+    """/api/search and /api/summaries over the store at `store_path`; `available()` false (the
+    service could not open it) answers 503."""
+
     def reader() -> StoreReader:
         if not available():
             raise StoreError("the caption store is not available (see the service log)", retryable=True)
@@ -47,36 +55,41 @@ def register(route: Callable[..., None], store_path: Path, available: Callable[[
     def summaries(request: Request) -> Response:
         return _answer(lambda: _summaries(request, reader))
 
-    route("GET", "/api/search", search)
-    route("GET", "/api/summaries", summaries)
+    return [Route("/api/search", search), Route("/api/summaries", summaries)]
 
 
 def _answer(work: Callable[[], Any]) -> Response:
     try:
-        return Response.json(work())
+        return JSONResponse(work())
     except UsageError as error:
-        return Response.json({"error": str(error)}, 400)
+        return JSONResponse({"error": str(error)}, 400)
     except StoreError as error:
-        return Response.json({"error": str(error)}, 503)
+        log.warning("caption store API: %s", error)
+        return JSONResponse({"error": str(error)}, 503, {"Retry-After": "30"})
     except StreamprocError as error:
-        return Response.json({"error": str(error)}, 500)
+        return JSONResponse({"error": str(error)}, 500)
+
+
+def _arg(request: Request, name: str) -> Optional[str]:
+    values = request.query_params.getlist(name)
+    return values[-1] if values else None
 
 
 def _limit(request: Request, default: int) -> int:
-    text = request.arg("limit") or str(default)
+    text = _arg(request, "limit") or str(default)
     if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
         raise UsageError(f"limit must be a whole number from 1 to {MAX_LIMIT}")
     return int(text)
 
 
 def _search(request: Request, reader: Callable[[], StoreReader]) -> dict[str, Any]:
-    query = (request.arg("q") or "").strip()
+    query = (_arg(request, "q") or "").strip()
     if not query:
         raise UsageError("q (the search query) is required")
-    tz = zone(request.arg("tz") or "UTC")
-    since = _time(request.arg("since"), tz, end=False)
-    until = _time(request.arg("until"), tz, end=True)
-    sources = [s for s in request.query.get("source", []) if s]
+    tz = zone(_arg(request, "tz") or "UTC")
+    since = _time(_arg(request, "since"), tz, end=False)
+    until = _time(_arg(request, "until"), tz, end=True)
+    sources = [s for s in request.query_params.getlist("source") if s]
     limit = _limit(request, 20)
     with reader() as store:
         hits = store.search(query, sources=sources, since=since, until=until, limit=limit)
@@ -84,8 +97,8 @@ def _search(request: Request, reader: Callable[[], StoreReader]) -> dict[str, An
 
 
 def _summaries(request: Request, reader: Callable[[], StoreReader]) -> dict[str, Any]:
-    tz = zone(request.arg("tz") or "UTC")
-    sources = [s for s in request.query.get("source", []) if s]
+    tz = zone(_arg(request, "tz") or "UTC")
+    sources = [s for s in request.query_params.getlist("source") if s]
     with reader() as store:
         rows = store.summaries(sources=sources, limit=_limit(request, 20))
     for row in rows:

@@ -9,12 +9,13 @@ Rowids grow with insertion, which follows time closely, so the range is tight.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 from ..errors import UsageError
 from .db import StoreError, connect
@@ -119,11 +120,8 @@ class StoreReader:
         where = ["entries_fts MATCH :query"]
         args: dict[str, Any] = {"query": query, "limit": max(1, int(limit))}
         if since is not None or until is not None:
-            lo, hi = self.conn.execute(
-                "SELECT min(min_id), max(max_id) FROM entry_hours WHERE hour BETWEEN :first AND :last",
-                {"first": -(1 << 62) if since is None else int(since // 3600),
-                 "last": 1 << 62 if until is None else int(until // 3600)},
-            ).fetchone()
+            with self._reading("searching"):
+                lo, hi = self._hour_range(since, until)
             if lo is None:
                 return []
             where.append("entries_fts.rowid BETWEEN :lo AND :hi")
@@ -154,14 +152,12 @@ class StoreReader:
         )
         check_query(query)
         hits = []
-        try:
+        with self._reading("searching"):
             scores = dict(self.conn.execute(ranked, args).fetchall())
             rows = self.conn.execute(details, {"query": query, "ids": json.dumps(list(scores))}).fetchall()
-        except sqlite3.OperationalError as error:
-            raise StoreError(f"searching the caption store failed: {error}", retryable=True) from None
-        for r in rows:  # a row deleted by retention between the two queries is simply missing
-            hits.append(Hit(r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], scores[r[0]],
-                            json.loads(r[10]) if r[10] else {}, r[11]))
+            for r in rows:  # a row deleted by retention between the two queries is simply missing
+                hits.append(Hit(r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], scores[r[0]],
+                                json.loads(r[10]) if r[10] else {}, r[11]))
         hits.sort(key=lambda hit: hit.score)
         return hits
 
@@ -177,11 +173,12 @@ class StoreReader:
         if kinds:
             where.append(f"kind IN ({', '.join('?' * len(kinds))})")
             args += list(kinds)
-        rows = self.conn.execute(
-            "SELECT event_id, kind, source, start_ts, end_ts, text FROM entries "
-            f"WHERE {' AND '.join(where)} ORDER BY start_ts, id",
-            args,
-        ).fetchall()
+        with self._reading("reading"):
+            rows = self.conn.execute(
+                "SELECT event_id, kind, source, start_ts, end_ts, text FROM entries "
+                f"WHERE {' AND '.join(where)} ORDER BY start_ts, id",
+                args,
+            ).fetchall()
         keys = ("event_id", "kind", "source", "start", "end", "text")
         return [dict(zip(keys, row)) for row in rows]
 
@@ -191,21 +188,45 @@ class StoreReader:
         if sources:
             where = f"WHERE source IN ({', '.join('?' * len(sources))})"
             args = list(sources)
-        rows = self.conn.execute(
-            f"SELECT data FROM summaries {where} ORDER BY end_ts DESC, id DESC LIMIT ?", (*args, max(1, int(limit)))
-        ).fetchall()
-        return [json.loads(row[0]) for row in rows]
+        with self._reading("reading summaries from"):
+            rows = self.conn.execute(
+                f"SELECT data FROM summaries {where} ORDER BY end_ts DESC, id DESC LIMIT ?", (*args, max(1, int(limit)))
+            ).fetchall()
+            return [json.loads(row[0]) for row in rows]
 
     def recent(
         self, source: str, *, limit: int = 100, kinds: Sequence[str] = ("caption", "alert", "unchanged")
     ) -> list[dict[str, Any]]:
         """The newest entries of `source` as their events were stored (the web view's timeline)."""
-        rows = self.conn.execute(
-            f"SELECT data FROM entries WHERE source = ? AND kind IN ({', '.join('?' * len(kinds))}) "
-            "ORDER BY start_ts DESC, id DESC LIMIT ?",
-            (source, *kinds, max(1, int(limit))),
-        ).fetchall()
-        return [json.loads(row[0]) for row in rows]
+        with self._reading("reading"):
+            rows = self.conn.execute(
+                f"SELECT data FROM entries WHERE source = ? AND kind IN ({', '.join('?' * len(kinds))}) "
+                "ORDER BY start_ts DESC, id DESC LIMIT ?",
+                (source, *kinds, max(1, int(limit))),
+            ).fetchall()
+            return [json.loads(row[0]) for row in rows]
 
     def count(self) -> int:
-        return self.conn.execute("SELECT count(*) FROM entries").fetchone()[0]
+        with self._reading("reading"):
+            return self.conn.execute("SELECT count(*) FROM entries").fetchone()[0]
+
+    def _hour_range(self, since: Optional[float], until: Optional[float]) -> tuple[Optional[int], Optional[int]]:
+        """The smallest and largest entry id starting in the hours of [since, until]."""
+        return self.conn.execute(
+            "SELECT min(min_id), max(max_id) FROM entry_hours WHERE hour BETWEEN :first AND :last",
+            {"first": -(1 << 62) if since is None else int(since // 3600),
+             "last": 1 << 62 if until is None else int(until // 3600)},
+        ).fetchone()
+
+    @contextlib.contextmanager
+    def _reading(self, doing: str) -> Iterator[None]:
+        """SQLite's errors as one StoreError line: a corrupt page, a file that is not a database,
+        a disk error. A busy or locked store may work on a retry; a corrupt one will not."""
+        try:
+            yield
+        except sqlite3.OperationalError as error:
+            raise StoreError(f"{doing} the caption store at {self.path} failed: {error}", retryable=True) from None
+        except (sqlite3.DatabaseError, ValueError) as error:  # ValueError: a stored row's JSON is damaged
+            raise StoreError(f"{doing} the caption store at {self.path} failed: {error} (the file is damaged: "
+                             "restore it from a backup, or move it away and let the service start a new one)",
+                             retryable=False) from None

@@ -7,12 +7,15 @@ a partial summary. Reduce: the partial summaries, each labelled with its time ra
 the same way and summarised again, until one is left. The result ends with the time ranges it is
 based on (written by us, not left to the model), so a reader can go back to the captions.
 
-Text only: the request has no image or video, so it works on both backends (the TPU engine runs
-a text prompt without the ViT).
+Text only: the request has no image or video, so it works on every backend (the TPU engine runs
+a text prompt without the ViT). Token counts come from the model's tokenizer when the backend has
+one (Qwen's); the openai backend without a local tokenizer gets an estimate that errs long
+(`TokenCounter`), and every request is still checked by the backend's own count before it goes.
 """
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from datetime import tzinfo
 from typing import Any, Optional, Sequence
@@ -60,6 +63,29 @@ class Summary:
     context_tokens: int = 0
 
 
+class TokenCounter:
+    """Token counts of text and cutting text to a count: exact with Qwen's tokenizer, else (a
+    remote model without a local tokenizer) one token per 3 characters, which errs long for
+    the BPE vocabularies of vision-language models, so chunks come out short, never too long."""
+
+    CHARS_PER_TOKEN = 3.0
+
+    def __init__(self, tokenizer: Any):
+        from ..qwen.tokenizer import QwenTokenizer
+
+        self.tokenizer = tokenizer if isinstance(tokenizer, QwenTokenizer) else None
+
+    def counts(self, texts: Sequence[str]) -> list[int]:
+        if self.tokenizer is None:
+            return [math.ceil(len(text) / self.CHARS_PER_TOKEN) for text in texts]
+        return [len(ids) for ids in self.tokenizer.encode_batch(list(texts))]
+
+    def cut(self, text: str, tokens: int) -> str:
+        if self.tokenizer is None:
+            return text[: int(tokens * self.CHARS_PER_TOKEN)]
+        return self.tokenizer.decode(self.tokenizer.encode(text)[:tokens])
+
+
 @dataclass
 class _Line:
     start: float
@@ -85,6 +111,7 @@ class Summarizer:
 
         self.backend = backend
         self.builder = backend.inputs
+        self.counter = TokenCounter(self.builder.tokenizer)
         limit = getattr(backend, "seq_length", None)
         context = context_tokens or limit or DEFAULT_CONTEXT
         self.context = min(context, limit) if limit else context
@@ -137,7 +164,7 @@ class Summarizer:
     def _chunks(self, lines: list[_Line], prompt: str, who: str, start: float, end: float) -> list[list[_Line]]:
         header = prompt.format(who=who, start=self._t(start), end=self._t(end)) + "\n"
         budget = self.context - self.answer_tokens - self._request_tokens(header) - _MARGIN
-        counts = [len(ids) for ids in self.builder.tokenizer.encode_batch([line.text + "\n" for line in lines])]
+        counts = self.counter.counts([line.text + "\n" for line in lines])
         chunks: list[list[_Line]] = []
         current: list[_Line] = []
         used = 0
@@ -154,9 +181,8 @@ class Summarizer:
         return chunks
 
     def _truncate(self, line: _Line, tokens: int) -> tuple[_Line, int]:
-        ids = self.builder.tokenizer.encode(line.text)[: max(1, tokens - 2)]
-        text = self.builder.decode(ids) + " …"
-        return _Line(line.start, line.end, text, line.ids, line.entries), len(self.builder.tokenizer.encode(text + "\n"))
+        text = self.counter.cut(line.text, max(1, tokens - 2)) + " …"
+        return _Line(line.start, line.end, text, line.ids, line.entries), self.counter.counts([text + "\n"])[0]
 
     # -- model calls ----------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from ..errors import UsageError
 
 _AGO = re.compile(r"^\s*\d+(\.\d+)?\s*[smhdw]\s*$", re.IGNORECASE)
 _EPOCH = re.compile(r"^\s*\d{9,11}(\.\d+)?\s*$")
+MIN_TS, MAX_TS = 0.0, 253402300799.0  # 1970-01-01 .. 9999-12-31T23:59:59 UTC
 
 
 def zone(name: Optional[str]) -> tzinfo:
@@ -35,9 +36,18 @@ def zone(name: Optional[str]) -> tzinfo:
 
 def parse_when(text: str, *, tz: Optional[tzinfo] = None, now: Optional[float] = None, end: bool = False) -> float:
     """UTC epoch seconds for `text`. `end` makes a whole day (`today`, `yesterday`, `2026-11-29`)
-    mean its end instead of its start, as --until expects."""
-    tz = tz or zone(None)
-    now = time.time() if now is None else now
+    mean its end instead of its start, as --until expects. A time before 1970 or after the year
+    9999 is a UsageError (one line), never an overflow deep in SQLite or datetime."""
+    try:
+        ts = _parse(text, tz or zone(None), time.time() if now is None else now, end)
+    except (OverflowError, OSError):  # OSError: the platform's localtime() refuses the value
+        ts = float("nan")
+    if not MIN_TS <= ts <= MAX_TS:  # NaN fails this too
+        raise UsageError(f"the time {text.strip()[:40]!r} is out of range (1970 to 9999)")
+    return ts
+
+
+def _parse(text: str, tz: tzinfo, now: float, end: bool) -> float:
     value = text.strip()
     lowered = value.lower()
     if lowered == "now":

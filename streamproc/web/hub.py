@@ -5,6 +5,8 @@ the gate last did (describing or skipping), the latest caption and its snapshot 
 states, and a ring of recent events (the timeline when there is no caption store). Browsers
 subscribe to a feed of new events (server-sent events): each subscriber has a bounded queue of its
 own, and a slow browser loses its oldest events (counted in `dropped`), never the pipeline's time.
+The feed runs on the HTTP server's event loop (no thread per browser), and the number of
+subscribers is capped, so browsers on the feed never starve other requests.
 
 Thread safety: every method may be called from any thread; state is guarded by one lock.
 `handle()` only copies a few fields and appends to queues, so the pipeline never waits on a browser.
@@ -13,14 +15,14 @@ never stored.
 """
 from __future__ import annotations
 
+import asyncio
 import collections
 import json
 import logging
-import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, AsyncIterator, Optional, Sequence
 
 from ..events import Event
 
@@ -45,40 +47,52 @@ class CameraView:
     updated: float = 0.0
 
 
+class TooManySubscribers(Exception):
+    """The feed has its most subscribers (http.limits.max_event_subscribers)."""
+
+
 class _Subscriber:
-    def __init__(self) -> None:
-        self.queue: "queue.Queue[Optional[dict[str, Any]]]" = queue.Queue(SUBSCRIBER_QUEUE)
+    """One browser on the feed: a bounded queue filled from any thread, read on the event loop.
+    Waiting costs no thread (an asyncio.Event set through the loop), so idle browsers never hold
+    the worker threads that other requests run on."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self.items: collections.deque = collections.deque()
+        self.ready = asyncio.Event()  # made on the loop's thread (subscribe runs there)
         self.dropped = 0
+        self._lock = threading.Lock()
 
     def offer(self, item: Optional[dict[str, Any]]) -> None:
-        while True:
-            try:
-                self.queue.put_nowait(item)
-                return
-            except queue.Full:
-                try:
-                    self.queue.get_nowait()
-                    self.dropped += 1
-                except queue.Empty:
-                    pass
+        with self._lock:
+            if len(self.items) >= SUBSCRIBER_QUEUE:
+                self.items.popleft()
+                self.dropped += 1
+            self.items.append(item)
+        try:
+            self.loop.call_soon_threadsafe(self.ready.set)
+        except RuntimeError:  # the loop is closed: the server stopped, nobody reads this any more
+            pass
+
+    def take(self) -> list[Optional[dict[str, Any]]]:
+        with self._lock:
+            items, self.items = list(self.items), collections.deque()
+            self.ready.clear()
+        return items
 
 
 class SiteHub:
-    """A sink (see sinks/base.py) that the web routes read."""
+    """What the web plug-in (plugin.py) keeps of every event, for the routes to read."""
 
-    name = "web"
-
-    def __init__(self, sources: Sequence[str], rules: Sequence[str] = ()):
+    def __init__(self, sources: Sequence[str], rules: Sequence[str] = (), max_subscribers: int = 32):
         self._lock = threading.Lock()
+        self.max_subscribers = max_subscribers
         self._cameras = {name: CameraView(name, rules={r: "OFF" for r in rules}) for name in sources}
         self._subscribers: list[_Subscriber] = []
         self._jpeg_cache: dict[str, tuple[str, bytes]] = {}  # source -> (event id, JPEG)
         self._closed = False
 
-    # -- sink protocol ----------------------------------------------------------------------
-
-    def start(self) -> None:
-        pass
+    # -- events ------------------------------------------------------------------------------
 
     def handle(self, event: Event) -> None:
         data = event.to_dict()
@@ -90,21 +104,7 @@ class SiteHub:
         for subscriber in subscribers:
             subscriber.offer(data)
 
-    def source_status(self, source: str, state: str, detail: str = "") -> None:
-        with self._lock:
-            camera = self._cameras.get(source)
-            if camera is None:
-                return
-            camera.state, camera.state_detail, camera.updated = state, detail, time.time()
-            subscribers = list(self._subscribers)
-        item = {"type": "status", "source": source, "state": state, "detail": detail, "ts": time.time()}
-        for subscriber in subscribers:
-            subscriber.offer(item)
-
-    def flush(self, timeout_s: float = 10.0) -> bool:
-        return True
-
-    def close(self, timeout_s: float = 10.0) -> None:
+    def stop(self, timeout_s: float = 10.0) -> None:
         with self._lock:
             self._closed = True
             subscribers, self._subscribers = self._subscribers, []
@@ -182,7 +182,7 @@ class SiteHub:
             cached = self._jpeg_cache.get(source)
         if cached is not None and cached[0] == key:
             return cached[1]
-        from ..sinks.snapshot import encode_jpeg  # PyAV, only when a page asks
+        from ..media.jpeg import encode_jpeg  # PyAV, only when a page asks
 
         jpeg = encode_jpeg(image)
         with self._lock:
@@ -191,29 +191,33 @@ class SiteHub:
 
     # -- the feed ---------------------------------------------------------------------------
 
-    def subscribe(self, heartbeat_s: float = 15.0) -> Iterator[bytes]:
-        """Server-sent events: one `data:` line of JSON per event, and a comment line every
-        `heartbeat_s` so proxies and the browser keep the connection."""
-        subscriber = _Subscriber()
+    def subscribe(self, heartbeat_s: float = 15.0) -> AsyncIterator[bytes]:
+        """Server-sent events for one browser, to iterate on the running event loop: one `data:`
+        line of JSON per event, and a comment every `heartbeat_s` so proxies keep the connection.
+        TooManySubscribers when the feed is full."""
+        subscriber = _Subscriber(asyncio.get_running_loop())
         with self._lock:
-            if self._closed:
-                return iter(())
-            self._subscribers.append(subscriber)
-        return self._stream(subscriber, heartbeat_s)
+            if len(self._subscribers) >= self.max_subscribers:
+                raise TooManySubscribers(f"the event feed has its {self.max_subscribers} subscribers")
+            closed = self._closed
+            if not closed:
+                self._subscribers.append(subscriber)
+        return self._stream(subscriber, heartbeat_s, closed)
 
-    def _stream(self, subscriber: _Subscriber, heartbeat_s: float) -> Iterator[bytes]:
+    async def _stream(self, subscriber: _Subscriber, heartbeat_s: float, closed: bool) -> AsyncIterator[bytes]:
         try:
             yield b"retry: 2000\n\n"
-            while True:
+            while not closed:
                 try:
-                    item = subscriber.queue.get(timeout=heartbeat_s)
-                except queue.Empty:
+                    await asyncio.wait_for(subscriber.ready.wait(), heartbeat_s)
+                except asyncio.TimeoutError:
                     yield b": keep-alive\n\n"
                     continue
-                if item is None:
-                    return
-                payload = json.dumps(item, ensure_ascii=False, separators=(",", ":"))
-                yield f"event: {item.get('type', 'message')}\ndata: {payload}\n\n".encode("utf-8")
+                for item in subscriber.take():
+                    if item is None:
+                        return
+                    payload = json.dumps(item, ensure_ascii=False, separators=(",", ":"))
+                    yield f"event: {item.get('type', 'message')}\ndata: {payload}\n\n".encode("utf-8")
         finally:
             with self._lock:
                 if subscriber in self._subscribers:

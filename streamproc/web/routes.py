@@ -1,4 +1,4 @@
-"""The web view's routes on the service's HTTP port (service/http.py).
+"""The web view's routes (Starlette), for either port (`streamproc run`'s, or `serve`'s with a store).
 
     GET  /                                  the page (plain HTML/CSS/JS shipped in the package)
     GET  /static/NAME                       its files
@@ -7,21 +7,26 @@
     GET  /api/cameras/NAME/snapshot.jpg     the latest snapshot
     GET  /api/cameras/NAME/timeline         captions, unchanged spans and alerts, newest first
     GET  /api/events                        new events as server-sent events
-    POST /api/cameras/NAME/pause|resume     only with `web.control: true`, and the API key
+    POST /api/cameras/NAME/pause|resume     only with `web.control: true`
 
-Search and summaries are the caption store's own routes (/api/search, /api/summaries), which the
-page calls when a store is configured. Everything is read-only unless control is enabled, and
-then a control request needs the API key (`Authorization: Bearer KEY` or `X-API-Key: KEY`).
+Search and summaries are the caption store's own routes (store/api.py). Keys, the Host check and
+the cross-site rules are the HTTP middleware's (streamproc/http): the page and its static files
+are the only public routes (they hold no data; the page asks for the key when the API says 401).
+Blocking work (snapshot encoding, store reads) runs in Starlette's worker threads; the event feed
+runs on the event loop.
 """
 from __future__ import annotations
 
-import hmac
 import logging
 from importlib import resources
 from typing import Any, Callable, Optional, Protocol
 
-from ..service.http import Request, Response, Router
-from .hub import SiteHub
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import BaseRoute, Route
+
+from ..http import PublicRoute
+from .hub import SiteHub, TooManySubscribers
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +36,7 @@ _STATIC_TYPES = {
     ".css": "text/css; charset=utf-8",
     ".svg": "image/svg+xml",
 }
+ENDED_STATES = ("failed", "finished", "stopped")
 
 
 class CameraControl(Protocol):
@@ -56,15 +62,88 @@ def _static(name: str) -> Optional[tuple[bytes, str]]:
     return data, kind
 
 
-def _camera_path(path: str) -> tuple[str, str]:
-    """/api/cameras/NAME/ACTION -> (NAME, ACTION); NAME may not contain a slash."""
-    rest = path[len("/api/cameras/"):]
-    name, _, action = rest.partition("/")
-    return name, action
+def _error(message: str, status: int, headers: Optional[dict[str, str]] = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status, headers)
 
 
-def mount(
-    http: Router,
+class WebView:
+    """The page's endpoints over a hub (see `web_routes`)."""
+
+    def __init__(self, hub: SiteHub, stats: Optional[Callable[[], dict]], timeline: Optional[Timeline],
+                 has_store: bool, control: Optional[CameraControl], allow_control: bool, heartbeat_s: float):
+        self.hub, self.stats, self.timeline, self.has_store = hub, stats, timeline, has_store
+        self.control = control if allow_control else None
+        self.heartbeat_s = heartbeat_s
+
+    def page(self, request: Request) -> Response:
+        found = _static("index.html")
+        assert found is not None, "streamproc/web/static/index.html is part of the package"
+        return Response(found[0], 200, {"Cache-Control": "no-cache"}, found[1])
+
+    def static(self, request: Request) -> Response:
+        found = _static(request.path_params["name"])
+        if found is None:
+            return Response("not found\n", 404, media_type="text/plain")
+        return Response(found[0], 200, {"Cache-Control": "max-age=300"}, found[1])
+
+    def site(self, request: Request) -> Response:
+        return JSONResponse({"store": self.has_store, "control": self.control is not None,
+                             "cameras": [c["name"] for c in self.hub.cameras()]})
+
+    def cameras(self, request: Request) -> Response:
+        views = self.hub.cameras()
+        sources = ((self.stats() if self.stats else {}) or {}).get("sources", {})
+        for view in views:
+            counters = sources.get(view["name"], {})
+            view["queued"] = counters.get("queued", 0)
+            view["dropped"] = counters.get("dropped", 0)
+            if counters.get("state") in ENDED_STATES and view["state"] == "starting":
+                view["state"] = "offline"
+        return JSONResponse({"cameras": views})
+
+    def snapshot(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        jpeg = self.hub.snapshot_jpeg(name)
+        if jpeg is None:
+            return _error(f"no snapshot of {name!r} yet", 404)
+        return Response(jpeg, 200, {"Cache-Control": "no-cache"}, "image/jpeg")
+
+    def camera_timeline(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        text = request.query_params.get("limit", "100")
+        if not text.isdigit():
+            return _error("limit must be a whole number", 400)
+        limit = max(1, min(500, int(text)))
+        items = self.timeline(name, limit) if self.timeline is not None else None
+        if items is None:
+            items = self.hub.timeline(name, limit)
+        if items is None:
+            return _error(f"no camera named {name!r}", 404)
+        return JSONResponse({"source": name, "items": items})
+
+    async def events(self, request: Request) -> Response:
+        try:
+            feed = self.hub.subscribe(self.heartbeat_s)
+        except TooManySubscribers as error:
+            return _error(f"{error}: try again later", 503, {"Retry-After": "30"})
+        return StreamingResponse(feed, 200, {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+                                 "text/event-stream; charset=utf-8")
+
+    def command(self, request: Request) -> Response:
+        name, action = request.path_params["name"], request.path_params["action"]
+        if self.control is None:
+            return _error("control from the web view is off (web.control)", 403)
+        if name not in {c["name"] for c in self.hub.cameras()}:
+            return _error(f"no camera named {name!r}", 404)
+        if action not in ("pause", "resume"):
+            return _error("the action is pause or resume", 404)
+        (self.control.pause if action == "pause" else self.control.resume)(name)
+        self.hub.set_paused(name, action == "pause")
+        log.info("web view: %s %sd", name, action)
+        return JSONResponse({"source": name, "paused": action == "pause"})
+
+
+def web_routes(
     hub: SiteHub,
     *,
     stats: Optional[Callable[[], dict]] = None,
@@ -72,94 +151,20 @@ def mount(
     has_store: bool = False,
     control: Optional[CameraControl] = None,
     allow_control: bool = False,
-    api_key: Optional[str] = None,
-) -> None:
-    """Add the web view's routes to `http`. `stats` gives queue depths and drops (the pipeline's
-    stats()); `timeline(source, limit)` reads the caption store when there is one."""
-    control_on = bool(allow_control and control is not None)
-
-    def page(request: Request) -> Response:
-        found = _static("index.html")
-        assert found is not None, "streamproc/web/static/index.html is part of the package"
-        return Response(200, found[1], found[0], {"Cache-Control": "no-cache"})
-
-    def static(request: Request) -> Response:
-        found = _static(request.path[len("/static/"):])
-        if found is None:
-            return Response.text("not found\n", 404)
-        return Response(200, found[1], found[0], {"Cache-Control": "max-age=300"})
-
-    def site(request: Request) -> Response:
-        return Response.json({
-            "store": has_store,
-            "control": control_on,
-            "key_required": bool(control_on and api_key),
-            "cameras": [c["name"] for c in hub.cameras()],
-        })
-
-    def cameras(request: Request) -> Response:
-        views = hub.cameras()
-        sources = ((stats() if stats else {}) or {}).get("sources", {})
-        for view in views:
-            counters = sources.get(view["name"], {})
-            view["queued"] = counters.get("queued", 0)
-            view["dropped"] = counters.get("dropped", 0)
-            if counters.get("state") in ("failed", "finished", "stopped") and view["state"] == "starting":
-                view["state"] = "offline"
-        return Response.json({"cameras": views})
-
-    def camera(request: Request) -> Response:
-        name, action = _camera_path(request.path)
-        if action == "snapshot.jpg":
-            jpeg = hub.snapshot_jpeg(name)
-            if jpeg is None:
-                return Response.json({"error": f"no snapshot of {name!r} yet"}, 404)
-            return Response(200, "image/jpeg", jpeg, {"Cache-Control": "no-cache"})
-        if action == "timeline":
-            try:
-                limit = max(1, min(500, int(request.arg("limit", "100") or 100)))
-            except ValueError:
-                return Response.json({"error": "limit must be a whole number"}, 400)
-            items = timeline(name, limit) if timeline is not None else None
-            if items is None:
-                items = hub.timeline(name, limit)
-            if items is None:
-                return Response.json({"error": f"no camera named {name!r}"}, 404)
-            return Response.json({"source": name, "items": items})
-        return Response.json({"error": "not found"}, 404)
-
-    def events(request: Request) -> Response:
-        return Response(200, "text/event-stream; charset=utf-8", hub.subscribe())
-
-    def command(request: Request) -> Response:
-        name, action = _camera_path(request.path)
-        if not control_on:
-            return Response.json({"error": "control from the web view is off (web.control)"}, 403)
-        if api_key and not _key_ok(request, api_key):
-            return Response.json({"error": "a valid API key is required"}, 401, {"WWW-Authenticate": "Bearer"})
-        if name not in {c["name"] for c in hub.cameras()}:
-            return Response.json({"error": f"no camera named {name!r}"}, 404)
-        if action not in ("pause", "resume"):
-            return Response.json({"error": "the action is pause or resume"}, 404)
-        assert control is not None
-        (control.pause if action == "pause" else control.resume)(name)
-        hub.set_paused(name, action == "pause")
-        log.info("web view: %s %sd", name, action)
-        return Response.json({"source": name, "paused": action == "pause"})
-
-    http.route("GET", "/", page)
-    http.route("GET", "/index.html", page)
-    http.route("GET", "/static/", static, prefix=True)
-    http.route("GET", "/api/site", site)
-    http.route("GET", "/api/cameras", cameras)
-    http.route("GET", "/api/cameras/", camera, prefix=True)
-    http.route("GET", "/api/events", events)
-    http.route("POST", "/api/cameras/", command, prefix=True)
-
-
-def _key_ok(request: Request, api_key: str) -> bool:
-    given = request.headers.get("x-api-key") or ""
-    auth = request.headers.get("authorization") or ""
-    if auth.lower().startswith("bearer "):
-        given = auth[7:].strip()
-    return bool(given) and hmac.compare_digest(given.encode(), api_key.encode())
+    heartbeat_s: float = 15.0,
+) -> list[BaseRoute]:
+    """The page and its API over `hub`. `stats` gives queue depths and drops (the pipeline's
+    stats()); `timeline(source, limit)` reads the caption store when there is one; pause/resume
+    work only with `allow_control` and a `control`."""
+    view = WebView(hub, stats, timeline, has_store, control, allow_control, heartbeat_s)
+    return [
+        PublicRoute("/", view.page),
+        PublicRoute("/index.html", view.page),
+        PublicRoute("/static/{name}", view.static),
+        Route("/api/site", view.site),
+        Route("/api/cameras", view.cameras),
+        Route("/api/cameras/{name}/snapshot.jpg", view.snapshot),
+        Route("/api/cameras/{name}/timeline", view.camera_timeline),
+        Route("/api/events", view.events),
+        Route("/api/cameras/{name}/{action}", view.command, methods=["POST"]),
+    ]

@@ -38,7 +38,9 @@ class Token:
         pass
 
 
-class Pipeline:
+class Host:
+    """What the ownership drives on a box (the App): its cameras, their rule states, their lanes."""
+
     def __init__(self):
         self.rules = RuleEngine(RULES, live_sources={"cam1"})
         self.started: list[str] = []
@@ -64,7 +66,7 @@ def site(tmp_path):
         owners = []
         for box in ("a", "b"):
             owner = Ownership(loop, js, names, box, lambda: True)
-            owner.pipeline = Pipeline()
+            owner.host = Host()
             loop.call(owner.open(), 10)
             owners.append(owner)
         yield loop, js, names, owners
@@ -75,7 +77,7 @@ def site(tmp_path):
 def _segment_events(owner: Ownership, index: int, text: str):
     segment = make_segment("cam1", index)
     events = [caption_event(segment, make_result(text), live=True)]
-    return segment, events + owner.pipeline.rules.evaluate("cam1", segment, text)
+    return segment, events + owner.host.rules.evaluate("cam1", segment, text)
 
 
 def _stored(loop, js, names) -> list[tuple[str, str, int, str]]:
@@ -102,15 +104,15 @@ def test_a_stale_owner_stores_nothing_and_its_half_commit_is_finished_by_the_nex
     # a writes segment 1's KV record, then freezes before publishing its events ...
     seg1, events1 = _segment_events(a, 1, "a person at the door")
     holding = a.holdings["cam1"]
-    record = {"box": "a", "epoch": 1, "rules": a.pipeline.rules.snapshot("cam1"), "clock": seg1.end,
+    record = {"box": "a", "epoch": 1, "rules": a.host.rules.snapshot("cam1"), "clock": seg1.end,
               "wall": seg1.end_wall, "pending": [e.to_json() for e in events1]}
     loop.call(a._write_record(holding, record), 10)
     # ... b takes the camera over (the lease ran out), with the rule state and a's last segment
     loop.call(b.acquire("cam1", Token(2)), 10)
-    assert b.pipeline.started == ["cam1"]
+    assert b.host.started == ["cam1"]
     record = json.loads(loop.call(b.kv.get("cam1"), 10).value)
     assert (record["box"], record["epoch"], record["pending"]) == ("b", 2, [])  # sent once, not again later
-    assert b.pipeline.rules.state("person", "cam1").on  # raised on a, ON on b
+    assert b.host.rules.state("person", "cam1").on  # raised on a, ON on b
     # a wakes up: its publish fails (the acquire marker), its next commit fails (the KV record)
     with pytest.raises(LostCamera):
         loop.call(a._publish(holding, events1[0]), 10)

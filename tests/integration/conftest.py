@@ -86,7 +86,7 @@ def mqtt_section(server: Mosquitto, tmp_path: Path, **overrides) -> dict:
 def start_sink(tmp_path):
     """start_sink(server, rules=(), sources=("cam1", "cam2"), **section overrides) -> a started MqttSink."""
     from streamproc.config.sinks import SinksConfig
-    from streamproc.sinks.base import create_sinks
+    from streamproc.sinks import create_sinks
 
     sinks = []
 
@@ -99,7 +99,7 @@ def start_sink(tmp_path):
 
     yield make
     for sink in sinks:
-        sink.close(2.0)
+        sink.stop(2.0)
 
 
 class Child:

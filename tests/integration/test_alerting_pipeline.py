@@ -21,7 +21,7 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from streamproc.config import config_from_data  # noqa: E402
-from streamproc.service.pipeline import Pipeline  # noqa: E402
+from streamproc.app import App  # noqa: E402
 from tests.integration.conftest import mqtt_section  # noqa: E402
 from tests.support.service import healthz, metric, scrape, service_config, wait_until  # noqa: E402
 
@@ -57,13 +57,13 @@ def test_loading_metrics_attachments_and_the_pause_switch(tmp_path, make_video, 
         loading.wait(60)  # the model "loads" until the test has looked at the HTTP port
         return create_backend(config.backend)
 
-    pipeline = Pipeline(config, backend_factory=factory)
+    pipeline = App(config, backend_factory=factory)
     starter = threading.Thread(target=pipeline.start)
     starter.start()
     try:
         # -- loading: the port answers, every series is there at zero ------------------------
-        assert wait_until(lambda: pipeline.health_server is not None, 10)
-        port = pipeline.health_server.port
+        assert wait_until(lambda: pipeline.http is not None, 10)
+        port = pipeline.http.port
         status, report = healthz(port)
         assert (status, report["state"], report["healthy"]) == (503, "loading", False)
         samples = scrape(port)

@@ -124,7 +124,7 @@ def png(ctx: Ctx) -> str:
 
 
 def jpeg(ctx: Ctx) -> str:
-    from streamproc.sinks.snapshot import encode_jpeg
+    from streamproc.media.jpeg import encode_jpeg
     import numpy as np
 
     path = ctx.tmp / "still.jpg"
@@ -145,6 +145,28 @@ def source_case(id_: str, source: Callable[[Ctx], dict], says: str, *, secret: O
         return run_config(ctx, [source(ctx)], with_good=True, secrets=[secret] if secret else [])
 
     return [Case(f"source-{id_}", alone, 3, says), Case(f"source-{id_}-beside-good", beside, 0, says)]
+
+
+def refused_source_case(id_: str, source: Callable[[Ctx], dict], says: str, *, secret: Optional[str] = None) -> list[Case]:
+    """A source the config check refuses: exit 2 at once, before any model is touched, alone and
+    beside a good one (a config mistake is not a camera that is down)."""
+    def alone(ctx: Ctx) -> Run:
+        return run_config(ctx, [source(ctx)], secrets=[secret] if secret else [])
+
+    def beside(ctx: Ctx) -> Run:
+        run = run_config(ctx, [source(ctx)], with_good=True, secrets=[secret] if secret else [])
+        run.good_source = False  # nothing runs
+        return run
+
+    return [Case(f"source-{id_}", alone, 2, says), Case(f"source-{id_}-beside-good", beside, 2, says)]
+
+
+def before_the_model(ctx: Ctx) -> Run:
+    """A bad scheme with a model folder that does not exist: the config error comes first (2, not
+    4), so the check ran before anything read the model."""
+    sources = [{"name": "bad", "url": f"foo://u:{password(6)}@h/x"}, good_source(ctx)]
+    path = write_yaml(ctx.tmp / "s.yaml", fast_config(ctx.tmp / "no-model", sources))
+    return Run(["run", str(path)], [password(6)], fast=False)
 
 
 # -- the cases ---------------------------------------------------------------------------------
@@ -168,20 +190,30 @@ CONFIG_CASES = [
     Case("config-missing-env", lambda c: run_config(c, [live("cam", "rtsp://viewer:${SP_TEST_UNSET_PW}@127.0.0.1:1/x")]), 2, "sp_test_unset_pw"),
     Case("config-fps-too-high", lambda c: edited(c, sampling={"fps": 300}), 2, "fps"),
     Case("config-rule-unknown-field", lambda c: edited(c, rules=[{"name": "r", "question": "Is it?", "bogus": 1}]), 2, "bogus"),
+    Case("config-checked-before-the-model", before_the_model, 2, "sources[0].url: unknown url scheme 'foo://'"),
+    Case("config-mqtt-host-with-scheme", lambda c: sink_run(c, mqtt(c, host="mqtt://127.0.0.1")), 2, "sinks.mqtt.host"),
+    Case("config-mqtt-host-with-port", lambda c: sink_run(c, mqtt(c, host="127.0.0.1:1883")), 2, "sinks.mqtt.port"),
+    Case("config-webhook-url-bad-port", lambda c: edited(c, sinks={"webhook": {"url": "http://127.0.0.1:99999/x"}}), 2,
+         "sinks.webhook.url"),
+    Case("config-store-in-a-file", lambda c: edited(c, store={"enabled": True, "path": str(a_file(c) / "s.sqlite")}), 2,
+         "store.path"),
+    Case("config-attachments-dir-unwritable", lambda c: edited(c, sinks={"attachments": {"dir": "/proc/sp-test"}}), 2,
+         "sinks.attachments.dir"),
 ]
 
 SOURCE_CASES = [
-    *source_case("missing-file", lambda c: {"name": "bad", "path": str(c.tmp / "gone.mp4")}, "no such file"),
-    *source_case("directory", lambda c: {"name": "bad", "path": str(c.tmp)}, "directory"),
+    *refused_source_case("missing-file", lambda c: {"name": "bad", "path": str(c.tmp / "gone.mp4")},
+                         "gone.mp4: no such file"),
+    *refused_source_case("directory", lambda c: {"name": "bad", "path": str(c.tmp)}, "is a folder, not a video file"),
     *source_case("empty-file", lambda c: {"name": "bad", "path": file_of(c, "empty.mp4", b"")}, "empty"),
     *source_case("garbage", lambda c: {"name": "bad", "path": file_of(c, "junk.mp4", b"not a video " * 500)}, "not a readable video"),
     *source_case("png", lambda c: {"name": "bad", "path": png(c)}, "still image"),
     *source_case("jpeg", lambda c: {"name": "bad", "path": jpeg(c)}, "still image"),
     *source_case("truncated", lambda c: {"name": "bad", "path": truncated(c)}, "bad:"),
-    *source_case("typo-scheme", lambda c: {"name": "bad", "url": f"rstp://admin:{password(1)}@127.0.0.1/s"},
-                 "unknown url scheme 'rstp://'", secret=password(1)),
-    *source_case("unknown-scheme", lambda c: {"name": "bad", "url": f"foo://u:{password(2)}@h/x"},
-                 "unknown url scheme 'foo://'", secret=password(2)),
+    *refused_source_case("typo-scheme", lambda c: {"name": "bad", "url": f"rstp://admin:{password(1)}@127.0.0.1/s"},
+                         "unknown url scheme 'rstp://' (did you mean rtsp://?", secret=password(1)),
+    *refused_source_case("unknown-scheme", lambda c: {"name": "bad", "url": f"foo://u:{password(2)}@h/x"},
+                         "unknown url scheme 'foo://'", secret=password(2)),
     *source_case("rtsp-closed-port", lambda c: live("bad", f"rtsp://admin:{password(3)}@127.0.0.1:{closed_port()}/s"),
                  "gave up after 1 attempt", secret=password(3)),
     *source_case("rtsp-unresolvable", lambda c: live("bad", f"rtsp://admin:{password(4)}@no-such-camera.invalid/s"),
@@ -227,13 +259,14 @@ def a_file(ctx: Ctx) -> Path:
 
 
 SINK_CASES = [
-    Case("sink-outbox-parent-is-a-file", lambda c: sink_run(c, mqtt(c), {"path": str(a_file(c) / "sub" / "o.sqlite")}), 6, "cannot create the outbox folder"),
-    Case("sink-outbox-in-proc", lambda c: sink_run(c, mqtt(c), {"path": "/proc/streamproc-test/o.sqlite"}), 6, "outbox"),
-    Case("sink-outbox-is-a-directory", lambda c: sink_run(c, mqtt(c), {"path": str(c.tmp)}), 6, "outbox"),
-    Case("sink-tls-ca-missing", lambda c: sink_run(c, mqtt(c, tls={"enabled": True, "ca_file": str(c.tmp / "ca.pem")})), 6, "ca_file"),
-    Case("sink-tls-cert-missing", lambda c: sink_run(c, mqtt(c, tls={"enabled": True, "cert_file": str(c.tmp / "c.pem"), "key_file": str(c.tmp / "k.pem")})), 6, "cert_file"),
+    # what the config names but this machine cannot give: refused by the config check (exit 2)
+    Case("sink-outbox-parent-is-a-file", lambda c: sink_run(c, mqtt(c), {"path": str(a_file(c) / "sub" / "o.sqlite")}), 2, "sinks.outbox.path"),
+    Case("sink-outbox-in-proc", lambda c: sink_run(c, mqtt(c), {"path": "/proc/streamproc-test/o.sqlite"}), 2, "sinks.outbox.path"),
+    Case("sink-outbox-is-a-directory", lambda c: sink_run(c, mqtt(c), {"path": str(c.tmp)}), 2, "is a folder, not a file"),
+    Case("sink-tls-ca-missing", lambda c: sink_run(c, mqtt(c, tls={"enabled": True, "ca_file": str(c.tmp / "ca.pem")})), 2, "sinks.mqtt.tls.ca_file"),
+    Case("sink-tls-cert-missing", lambda c: sink_run(c, mqtt(c, tls={"enabled": True, "cert_file": str(c.tmp / "c.pem"), "key_file": str(c.tmp / "k.pem")})), 2, "cert_file"),
     Case("sink-tls-ca-not-pem", lambda c: sink_run(c, mqtt(c, tls={"enabled": True, "ca_file": str(a_file(c))})), 6, "tls"),
-    Case("sink-files-dir-is-a-file", lambda c: edited(c, sinks={"files": {"dir": str(a_file(c))}}), 6, "plain-file"),
+    Case("sink-files-dir-is-a-file", lambda c: edited(c, sinks={"files": {"dir": str(a_file(c))}}), 2, "plain-file is a file"),
 ]
 
 
@@ -309,7 +342,7 @@ def disk_full(ctx: Ctx) -> Run:
 
 DISK_CASES = [
     Case("disk-full-outbox", disk_full, 6, "lost"),
-    Case("disk-outbox-dir-unwritable", lambda c: sink_run(c, mqtt(c), {"path": "/sys/streamproc/o.sqlite"}), 6, "outbox"),
+    Case("disk-outbox-dir-unwritable", lambda c: sink_run(c, mqtt(c), {"path": "/sys/streamproc/o.sqlite"}), 2, "cannot write in /sys"),
 ]
 
 
@@ -318,14 +351,17 @@ def port_in_use(ctx: Ctx) -> Run:
     holder.bind(("127.0.0.1", 0))
     holder.listen(1)
     port = holder.getsockname()[1]
-    run = edited(ctx, service={"metrics": {"enabled": True, "host": "127.0.0.1", "port": port}})
+    run = edited(ctx, http={"enabled": True, "host": "127.0.0.1", "port": port})
     run.cleanup = holder.close
     return run
 
 
 PORT_CASES = [
     Case("port-metrics-in-use", port_in_use, 2, "already in use"),
-    Case("port-metrics-foreign-address", lambda c: edited(c, service={"metrics": {"enabled": True, "host": "192.0.2.1", "port": 9}}), 2, "cannot listen"),
+    Case("port-metrics-foreign-address", lambda c: edited(c, http={"enabled": True, "host": "192.0.2.1", "port": 9,
+                                                                   "allow_anonymous": True}), 2, "cannot listen"),
+    Case("port-beyond-loopback-without-a-key", lambda c: edited(c, http={"enabled": True, "host": "0.0.0.0"}), 2,
+         "http.api_key"),
     Case("port-mqtt-out-of-range", lambda c: sink_run(c, mqtt(c, port=70000)), 2, "port"),
     Case("port-mqtt-closed", lambda c: sink_run(c, mqtt(c)), 0, "cannot connect to the mqtt broker", error_lines=0),
     Case("port-mqtt-unresolvable", lambda c: sink_run(c, mqtt(c, host="no-such-broker.invalid")), 0,

@@ -12,7 +12,7 @@ pytest.importorskip("transformers")
 
 from streamproc.backends import GenerationParams  # noqa: E402
 from streamproc.config import config_from_data  # noqa: E402
-from streamproc.describe import describe_segment  # noqa: E402
+from streamproc.pipeline.describer import describe_segment  # noqa: E402
 from streamproc.errors import ConfigError, InputTooLarge, ModelError  # noqa: E402
 from streamproc.ingest.segmenter import segment_stream, segmenter_for  # noqa: E402
 from streamproc.ingest.sources import VideoSource  # noqa: E402

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
-SECRETS = {"CAM_PASSWORD": "cam-secret", "MQTT_PASSWORD": "mqtt-secret"}
+SECRETS = {"CAM_PASSWORD": "cam-secret", "MQTT_PASSWORD": "mqtt-secret", "STREAMPROC_API_KEY": "site-api-key-123"}
 
 # What the shipped configs are written for: the seed's 3B bmodel (2K, --max_pixels 672,896) and
 # the Qwen2.5-VL-3B-Instruct checkpoint (its preprocessor_config and 128K positions).
@@ -68,7 +68,7 @@ def test_every_shipped_config_loads_and_fits_its_model(path, demo_home, monkeypa
     for name, value in SECRETS.items():
         monkeypatch.setenv(name, value)
     config = load_config(path)
-    from streamproc.service.pipeline import require_a_sink
+    from streamproc.config.checks import require_a_sink
 
     require_a_sink(config)
     if path.name == "demo.yaml":  # its model is there: the real rule on the real files
@@ -119,7 +119,7 @@ def test_caption_refuses_a_size_that_does_not_fit_before_loading_weights(tiny_mo
 
 
 def test_the_service_refuses_a_size_that_does_not_fit_before_loading_weights(tiny_model_dir):
-    from streamproc.service.pipeline import Pipeline
+    from streamproc.app import App
 
     config = config_from_data({
         "sources": [{"name": "a", "path": "/nonexistent.mp4"}],
@@ -131,7 +131,7 @@ def test_the_service_refuses_a_size_that_does_not_fit_before_loading_weights(tin
     def no_loading():
         raise AssertionError("weights were loaded before the settings were checked")
 
-    pipeline = Pipeline(config, backend_factory=no_loading, serve_metrics=False)
+    pipeline = App(config, backend_factory=no_loading, serve_http=False)
     with pytest.raises(ConfigError, match=r"segmenting.seq_length \(--seq-length\) 8192: .* allowed: 64..4096"):
         pipeline.start()
 
@@ -269,7 +269,7 @@ class _InstantBackend:
 @pytest.mark.parametrize("seconds, overlap", [(5, 0), (37, 0), (37, 2)])
 def test_caption_progress_total_is_the_segments_the_file_is_cut_into(seconds, overlap, make_video, tiny_builder, tmp_path):
     from streamproc.cli.caption import planned_segments
-    from streamproc.service.batch import BatchCaptioner
+    from streamproc.batch.captioner import BatchCaptioner
 
     clip = make_video(duration_s=seconds, fps=5, width=640, height=360)
     config = config_from_data({"backend": {"type": "hf", "model": "x"},

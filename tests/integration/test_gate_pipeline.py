@@ -16,8 +16,8 @@ import pytest
 from streamproc.backends.base import Result
 from streamproc.bench.scenes import Event, Scene
 from streamproc.config import config_from_data
-from streamproc.service.pipeline import Pipeline
-from streamproc.sinks.base import BaseSink
+from streamproc.app import App
+from streamproc.bus import BasePlugin
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -40,7 +40,7 @@ class Counting:
         pass
 
 
-class Collect(BaseSink):
+class Collect(BasePlugin):
     name = "collect"
 
     def __init__(self):
@@ -77,8 +77,8 @@ def test_unchanged_segments_skip_the_model_and_keep_rules_and_order(tmp_path, ti
     })
     backends = []
     sink = Collect()
-    pipeline = Pipeline(config, backend_factory=lambda: backends.append(Counting(tiny_builder)) or backends[-1],
-                        sinks=[sink], serve_metrics=False)
+    pipeline = App(config, backend_factory=lambda: backends.append(Counting(tiny_builder)) or backends[-1],
+                        plugins=[sink], serve_http=False)
     pipeline.start()
     deadline = time.monotonic() + 60
     while not pipeline.finished() and time.monotonic() < deadline:

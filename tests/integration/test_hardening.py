@@ -149,8 +149,6 @@ def test_3_camera_passwords_with_url_characters_never_leave_the_process(tmp_path
          "open_timeout_s": 2.0, "read_timeout_s": 2.0, "reconnect": {"initial_delay_s": 0.1, "max_attempts": 2}}
         for i, secret in enumerate(secrets)
     ]
-    sources.append({"name": "typo", "url": "rstp://admin:Ty8@Po9/Pw0@127.0.0.1/stream"})
-    secrets.append("Ty8@Po9/Pw0")
     outbox = tmp_path / "outbox.sqlite"
     sinks = mqtt_down(tmp_path, outbox, port=broker.port)
     sinks["mqtt"]["topic_prefix"] = "sp"
@@ -163,20 +161,32 @@ def test_3_camera_passwords_with_url_characters_never_leave_the_process(tmp_path
     assert outcome.rc == 0, outcome.describe()
     assert_no_secret(secrets, outcome.stdout, outcome.stderr, payloads, outbox_bytes(outbox))
     assert b"rtsp://admin:***@127.0.0.1" in payloads  # the status events name the camera, masked
-    assert "unknown URL scheme 'rstp://'" in outcome.stderr and "no such file" not in outcome.stderr
+    # a mistyped scheme is refused with the config, before anything runs; the password stays in
+    typo = fast_config(tiny_model_dir, [{"name": "typo", "url": "rstp://admin:Ty8@Po9/Pw0@127.0.0.1/stream"},
+                                        {"name": "good", "path": str(clip)}])
+    outcome = run_cli(["-vv", "run", str(write_yaml(tmp_path / "typo.yaml", typo))])
+    assert outcome.rc == 2 and "unknown URL scheme 'rstp://'" in outcome.stderr, outcome.describe()
+    assert "no such file" not in outcome.stderr
+    assert_no_secret(["Ty8@Po9/Pw0"], outcome.stdout, outcome.stderr)
 
 
 # 4 -------------------------------------------------------------------------------------------
 
 
 def test_4_exit_codes_tell_the_truth(tmp_path, tiny_model_dir):
+    for name in ("a.mp4", "b.mp4"):
+        (tmp_path / name).write_bytes(b"not a video " * 100)
     every_source_fails = fast_config(tiny_model_dir, [{"name": "a", "path": str(tmp_path / "a.mp4")},
                                                       {"name": "b", "path": str(tmp_path / "b.mp4")}])
     outcome = run_cli(["run", str(write_yaml(tmp_path / "files.yaml", every_source_fails))])
     assert outcome.rc == 3, outcome.describe()
+    # what the config itself says is wrong is a config error, found before the model loads
+    missing = fast_config(tiny_model_dir, [{"name": "a", "path": str(tmp_path / "gone.mp4")}])
+    outcome = run_cli(["run", str(write_yaml(tmp_path / "gone.yaml", missing))])
+    assert outcome.rc == 2 and "sources[0].path: " in outcome.stderr, outcome.describe()
     unknown = fast_config(tiny_model_dir, [{"name": "a", "url": "foo://u:pw@host/x"}])
     outcome = run_cli(["run", str(write_yaml(tmp_path / "foo.yaml", unknown))])
-    assert outcome.rc == 3 and "unknown URL scheme 'foo://'" in outcome.stderr, outcome.describe()
+    assert outcome.rc == 2 and "unknown URL scheme 'foo://'" in outcome.stderr, outcome.describe()
 
 
 # 5 -------------------------------------------------------------------------------------------
@@ -187,9 +197,10 @@ def test_5_an_outbox_folder_that_cannot_be_made_and_a_busy_port_are_one_line(tmp
     config = fast_config(tiny_model_dir, [{"name": "a", "path": str(clip)}],
                          sinks=mqtt_down(tmp_path, tmp_path / "a-file" / "sub" / "outbox.sqlite"))
     outcome = run_cli(["run", str(write_yaml(tmp_path / "o.yaml", config))])
-    assert outcome.rc == 6 and "Traceback" not in outcome.stderr, outcome.describe()
-    assert outcome.error_lines == [f"streamproc: error: cannot create the outbox folder {tmp_path / 'a-file' / 'sub'}: "
-                                   "Not a directory (check sinks.outbox.path)"]
+    assert outcome.rc == 2 and "Traceback" not in outcome.stderr, outcome.describe()  # found by the config check
+    [line] = outcome.error_lines
+    assert line.startswith(f"streamproc: error: {tmp_path / 'o.yaml'}:") and line.endswith(
+        f": sinks.outbox.path: {tmp_path / 'a-file'} is a file, not a folder"), line
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen(1)
@@ -210,8 +221,9 @@ def test_6_messages_name_the_real_problem(tmp_path, tiny_model_dir, clip):
     ca = tmp_path / "certs" / "ca.pem"
     sinks = mqtt_down(tmp_path, tmp_path / "o.sqlite", tls={"enabled": True, "ca_file": str(ca)})
     outcome = run_cli(["run", str(write_yaml(tmp_path / "tls.yaml", fast_config(tiny_model_dir, good, sinks=sinks)))])
-    assert outcome.rc == 6, outcome.describe()
-    assert outcome.error_lines == [f"streamproc: error: sinks.mqtt.tls.ca_file {ca}: no such file"]
+    assert outcome.rc == 2, outcome.describe()  # found by the config check, before the model
+    [line] = outcome.error_lines
+    assert line.endswith(f": sinks.mqtt.tls.ca_file: {ca}: no such file"), line
     assert "could not take a status" not in outcome.stderr  # the sink never started: it is told nothing
 
     sinks = mqtt_down(tmp_path, tmp_path / "o2.sqlite", host="broker.invalid")

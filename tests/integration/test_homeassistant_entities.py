@@ -20,8 +20,8 @@ import paho.mqtt.publish as publish
 import pytest
 
 from streamproc.config.rules import RuleConfig
-from streamproc.events import caption_event
-from streamproc.service.control import PipelineControl
+from streamproc.events import status_event, caption_event
+from streamproc.control import PipelineControl
 from tests.support.segments import make_result, make_segment
 
 pytestmark = pytest.mark.integration
@@ -94,8 +94,8 @@ def test_discovery_payloads_use_only_documented_keys(broker, subscribe, start_si
     ha = {"homeassistant": {**HA["homeassistant"], "support_url": "https://nvr.lan/streamproc-help"}}
     sink = start_sink(broker, RULES, ["gate"], mqtt={"snapshots": True}, **ha)
     assert sink.wait_connected(10)
-    # caption, connected, alert snapshot, snapshot, fence
-    assert sub.wait_for(lambda: len(configs(sub)) == 5, 5), sorted(configs(sub))
+    # caption, connected, alert snapshot, snapshot, fence; the service's state
+    assert sub.wait_for(lambda: len(configs(sub)) == 6, 5), sorted(configs(sub))
     for topic, config in configs(sub).items():
         check_documented(topic, config)
         assert config["origin"]["support_url"] == "https://nvr.lan/streamproc-help"
@@ -103,19 +103,18 @@ def test_discovery_payloads_use_only_documented_keys(broker, subscribe, start_si
 
 def test_switches_are_documented_and_answer_commands(broker, subscribe, tmp_path):
     from streamproc.config.sinks import SinksConfig
-    from streamproc.sinks.base import create_sinks
+    from streamproc.sinks import create_sinks
     from tests.integration.conftest import mqtt_section
 
     sub = subscribe(broker.port, ["homeassistant/#", "sp/#"])
     config = SinksConfig.model_validate(mqtt_section(broker, tmp_path, **HA))
-    (sink,) = create_sinks(config, RULES, ["gate"])
     control = PipelineControl(["gate"], ["fence"])
-    sink.bind_control(control)
+    (sink,) = create_sinks(config, RULES, ["gate"], control=control)
     sink.start()
     try:
         assert sink.wait_connected(10)
-        # caption, connected, alert snapshot, fence, describe switch, rule switch
-        assert sub.wait_for(lambda: len(configs(sub)) == 6, 5), sorted(configs(sub))
+        # caption, connected, alert snapshot, fence, describe switch, rule switch; the service's state
+        assert sub.wait_for(lambda: len(configs(sub)) == 7, 5), sorted(configs(sub))
         found = configs(sub)
         for topic, payload in found.items():
             check_documented(topic, payload)
@@ -144,22 +143,22 @@ def test_switches_are_documented_and_answer_commands(broker, subscribe, tmp_path
             "sp/gate/describe": ("ON", True), "sp/rules/fence/enabled": ("OFF", True),
         }
     finally:
-        sink.close(2.0)
+        sink.stop(2.0)
 
 
 def test_caption_restores_and_connectivity_follows_the_camera(broker, subscribe, start_sink):
     sub = subscribe(broker.port, ["homeassistant/#", "sp/#"])
     sink = start_sink(broker, RULES, ["gate"], **HA)
     assert sink.wait_connected(10)
-    assert sub.wait_for(lambda: len(configs(sub)) == 4, 5)
+    assert sub.wait_for(lambda: len(configs(sub)) == 5, 5)
     found = configs(sub)
     caption_cfg = found["homeassistant/sensor/sp1/gate_caption/config"]
     connected_cfg = found["homeassistant/binary_sensor/sp1/gate_connected/config"]
     fence_cfg = found["homeassistant/binary_sensor/sp1/gate_fence/config"]
 
-    sink.source_status("gate", "online")
+    sink.handle(status_event("gate", "online"))
     sink.handle(caption_event(make_segment("gate", 0), make_result("Tom & Jerry at the gate")))
-    sink.source_status("gate", "offline", "connection refused")
+    sink.handle(status_event("gate", "offline", "connection refused"))
     assert sink.flush(5)
     # a Home Assistant that starts now (a late subscriber) gets the last caption and the status
     late = subscribe(broker.port, [caption_cfg["state_topic"], connected_cfg["state_topic"]])
@@ -172,11 +171,10 @@ def test_caption_restores_and_connectivity_follows_the_camera(broker, subscribe,
     status = retained[connected_cfg["state_topic"]].json()
     assert render(connected_cfg["value_template"], status) == connected_cfg["payload_off"]  # disconnected
     # the camera's other entities are unavailable while it is down ...
-    camera = fence_cfg["availability"][1]
-    assert camera["topic"] == "sp/gate/status"
+    camera = next(c for c in fence_cfg["availability"] if c["topic"] == "sp/gate/status")
     assert render(camera["value_template"], status) == camera["payload_not_available"]
     # ... and available again once it delivers
-    sink.source_status("gate", "online")
+    sink.handle(status_event("gate", "online"))
     assert sink.flush(5)
     assert sub.wait_for(lambda: sub.on("sp/gate/status")[-1].json()["state"] == "online", 5)
     online = sub.on("sp/gate/status")[-1].json()
@@ -188,8 +186,8 @@ def test_entities_of_removed_cameras_and_rules_are_deleted(broker, subscribe, st
     sub = subscribe(broker.port, ["homeassistant/#"])
     first = start_sink(broker, RULES, ["gate", "old_cam"], **HA)
     assert first.wait_connected(10)
-    assert sub.wait_for(lambda: len(configs(sub)) == 8, 5)
-    first.close(2.0)
+    assert sub.wait_for(lambda: len(configs(sub)) == 9, 5)
+    first.stop(2.0)
     # the next run has no old_cam and no rules
     publish.single("homeassistant/sensor/other_node/x/config", "{}", retain=True, hostname=broker.host, port=broker.port)
     second = start_sink(broker, [], ["gate"], **HA)
@@ -205,11 +203,12 @@ def test_entities_of_removed_cameras_and_rules_are_deleted(broker, subscribe, st
         m.topic for m in sub.snapshot() if not m.payload
     ]
     late = subscribe(broker.port, ["homeassistant/#"])
-    assert late.wait_for(lambda: len(late.snapshot()) == 4, 5)
+    assert late.wait_for(lambda: len(late.snapshot()) == 5, 5)
     time.sleep(0.3)
     assert sorted(m.topic for m in late.snapshot()) == [
         "homeassistant/binary_sensor/sp1/gate_connected/config",
         "homeassistant/image/sp1/gate_alert_snapshot/config",
         "homeassistant/sensor/other_node/x/config",  # another node's entities are not ours to remove
         "homeassistant/sensor/sp1/gate_caption/config",
+        "homeassistant/sensor/sp1/service_state/config",
     ]

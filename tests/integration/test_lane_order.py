@@ -23,9 +23,9 @@ import pytest
 from streamproc.backends.base import Result
 from streamproc.config import config_from_data
 from streamproc.rules.alerts import RuleEngine
-from streamproc.service.describer import SegmentDescriber
-from streamproc.service.pipeline import Pipeline
-from streamproc.sinks.base import BaseSink
+from streamproc.pipeline.describer import SegmentDescriber
+from streamproc.app import App
+from streamproc.bus import BasePlugin
 from tests.support.segments import make_segment
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -54,8 +54,10 @@ class FastBackend:
         pass
 
 
-class Recorder(BaseSink):
-    """Records events; fails the test's invariant if two threads hand it one source's events at once."""
+class Recorder(BasePlugin):
+    """Records a source's segment events; fails the test's invariant if two threads hand it one
+    source's segment events at once. (Status events come from the source's intake thread whenever
+    its connection changes: they are not part of the segment order.)"""
 
     name = "recorder"
 
@@ -67,7 +69,7 @@ class Recorder(BaseSink):
         self._random = random.Random(7)
 
     def handle(self, event):
-        if event.source is None:
+        if event.source is None or event.type == "status":
             return
         with self._lock:
             self._active[event.source] += 1
@@ -111,8 +113,8 @@ def test_four_workers_keep_each_sources_captions_and_alerts_in_order(make_video,
     monkeypatch.setattr(SegmentDescriber, "describe", watched)
     seeds = iter(range(100))
     sink = Recorder()
-    pipeline = Pipeline(config, backend_factory=lambda: FastBackend(tiny_builder, next(seeds)), sinks=[sink],
-                        serve_metrics=False)
+    pipeline = App(config, backend_factory=lambda: FastBackend(tiny_builder, next(seeds)), plugins=[sink],
+                        serve_http=False)
     pipeline.start()
     deadline = time.monotonic() + 240
     while not pipeline.finished() and time.monotonic() < deadline:
@@ -188,8 +190,8 @@ def test_with_the_gate_skipped_and_described_segments_keep_each_sources_order(tm
     seeds = iter(range(100))
     sink = Recorder()
     backends = []
-    pipeline = Pipeline(config, backend_factory=lambda: backends.append(FastBackend(tiny_builder, next(seeds))) or backends[-1],
-                        sinks=[sink], serve_metrics=False)
+    pipeline = App(config, backend_factory=lambda: backends.append(FastBackend(tiny_builder, next(seeds))) or backends[-1],
+                        plugins=[sink], serve_http=False)
     pipeline.start()
     deadline = time.monotonic() + 240
     while not pipeline.finished() and time.monotonic() < deadline:

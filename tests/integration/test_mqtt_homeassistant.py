@@ -30,7 +30,7 @@ def test_discovery_entities_and_availability(broker, subscribe, start_sink):
     sub = subscribe(broker.port, ["homeassistant/#", "sp/#"])
     sink = start_sink(broker, RULES, SOURCES, **HA)
     assert sink.wait_connected(10)
-    assert sub.wait_for(lambda: len(configs(sub)) == 9, 5)
+    assert sub.wait_for(lambda: len(configs(sub)) == 10, 5)
     found = configs(sub)
     assert sorted(found) == [
         "homeassistant/binary_sensor/sp1/gate_connected/config",
@@ -41,19 +41,20 @@ def test_discovery_entities_and_availability(broker, subscribe, start_sink):
         "homeassistant/image/sp1/gate_alert_snapshot/config",
         "homeassistant/image/sp1/yard_north_alert_snapshot/config",
         "homeassistant/sensor/sp1/gate_caption/config",
+        "homeassistant/sensor/sp1/service_state/config",
         "homeassistant/sensor/sp1/yard_north_caption/config",
     ]
     late = subscribe(broker.port, ["homeassistant/#"])  # configs are retained
-    assert late.wait_for(lambda: len(late.snapshot()) == 9, 5)
+    assert late.wait_for(lambda: len(late.snapshot()) == 10, 5)
     assert all(m.retain for m in late.snapshot())
-    assert len({c["unique_id"] for c in found.values()}) == 9
+    assert len({c["unique_id"] for c in found.values()}) == 10
     for topic, config in found.items():
-        if "connected" in topic:  # the service's availability only: a camera that is down shows OFF
+        if "connected" in topic or "service_state" in topic:  # the service's availability only: a camera that is down shows OFF
             assert config["availability_topic"] == "sp/available"
             assert (config["payload_available"], config["payload_not_available"]) == ("online", "offline")
-        else:  # available while the service is online and the camera delivers
+        else:  # available while the service is online, its model ready, and the camera delivers
             assert config["availability_mode"] == "all"
-            assert [a["topic"] for a in config["availability"]][0] == "sp/available"
+            assert [a["topic"] for a in config["availability"]] == ["sp/available", "sp/service", config["availability"][-1]["topic"]]
     fence = found["homeassistant/binary_sensor/sp1/yard_north_fence/config"]
     assert fence["state_topic"] == "sp/yard.north/rules/fence/state"
     assert (fence["payload_on"], fence["payload_off"]) == ("ON", "OFF")
@@ -80,12 +81,12 @@ def test_discovery_is_republished_when_home_assistant_comes_online(broker, subsc
     sub = subscribe(broker.port, ["homeassistant/+/+/+/config"])
     sink = start_sink(broker, RULES, SOURCES, **HA)
     assert sink.wait_connected(10)
-    assert sub.wait_for(lambda: len(sub.snapshot()) == 9, 5)
+    assert sub.wait_for(lambda: len(sub.snapshot()) == 10, 5)
     publish.single("homeassistant/status", "online", hostname=broker.host, port=broker.port)
-    assert sub.wait_for(lambda: len(sub.snapshot()) == 18, 5)
+    assert sub.wait_for(lambda: len(sub.snapshot()) == 20, 5)
     publish.single("homeassistant/status", "offline", hostname=broker.host, port=broker.port)
-    sub.wait_for(lambda: len(sub.snapshot()) > 18, 0.5)
-    assert len(sub.snapshot()) == 18
+    sub.wait_for(lambda: len(sub.snapshot()) > 20, 0.5)
+    assert len(sub.snapshot()) == 20
 
 
 def test_no_discovery_unless_enabled(broker, subscribe, start_sink):

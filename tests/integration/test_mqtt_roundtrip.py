@@ -10,7 +10,7 @@ import pytest
 
 from streamproc.config.rules import RuleConfig
 from streamproc.rules.alerts import RuleEngine
-from streamproc.events import caption_event, stats_event, validate
+from streamproc.events import status_event, caption_event, stats_event, validate
 from tests.support.mqtt_subscriber import first_occurrences
 from tests.support.segments import make_result, make_segment
 
@@ -47,7 +47,7 @@ def test_round_trip_equals_what_was_published(broker, subscribe, start_sink, pro
     assert sink.wait_connected(10)
     engine = RuleEngine(RULES)
     published = produce(sink, engine)
-    sink.source_status("cam1", "online", "opened rtsp://viewer:pw123@cam/stream")
+    sink.handle(status_event("cam1", "online", "opened rtsp://viewer:pw123@cam/stream"))
     sink.handle(stats_event({"segments": 12}))
     assert sink.flush(10)
 
@@ -100,7 +100,7 @@ def test_round_trip_equals_what_was_published(broker, subscribe, start_sink, pro
     assert "sp/cam1/rules/fence/state" in retained and "sp/cam2/snapshot" in retained
     assert not any(t.endswith("/captions") or t.endswith("/alerts") or t == "sp/stats" for t in retained)
 
-    sink.close(5)
+    sink.stop(5)
     sub.wait_for(lambda: sub.on("sp/available")[-1].text == "offline", 5)
     assert sub.on("sp/available")[-1].text == "offline"  # a clean close says so itself
 
@@ -110,7 +110,7 @@ def test_qos_is_configurable_per_topic(broker, subscribe, start_sink):
     sink = start_sink(broker, mqtt={"qos": {"captions": 0, "status": 2}})
     assert sink.wait_connected(10)
     sink.handle(caption_event(make_segment("cam1", 0), make_result()))
-    sink.source_status("cam1", "offline", "")
+    sink.handle(status_event("cam1", "offline", ""))
     assert sink.flush(10)
     sub.wait_for(lambda: sub.on("sp/cam1/captions") and sub.on("sp/cam1/status"), 5)
     assert sub.on("sp/cam1/captions")[0].qos == 0

@@ -61,7 +61,7 @@ def test_tls_client_certificate_and_password(secure_broker, pki, subscribe, star
     assert [m.json() for m in got] == [e.to_dict() for e in events]
     for message in got:
         validate(message.json())
-    sink.close(5)
+    sink.stop(5)
     assert PASSWORD not in caplog.text
     assert "connected to 127.0.0.1" in caplog.text
 

@@ -13,8 +13,6 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 openai = pytest.importorskip("openai")
-pytest.importorskip("starlette")
-pytest.importorskip("uvicorn")
 
 from streamproc.cli import main as cli_main  # noqa: E402
 from tests.support.serve import data_url, image_part, jpeg_bytes, serve_process, test_image, user  # noqa: E402
@@ -129,7 +127,7 @@ def test_greedy_answer_equals_streamproc_chat(client, tiny_model_dir, tmp_path, 
     [
         ({"model": "gpt-4o"}, 404, "model_not_found", "model"),
         ({"messages": user(image_part("data:image/png;base64,iVBORw0KGgoAAAA="), "What?")}, 400, "invalid_image",
-         "messages"),
+         "messages[0].content[0]"),  # a PNG cut short: refused from its header, naming the part
         ({"messages": user(image_part("data:image/png;base64,@@@"), "What?")}, 400, "invalid_image", None),
         ({"messages": user(image_part("https://example.com/cat.jpg"), "What?")}, 400, "invalid_url", None),
         ({"max_tokens": 100_000}, 400, "context_length_exceeded", "max_tokens"),
@@ -181,7 +179,28 @@ def test_api_key_is_required(server):
     with pytest.raises(openai.AuthenticationError) as refused:
         wrong.models.list()
     assert refused.value.status_code == 401 and refused.value.code == "invalid_api_key"
+    from tests.support.service import http_get
+
+    assert http_get(f"{server.root}/metrics")[0] == 401  # metrics too, unless --public-metrics
     assert KEY not in server.log()
+
+
+def test_sigterm_stops_the_server_with_exit_0(tiny_model_dir, tmp_path):
+    import signal
+
+    with serve_process(tmp_path, ["--model", str(tiny_model_dir)]) as served:
+        with urllib.request.urlopen(f"{served.root}/v1/models", timeout=10) as response:
+            assert b'"id":"%s"' % tiny_model_dir.name.encode() in response.read()  # the folder's name, not its path
+        served.process.process.send_signal(signal.SIGTERM)
+        assert served.process.process.wait(30) == 0
+    log = served.log()
+    assert "SIGTERM" in log and "server stopped" in log and "Traceback" not in log
+
+
+def test_listening_beyond_loopback_needs_a_key(tiny_model_dir, capsys):
+    code = cli_main(["serve", "--model", str(tiny_model_dir), "--host", "0.0.0.0", "--api-key-env", "NO_SUCH_KEY_VAR"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "NO_SUCH_KEY_VAR" in err[0] and "--allow-anonymous" in err[0]
 
 
 def test_full_queue_answers_429_with_retry_after(client, server):
@@ -203,7 +222,7 @@ def test_full_queue_answers_429_with_retry_after(client, server):
     finally:
         long.join(120)
     assert done["r"].usage.completion_tokens >= 1
-    samples = scrape(server.port)
+    samples = scrape(server.port, key=KEY)
     assert metric(samples, "streamproc_serve_rejected_total") >= 1
     assert metric(samples, "streamproc_serve_requests_total", route="chat.completions", status="429") >= 1
     assert metric(samples, "streamproc_serve_completion_tokens_total") >= 1

@@ -12,7 +12,7 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from streamproc.config import config_from_data  # noqa: E402
-from streamproc.service.pipeline import Pipeline  # noqa: E402
+from streamproc.app import App  # noqa: E402
 from tests.support.service import healthz, http_get, metric, scrape, service_config, wait_until  # noqa: E402
 from tests.support.slow_backend import SlowBackend  # noqa: E402
 
@@ -48,11 +48,11 @@ def test_healthz_and_metrics_of_a_running_pipeline(make_video, tiny_model_dir):
         backends.append(GatedBackend(config.backend, factor=0.05))  # 0.1 s per 2-s segment
         return backends[-1]
 
-    pipeline = Pipeline(config, backend_factory=factory, sinks=[])  # events are not what this test checks
+    pipeline = App(config, backend_factory=factory, plugins=[])  # events are not what this test checks
     pipeline.start()
     try:
-        assert pipeline.health_server is not None
-        port = pipeline.health_server.port
+        assert pipeline.http is not None
+        port = pipeline.http.port
         assert port != 0
         assert wait_until(lambda: pipeline.health()["described"] >= 3, 60), pipeline.stats()
 

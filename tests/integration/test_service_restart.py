@@ -10,13 +10,13 @@ from streamproc.backends.hf import HfBackend
 from streamproc.config import config_from_data
 from streamproc.config.model import HfBackendConfig
 from streamproc.errors import BackendError
-from streamproc.service.pipeline import Pipeline
-from streamproc.sinks.base import BaseSink
+from streamproc.app import App
+from streamproc.bus import BasePlugin
 
 pytestmark = pytest.mark.integration
 
 
-class Collect(BaseSink):
+class Collect(BasePlugin):
     name = "collect"
 
     def __init__(self):
@@ -65,7 +65,7 @@ def test_failing_backend_is_restarted_and_segments_are_retried(make_video, tiny_
         return backend
 
     sink = Collect()
-    pipeline = Pipeline(config, backend_factory=factory, sinks=[sink], serve_metrics=False)
+    pipeline = App(config, backend_factory=factory, plugins=[sink], serve_http=False)
     pipeline.start()
     deadline = time.monotonic() + 120
     while not pipeline.finished() and time.monotonic() < deadline:

@@ -16,7 +16,7 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from streamproc.config import config_from_data  # noqa: E402
-from streamproc.service.pipeline import Pipeline  # noqa: E402
+from streamproc.app import App  # noqa: E402
 from streamproc.events import validate  # noqa: E402
 from tests.integration.conftest import mqtt_section  # noqa: E402
 from tests.support.service import camera, service_config, wait_until  # noqa: E402
@@ -56,7 +56,7 @@ def test_two_cameras_and_a_file_one_camera_dies_and_comes_back(
             sinks=mqtt_section(broker, tmp_path),
         )
     )
-    pipeline = Pipeline(config, backend_factory=lambda: SlowBackend(config.backend, factor=0.1), serve_metrics=False)
+    pipeline = App(config, backend_factory=lambda: SlowBackend(config.backend, factor=0.1), serve_http=False)
     pipeline.start()
     try:
         # 1. Every source produces captions.

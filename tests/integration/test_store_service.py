@@ -14,7 +14,7 @@ pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from streamproc.config import config_from_data  # noqa: E402
-from streamproc.service.pipeline import Pipeline  # noqa: E402
+from streamproc.app import App  # noqa: E402
 from streamproc.store.search import StoreReader  # noqa: E402
 from tests.support.service import service_config, wait_until  # noqa: E402
 
@@ -36,7 +36,7 @@ def pipeline_with_store(make_video, tiny_model_dir, store: dict, **extra) -> Pip
         service={"metrics": {"enabled": True, "host": "127.0.0.1", "port": 0}},
     )
     data.update(store=store, **extra)
-    return Pipeline(config_from_data(data))
+    return App(config_from_data(data))
 
 
 def test_captions_are_stored_searchable_and_summarised(make_video, tiny_model_dir, tmp_path):
@@ -46,10 +46,11 @@ def test_captions_are_stored_searchable_and_summarised(make_video, tiny_model_di
         summaries=[{"every": "3s", "window": "1h", "max_new_tokens": 8, "context_tokens": 2048}],
     )
     pipeline.start()
+    store = pipeline.bus.find("store")
+    scheduler = store.scheduler
     try:
-        port = pipeline.health_server.port
+        port = pipeline.http.port
         assert wait_until(pipeline.finished, 120), pipeline.stats()
-        store = next(s for s in pipeline.sinks if s.name == "store")
         assert store.flush(10)
         described = pipeline.stats()["described"]
         assert described >= 4 and pipeline.stats()["sinks"]["store"]["stored"] >= described
@@ -65,7 +66,7 @@ def test_captions_are_stored_searchable_and_summarised(make_video, tiny_model_di
         assert summary["type"] == "summary" and summary["entries"] >= 1 and "Based on" in summary["text"]
     finally:
         pipeline.stop()
-    assert pipeline.store_feature.scheduler.backend is None  # its dedicated backend was closed
+    assert scheduler.backend is None  # its dedicated backend was closed
 
 
 def test_a_read_only_store_path_is_reported_and_the_service_goes_on(make_video, tiny_model_dir):
@@ -80,7 +81,7 @@ def test_a_read_only_store_path_is_reported_and_the_service_goes_on(make_video, 
         assert stats["described"] >= 4
         assert store["available"] is False and "cannot open the caption store" in store["error"]
         assert store["unavailable"] >= stats["described"]  # every caption handed in was counted
-        status, body = get_json(pipeline.health_server.port, "/api/search?q=anything")
+        status, body = get_json(pipeline.http.port, "/api/search?q=anything")
         assert status == 503 and "not available" in body["error"]
     finally:
         pipeline.stop()

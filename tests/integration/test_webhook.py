@@ -17,7 +17,7 @@ from streamproc.config.sinks import SinksConfig
 from streamproc.events import caption_event, status_event
 from streamproc.rules.alerts import RuleEngine
 from streamproc.config.rules import RuleConfig
-from streamproc.sinks.base import create_sinks
+from streamproc.sinks import create_sinks
 from tests.support.mosquitto import free_port
 from tests.support.segments import make_result, make_segment
 
@@ -114,7 +114,7 @@ def test_receiver_killed_and_restarted_mid_run_loses_nothing(tmp_path, receivers
             sink.handle(event)
         assert sink.flush(20)
     finally:
-        sink.close(5)
+        sink.stop(5)
     records = receiver.records()
     assert first_ids(records) == [e.id for e in events]  # all of them, in order
     request = records[-1]
@@ -137,13 +137,13 @@ def test_events_left_at_stop_are_sent_by_the_next_run(tmp_path, receivers):
     for event in alerts:
         sink.handle(event)
     sink.handle(caption_event(segment, make_result("a car parks")))  # captions not configured here
-    sink.close(0.5)  # nobody listens: the alert stays in the outbox
+    sink.stop(0.5)  # nobody listens: the alert stays in the outbox
     receiver = receivers(port, out)
     sink = make_sink(tmp_path, port, events=["alert"])
     try:
         assert sink.flush(10)
     finally:
-        sink.close(2)
+        sink.stop(2)
     (record,) = receiver.records()
     body = json.loads(record["body"])
     assert body["id"] == alerts[0].id and body["title"] == "Car on cam1" and body["summary"]
@@ -159,5 +159,5 @@ def test_a_refused_event_is_dropped_and_counted_not_retried_forever(tmp_path, re
         assert sink.flush(10)
         assert sink.counters["rejected"] == 3 and sink.counters["delivered"] == 0
     finally:
-        sink.close(2)
+        sink.stop(2)
     assert len(receiver.records()) == 3  # each tried once

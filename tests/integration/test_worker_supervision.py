@@ -9,9 +9,9 @@ from typing import Any
 from streamproc.backends.base import GenerationParams
 from streamproc.config import load_config
 from streamproc.errors import BackendError
-from streamproc.service import pipeline as pipeline_module
-from streamproc.service.lifecycle import run_until_done
-from streamproc.service.pipeline import Pipeline
+from streamproc.pipeline import supervisor as supervisor_module
+from streamproc.app.lifecycle import run_until_done
+from streamproc.app import App
 from streamproc.supervise import Backoff
 from tests.support.cli_runs import fast_config, write_yaml
 
@@ -48,10 +48,10 @@ def test_a_backend_that_keeps_failing_is_restarted_within_a_budget_then_the_run_
 ):
     clip = make_video(duration_s=12.0, fps=5, width=64, height=48, gop=5)  # 6 segments
     config = load_config(write_yaml(tmp_path / "s.yaml", fast_config(tiny_model_dir, [{"name": "cam", "path": str(clip)}])))
-    monkeypatch.setattr(pipeline_module, "_RESTARTS_PER_WINDOW", 1)
-    monkeypatch.setattr(pipeline_module, "Backoff", lambda *a, **k: Backoff(0.01, 0.02))
+    monkeypatch.setattr(supervisor_module, "RESTARTS_PER_WINDOW", 1)
+    monkeypatch.setattr(supervisor_module, "Backoff", lambda *a, **k: Backoff(0.01, 0.02))
     BrokenBackend.made = 0
-    pipeline = Pipeline(config, backend_factory=lambda: BrokenBackend(tiny_builder), sinks=[], serve_metrics=False)
+    pipeline = App(config, backend_factory=lambda: BrokenBackend(tiny_builder), plugins=[], serve_http=False)
     with caplog.at_level(logging.INFO, logger="streamproc"):
         code = run_until_done(pipeline, install_signals=False, poll_s=0.05)
     assert code == 5, caplog.text

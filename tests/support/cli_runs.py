@@ -40,13 +40,16 @@ def fast_config(model: Path, sources: Sequence[dict], **sections) -> dict:
         "backend": {"type": "hf", "model": str(model), "device": "cpu", "dtype": "float32"},
         "generation": {"max_new_tokens": 8},
         "sinks": {"stdout": {"enabled": True, "format": "json"}},
-        "service": {"stats_interval_s": 60.0, "metrics": {"enabled": False}, "shutdown_timeout_s": 1.0},
+        "service": {"stats_interval_s": 60.0, "shutdown_timeout_s": 1.0},
+        "http": {"enabled": False},
     }
     for key, value in sections.items():
         if key != "backend" and isinstance(value, dict) and isinstance(config.get(key), dict):
             config[key] = {**config[key], **value}
         else:
             config[key] = value
+    if "metrics" in config["service"]:  # the port's deprecated place: it says all about the port
+        config.pop("http", None)
     return config
 
 

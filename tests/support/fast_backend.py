@@ -2,7 +2,8 @@
 
 `FastBackend` builds nothing heavy: `inputs` is the real `InputBuilder` of the model folder (so
 planning, segmenting and the model inputs are the product's own), and `describe` answers at once
-with a fixed caption, or after `STREAMPROC_TEST_CALL_S` seconds (a long model call that
+with a fixed caption, or after `STREAMPROC_TEST_CALL_S` seconds (and it loads in
+`STREAMPROC_TEST_LOAD_S` seconds) (a long model call that
 `abort()` ends early with `Aborted`, like the native engine's abort flag). Like the native engine,
 it must never be closed while a call runs inside it: `close()` then kills the process with
 SIGSEGV's status (139), which is what closing an engine under a running call did.
@@ -22,6 +23,7 @@ from typing import Any, Optional
 from streamproc.backends.base import GenerationParams, Result, Timings
 
 CALL_S_ENV = "STREAMPROC_TEST_CALL_S"
+LOAD_S_ENV = "STREAMPROC_TEST_LOAD_S"  # seconds each backend takes to load (a large model's load)
 ANSWER = "a person walks past the door"
 
 
@@ -29,8 +31,11 @@ class FastBackend:
     name = "fast"
 
     def __init__(self, config: Any, **kwargs: Any):
+        import time
+
         from streamproc.qwen import InputBuilder
 
+        time.sleep(float(os.environ.get(LOAD_S_ENV, "0")))  # like a native load: nothing interrupts it
         self.model_id = str(config.model)
         self._inputs = InputBuilder.from_pretrained(config.model)
         self.call_s = float(os.environ.get(CALL_S_ENV, "0"))

@@ -17,7 +17,7 @@ import time
 from streamproc.cli.common import setup_logging
 from streamproc.config.sinks import SinksConfig
 from streamproc.errors import SinkError
-from streamproc.sinks.base import create_sinks
+from streamproc.sinks import create_sinks
 from streamproc.events import caption_event
 from tests.support.segments import make_result, make_segment
 
@@ -61,7 +61,7 @@ def main(argv=None) -> int:
         while True:
             time.sleep(3600)
     say(f"flushed {sink.flush(args.flush_timeout)}")
-    sink.close(5.0)
+    sink.stop(5.0)
     say("closed")
     return 0
 

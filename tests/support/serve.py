@@ -76,7 +76,7 @@ test_image.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
 
 
 def jpeg_bytes(image: np.ndarray) -> bytes:
-    from streamproc.sinks.snapshot import encode_jpeg
+    from streamproc.media.jpeg import encode_jpeg
 
     return encode_jpeg(image, quality=2)
 

@@ -53,17 +53,22 @@ def service_config(
     segmenting: Optional[dict] = None,
     service: Optional[dict] = None,
     max_new_tokens: int = 8,
+    http: Optional[dict] = None,
 ) -> dict:
-    """A `streamproc run` config (as a dict) over the tiny model on the CPU."""
-    return {
+    """A `streamproc run` config (as a dict) over the tiny model on the CPU. The HTTP port is off
+    unless `http` (or the deprecated `service.metrics`) turns it on."""
+    config = {
         "sources": list(sources),
         "sampling": {**TINY_SAMPLING, **(sampling or {})},
         "segmenting": {**TINY_SEGMENTING, **(segmenting or {})},
         "backend": {"type": "hf", "model": str(model_dir), "device": "cpu", "dtype": "float32"},
         "generation": {"max_new_tokens": max_new_tokens},
         "sinks": sinks or {},
-        "service": {"stats_interval_s": 2.0, "metrics": {"enabled": False}, **(service or {})},
+        "service": {"stats_interval_s": 2.0, **(service or {})},
     }
+    if "metrics" not in config["service"]:
+        config["http"] = {"enabled": False, **(http or {})}
+    return config
 
 
 def write_config(tmp_path: Path, config: dict, name: str = "service.yaml") -> Path:
@@ -171,20 +176,21 @@ class ServiceProcess:
 # -- HTTP probes -------------------------------------------------------------------------------
 
 
-def http_get(url: str, timeout_s: float = 10.0) -> tuple[int, str, str]:
-    """(status, content type, body) of a GET, error statuses included."""
+def http_get(url: str, timeout_s: float = 10.0, key: Optional[str] = None) -> tuple[int, str, str]:
+    """(status, content type, body) of a GET (with the API key, if given), error statuses included."""
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"} if key else {})
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
             return response.status, response.headers.get("Content-Type", ""), response.read().decode()
     except urllib.error.HTTPError as error:
         return error.code, error.headers.get("Content-Type", ""), error.read().decode()
 
 
-def scrape(port: int, host: str = "127.0.0.1") -> dict[tuple[str, tuple], float]:
+def scrape(port: int, host: str = "127.0.0.1", key: Optional[str] = None) -> dict[tuple[str, tuple], float]:
     """Prometheus samples from /metrics: {(name, sorted label items): value}."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    status, _, body = http_get(f"http://{host}:{port}/metrics")
+    status, _, body = http_get(f"http://{host}:{port}/metrics", key=key)
     assert status == 200, body
     samples = {}
     for family in text_string_to_metric_families(body):

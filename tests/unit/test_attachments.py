@@ -4,6 +4,8 @@ a file, encoded sampled frames for a live source), they are served over HTTP, an
 removes old ones by age and by size."""
 from __future__ import annotations
 
+import dataclasses
+
 import hashlib
 import os
 import time
@@ -15,7 +17,7 @@ import av
 import pytest
 
 from streamproc.attachments import AttachmentStore
-from streamproc.attachments.clips import probe_duration
+from streamproc.media.clips import probe_duration
 from streamproc.config.ingest import SamplingConfig, SourceConfig
 from streamproc.config.rules import RuleConfig
 from streamproc.config.sinks import AttachmentsConfig
@@ -24,7 +26,9 @@ from streamproc.frames import Segment
 from streamproc.ingest.sources import VideoSource
 from streamproc.rules.alerts import RuleEngine
 from streamproc.samples import read_counter
-from streamproc.service.metrics import HealthServer, Metrics
+from streamproc.attachments.plugin import AttachmentsPlugin
+from streamproc.config.http import HttpConfig
+from streamproc.http import HttpServer, build_app
 
 FPS = 15  # of the generated video; sampled at 1 fps
 
@@ -46,10 +50,10 @@ def segment_of(frames, source: str, first: int, count: int = 10) -> Segment:
 
 
 def raise_alert(store: AttachmentStore, segment: Segment):
+    """An alert through the attachments plug-in, as the bus hands it over (with its segment)."""
     engine = RuleEngine([RuleConfig(name="intruder", keywords=["person"])], live_sources=["door"])
     (alert,) = engine.evaluate(segment.source, segment, "A person climbs the gate & runs <away>.", {})
-    (attached,) = store.attach_all([alert], segment)
-    return attached
+    return AttachmentsPlugin(store).enrich(dataclasses.replace(alert, segment=segment))
 
 
 def store_in(tmp_path, **overrides) -> AttachmentStore:
@@ -122,8 +126,7 @@ def test_attachments_are_served_on_the_http_port(tmp_path, frames):
     store = store_in(tmp_path)
     store.start()
     alert = raise_alert(store, segment_of(frames, "door", 0, count=4))
-    server = HealthServer(Metrics(), lambda: {"healthy": True}, "127.0.0.1", 0)
-    server.serve_attachments(store)
+    server = HttpServer(build_app(AttachmentsPlugin(store).routes(), HttpConfig(port=0)))
     server.start()
     try:
         base = f"http://127.0.0.1:{server.port}"

@@ -34,7 +34,7 @@ def write(tmp_path, texts, duration=40.0):
     events = [caption_event(make_segment("cam1", i, duration=duration), make_result(t)) for i, t in enumerate(texts)]
     for event in events:
         sink.handle(event)
-    sink.close()
+    sink.stop()
     return events, list(srt.parse((tmp_path / "cam1.srt").read_text(encoding="utf-8"))), webvtt.read(str(tmp_path / "cam1.vtt")).captions
 
 

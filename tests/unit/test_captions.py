@@ -17,7 +17,8 @@ import webvtt
 from streamproc.config.rules import RuleConfig
 from streamproc.config.sinks import SinksConfig
 from streamproc.rules.alerts import RuleEngine
-from streamproc.sinks.base import Sink, create_sinks
+from streamproc.sinks import create_sinks
+from streamproc.bus import Plugin as Sink
 from streamproc.sinks.captions import CaptionFileSink, cue_text, timestamp
 from streamproc.events import caption_event, stats_event, status_event, validate
 from streamproc.sinks.stdout import StdoutSink
@@ -52,7 +53,7 @@ def write_captions(out: Path, formats, *, stems=None, duration=20.0, offset=0):
 
 def test_srt_and_webvtt_parse_and_match_segment_times(tmp_path):
     sink, events = write_captions(tmp_path, ["srt", "vtt", "jsonl"], stems={"cam1": "garden-2025-01-01"})
-    sink.close()
+    sink.stop()
     srt_path, vtt_path = tmp_path / "garden-2025-01-01.srt", tmp_path / "garden-2025-01-01.vtt"
     subs = list(srt.parse(srt_path.read_text(encoding="utf-8")))
     cues = list(webvtt.read(str(vtt_path)))
@@ -81,7 +82,7 @@ def test_jsonl_holds_every_caption_and_alert_event(tmp_path):
     for line in lines:
         validate(line)
     assert not (tmp_path / "cam1.srt").exists()
-    sink.close()
+    sink.stop()
 
 
 def test_files_are_valid_before_close_and_a_rerun_overwrites(tmp_path):
@@ -89,16 +90,16 @@ def test_files_are_valid_before_close_and_a_rerun_overwrites(tmp_path):
     # an interrupted job: nothing closed, yet both files parse completely
     assert len(list(srt.parse((tmp_path / "cam1.srt").read_text(encoding="utf-8")))) == len(TEXTS)
     assert len(webvtt.read(str(tmp_path / "cam1.vtt"))) == len(TEXTS)
-    sink.close()
+    sink.stop()
     sink, _ = write_captions(tmp_path, ["srt"], offset=0)
-    sink.close()
+    sink.stop()
     assert len(list(srt.parse((tmp_path / "cam1.srt").read_text(encoding="utf-8")))) == len(TEXTS)
 
 
 def test_named_sources_get_valid_files_even_without_segments(tmp_path):
     sink = CaptionFileSink(tmp_path, ["srt", "vtt", "jsonl"], stems={"cam1": "empty-video"})
     sink.start()
-    sink.close()
+    sink.stop()
     assert list(srt.parse((tmp_path / "empty-video.srt").read_text(encoding="utf-8"))) == []
     assert len(webvtt.read(str(tmp_path / "empty-video.vtt"))) == 0
     assert (tmp_path / "empty-video.jsonl").read_text() == ""
@@ -110,7 +111,7 @@ def test_long_media_times_and_one_file_set_per_source(tmp_path):
     late = make_segment("cam1", 0, start=3 * 3600 + 62.5, duration=20.0)
     sink.handle(caption_event(late, make_result("late")))
     sink.handle(caption_event(make_segment("cam2", 0), make_result("other camera")))
-    sink.close()
+    sink.stop()
     (sub,) = srt.parse((tmp_path / "cam1.srt").read_text(encoding="utf-8"))
     assert sub.start == dt.timedelta(hours=3, seconds=62.5) and sub.content == "late"
     (cue,) = webvtt.read(str(tmp_path / "cam1.vtt"))
@@ -130,7 +131,7 @@ def test_stdout_sink_text_and_json():
     sink = StdoutSink("text", stream=out)
     event = caption_event(make_segment("cam1", 1, duration=20.0), make_result("A dog\nbarks."))
     sink.handle(event)
-    sink.source_status("cam1", "reconnecting", "rtsp://u:pw@h/x timed out")
+    sink.handle(status_event("cam1", "reconnecting", "rtsp://u:pw@h/x timed out"))
     sink.handle(stats_event({"x": 1}))  # skipped in text mode
     (alert,) = RuleEngine([RuleConfig(name="dog", keywords=["dog"])]).evaluate("cam1", make_segment("cam1", 1), "dog", {})
     sink.handle(alert)
@@ -162,7 +163,7 @@ def test_paho_is_imported_only_when_mqtt_is_configured():
     code = (
         "import sys\n"
         "from streamproc.config.sinks import SinksConfig\n"
-        "from streamproc.sinks.base import create_sinks\n"
+        "from streamproc.sinks import create_sinks\n"
         "from streamproc.rules.alerts import RuleEngine\n"
         "create_sinks(SinksConfig.model_validate({'stdout': {'enabled': True}}))\n"
         "assert 'paho' not in sys.modules, 'paho imported'\n"

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from streamproc.config import config_from_text, load_config
+from streamproc.config import config_from_data, config_from_text, load_config
 from streamproc.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -78,4 +78,21 @@ def test_example_configs_validate(name):
     path = REPO / "configs" / name
     if not path.exists():
         pytest.fail(f"configs/{name} is missing")
-    load_config(path, env={"CAM_PASSWORD": "x", "MQTT_PASSWORD": "y"})
+    load_config(path, env={"CAM_PASSWORD": "x", "MQTT_PASSWORD": "y", "STREAMPROC_API_KEY": "z" * 16})
+
+
+@pytest.mark.parametrize("name", ["..", ".", "a/b", "a\\b", "cam\x01", "cam\n", "a+b", "a#b", " cam"])
+def test_source_and_rule_names_that_are_unsafe_on_disk_are_refused(name):
+    with pytest.raises(ConfigError) as refused:
+        config_from_data({"sources": [{"name": name, "path": "/x.mp4"}]})
+    message = str(refused.value)
+    assert "\n" not in message and "sources[0].name" in message
+    with pytest.raises(ConfigError) as refused:
+        config_from_data({"sources": [{"name": "cam", "path": "/x.mp4"}], "rules": [{"name": name, "keywords": ["x"]}]})
+    assert "\n" not in str(refused.value) and "rules[0].name" in str(refused.value)
+
+
+def test_safe_names_pass():
+    config = config_from_data({"sources": [{"name": "front-door.2_b", "path": "/x.mp4"}],
+                               "rules": [{"name": "fence_climb-2", "keywords": ["x"]}]})
+    assert config.sources[0].name == "front-door.2_b"

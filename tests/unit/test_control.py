@@ -1,4 +1,4 @@
-"""Run-time switches (service/control.py): pausing a source and disabling a rule reach the rule
+"""Run-time switches (streamproc/control.py, wired by app/wiring.py): pausing a source and disabling a rule reach the rule
 engine and the metrics at once; unknown names are config errors; a failing listener stops nothing."""
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from streamproc.config.ingest import SourceConfig
 from streamproc.config.rules import RuleConfig
 from streamproc.errors import ConfigError
 from streamproc.rules.alerts import RuleEngine
-from streamproc.service.control import control_for
-from streamproc.service.metrics import Metrics
+from streamproc.app.wiring import wire_control
+from streamproc.control import PipelineControl
+from streamproc.metrics import Metrics
 from tests.support.segments import make_segment
 
 
@@ -23,7 +24,9 @@ def make():
         metrics=Metrics(),
         rules=RuleEngine(rules),
     )
-    return pipeline, control_for(pipeline)
+    names = [s.name for s in pipeline.sources]
+    control = PipelineControl(names, [r.name for r in rules])
+    return pipeline, wire_control(control, pipeline.metrics, pipeline.rules, rules)
 
 
 def gauge(metrics: Metrics, name: str, **labels: str) -> float:

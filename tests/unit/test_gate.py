@@ -13,10 +13,11 @@ from streamproc.config.sinks import MqttConfig
 from streamproc.events import unchanged_event, validate
 from streamproc.frames import Frame, Segment
 from streamproc.gate.gate import SceneGate
-from streamproc.gate.lanes import GatedLanes, SkippedSegment
+from streamproc.gate import GateStage, SkippedSegment
+from streamproc.pipeline.intake import IntakeParts, hand_over
 from streamproc.gate.score import FrameScorer, ScoreParams
 from streamproc.rules.alerts import RuleEngine
-from streamproc.service.queues import FairSegmentQueue
+from streamproc.lanes import FairSegmentQueue, LanePolicy
 from streamproc.sinks.mqtt import MqttSink
 from tests.support.segments import make_segment
 
@@ -97,20 +98,37 @@ def test_scores_ignore_exposure_and_the_ignore_regions():
         FrameScorer(280, 504, ScoreParams(), [(0.0, 0.0, 1.0, 1.0)])
 
 
-def test_gated_lanes_keep_skipped_segments_in_the_sources_order():
+class Published:
+    """The publisher intake hands skipped segments' events to (the bus in the service)."""
+
+    def __init__(self) -> None:
+        self.segments: list = []
+
+    def publish(self, events, segment=None) -> None:
+        self.segments.append(segment)
+
+
+def intake(lanes, decided=None) -> tuple[IntakeParts, Published]:
+    gate = GateStage(ON, {"cam": None}, (lambda source, outcome, reason: decided.append(reason)) if decided is not None else None)
+    published = Published()
+    parts = IntakeParts(sampling=None, make_segmenter=None, gate=gate, lanes=lanes, publisher=published,
+                        skipped_events=lambda segment: [], metrics=None)
+    return parts, published
+
+
+def test_skipped_segments_keep_their_place_in_the_cameras_lane():
     lanes = FairSegmentQueue()
-    lanes.add_source("cam", 10, "block")
-    decided = []
-    gated = GatedLanes(lanes, ON, {"cam": None}, lambda seg, d: decided.append(d.reason))
+    lanes.add_source("cam", 10, LanePolicy.BLOCK)
+    decided: list = []
+    parts, published = intake(lanes, decided)
     for segment in segments(Scene(seed=7, noise=3.0), 3):
-        gated.put(segment)
+        hand_over(segment, parts)  # segment 0 waits in the lane: the skipped ones go behind it
     taken = []
     while (segment := lanes.get(timeout=0)) is not None:
         taken.append((segment.index, type(segment).__name__))
         lanes.ack(segment)
     assert taken == [(0, "Segment"), (1, "SkippedSegment"), (2, "SkippedSegment")]
-    assert decided == ["first", "unchanged", "unchanged"]
-    assert gated.depth("cam") == 0  # everything else goes to the real lanes
+    assert decided == ["first", "unchanged", "unchanged"] and published.segments == []
 
 
 def rule(**kwargs) -> RuleConfig:
@@ -165,18 +183,20 @@ def test_gate_cost_is_small_enough_to_run_per_frame():
 
 def test_a_skipped_segment_of_an_idle_camera_is_delivered_at_once_else_queued_behind():
     lanes = FairSegmentQueue()
-    lanes.add_source("cam", 4, "drop_oldest")
-    delivered = []
-    gated = GatedLanes(lanes, ON, {"cam": None}, deliver=delivered.append)
-    parts = list(segments(Scene(seed=8, noise=3.0), 4))
-    gated.put(parts[0])  # first: described, to the lanes
-    gated.put(parts[1])  # unchanged, but segment 0 is still waiting: behind it, in the lane
+    lanes.add_source("cam", 4, LanePolicy.DROP_OLDEST)
+    parts, published = intake(lanes)
+    delivered = published.segments
+    cut = list(segments(Scene(seed=8, noise=3.0), 4))
+    hand_over(cut[0], parts)  # first: described, to the lanes
+    hand_over(cut[1], parts)  # unchanged, but segment 0 is still waiting: behind it, in the lane
     assert delivered == [] and lanes.depth("cam") == 2
+    first = lanes.get(timeout=0)
+    hand_over(cut[2], parts)  # unchanged, segment 0 in flight: still behind it
+    assert delivered == [] and lanes.depth("cam") == 2
+    lanes.ack(first)
     for _ in range(2):
-        segment = lanes.get(timeout=0)
-        lanes.ack(segment)
-        gated.finished(segment)
-    gated.put(parts[2])  # unchanged, the camera idle: delivered now, never in the lane
-    assert [s.index for s in delivered] == [2] and lanes.depth("cam") == 0
+        lanes.ack(lanes.get(timeout=0))
+    hand_over(cut[3], parts)  # unchanged, the camera idle: delivered now, never in the lane
+    assert [s.index for s in delivered] == [3] and lanes.depth("cam") == 0
     assert isinstance(delivered[0], SkippedSegment) and delivered[0].frames[0].image.size == 3
     assert len(delivered[0].frames) == FRAMES  # the times stay, the images go

@@ -160,7 +160,7 @@ def test_cuda_without_a_gpu(tiny_model_dir):
 
 
 def test_describe_images_convenience(tiny_hf_backend):
-    from streamproc.describe import describe_images
+    from streamproc.pipeline.describer import describe_images
 
     image = np.random.default_rng(14).integers(0, 256, (100, 150, 3), dtype=np.uint8)
     result = describe_images(tiny_hf_backend, [image], "What is this?", params=GenerationParams(max_new_tokens=4))

@@ -9,7 +9,10 @@ import urllib.request
 from prometheus_client.parser import text_string_to_metric_families
 
 from streamproc import __version__
-from streamproc.service.metrics import ERROR_STAGES, HealthServer, Metrics
+from streamproc.config.http import HttpConfig
+from streamproc.http import HttpServer, build_app
+from streamproc.http.health import health_routes
+from streamproc.metrics import ERROR_STAGES, Metrics
 
 
 def samples(metrics: Metrics) -> dict:
@@ -48,7 +51,7 @@ def test_every_series_is_there_at_zero_before_anything_happened():
 def test_healthz_is_503_while_loading_and_200_when_ready():
     metrics = Metrics()
     state = {"healthy": False, "state": "loading"}
-    server = HealthServer(metrics, lambda: dict(state), "127.0.0.1", 0)
+    server = HttpServer(build_app(health_routes(metrics, lambda: dict(state)), HttpConfig(port=0)))
     server.start()
     try:
         url = f"http://127.0.0.1:{server.port}"

@@ -9,7 +9,7 @@ from typing import Optional
 import pytest
 
 from streamproc.frames import Segment
-from streamproc.service.queues import FairSegmentQueue
+from streamproc.lanes import FairSegmentQueue, LanePolicy
 from tests.support.segments import make_segment
 
 pytestmark = pytest.mark.timeout(20)
@@ -70,7 +70,7 @@ def stays_blocked(call: Background, for_s: float = 0.3) -> bool:
 def test_round_robin_across_sources():
     queue = FairSegmentQueue()
     for source in ("a", "b", "c"):
-        queue.add_source(source, 10, "block")
+        queue.add_source(source, 10, LanePolicy.BLOCK)
     for i in range(3):
         queue.put(seg("a", i))
     for i in range(2):
@@ -81,8 +81,8 @@ def test_round_robin_across_sources():
 
 def test_a_busy_source_cannot_starve_a_quiet_one():
     queue = FairSegmentQueue()
-    queue.add_source("busy", 100, "block")
-    queue.add_source("quiet", 100, "block")
+    queue.add_source("busy", 100, LanePolicy.BLOCK)
+    queue.add_source("quiet", 100, LanePolicy.BLOCK)
     for i in range(50):
         queue.put(seg("busy", i))
     taken = [take(queue, timeout=0)]
@@ -98,7 +98,7 @@ def test_a_busy_source_cannot_starve_a_quiet_one():
 def test_round_robin_skips_empty_lanes_and_resumes_after_the_last_served():
     queue = FairSegmentQueue()
     for source in ("a", "b", "c"):
-        queue.add_source(source, 10, "drop_oldest")
+        queue.add_source(source, 10, LanePolicy.DROP_OLDEST)
     queue.put(seg("c", 0))
     assert names([take(queue, timeout=0)]) == [("c", 0)]
     queue.put(seg("a", 0))
@@ -114,7 +114,7 @@ def test_round_robin_skips_empty_lanes_and_resumes_after_the_last_served():
 def test_block_policy_waits_for_room_and_loses_nothing():
     dropped = []
     queue = FairSegmentQueue(on_drop=dropped.append)
-    queue.add_source("file", 2, "block")
+    queue.add_source("file", 2, LanePolicy.BLOCK)
     assert queue.put(seg("file", 0)) and queue.put(seg("file", 1))
     third = Background(queue.put, seg("file", 2))
     assert stays_blocked(third), "a full file lane must make the producer wait"
@@ -127,8 +127,8 @@ def test_block_policy_waits_for_room_and_loses_nothing():
 
 def test_block_policy_producer_threads_against_a_slow_consumer():
     queue = FairSegmentQueue()
-    queue.add_source("f1", 2, "block")
-    queue.add_source("f2", 2, "block")
+    queue.add_source("f1", 2, LanePolicy.BLOCK)
+    queue.add_source("f2", 2, LanePolicy.BLOCK)
     producers = [
         Background(lambda s=s: [queue.put(seg(s, i)) for i in range(40)]) for s in ("f1", "f2")
     ]
@@ -153,8 +153,8 @@ def test_block_policy_producer_threads_against_a_slow_consumer():
 def test_drop_oldest_keeps_the_newest_and_counts_each_drop():
     dropped: list[Segment] = []
     queue = FairSegmentQueue(on_drop=dropped.append)
-    queue.add_source("cam", 2, "drop_oldest")
-    queue.add_source("other", 2, "drop_oldest")
+    queue.add_source("cam", 2, LanePolicy.DROP_OLDEST)
+    queue.add_source("other", 2, LanePolicy.DROP_OLDEST)
     started = time.monotonic()
     results = [queue.put(seg("cam", i)) for i in range(5)]
     assert time.monotonic() - started < 1.0, "a live source must never wait"
@@ -168,7 +168,7 @@ def test_drop_oldest_keeps_the_newest_and_counts_each_drop():
 def test_drop_newest_refuses_the_new_segment_and_counts_it():
     dropped: list[Segment] = []
     queue = FairSegmentQueue(on_drop=dropped.append)
-    queue.add_source("cam", 2, "drop_newest")
+    queue.add_source("cam", 2, LanePolicy.DROP_NEWEST)
     assert [queue.put(seg("cam", i)) for i in range(4)] == [True, True, False, False]
     assert queue.dropped("cam") == 2
     assert [s.index for s in dropped] == [2, 3]
@@ -177,8 +177,8 @@ def test_drop_newest_refuses_the_new_segment_and_counts_it():
 
 def test_a_full_live_lane_does_not_hold_up_a_file_lane_or_the_reverse():
     queue = FairSegmentQueue()
-    queue.add_source("cam", 1, "drop_oldest")
-    queue.add_source("file", 1, "block")
+    queue.add_source("cam", 1, LanePolicy.DROP_OLDEST)
+    queue.add_source("file", 1, LanePolicy.BLOCK)
     queue.put(seg("file", 0))
     blocked = Background(queue.put, seg("file", 1))
     assert stays_blocked(blocked, 0.2)
@@ -190,8 +190,8 @@ def test_a_full_live_lane_does_not_hold_up_a_file_lane_or_the_reverse():
 
 
 def test_unknown_policy_is_refused():
-    with pytest.raises(ValueError, match="policy"):
-        FairSegmentQueue().add_source("x", 1, "drop_everything")
+    with pytest.raises(ValueError, match="LanePolicy"):
+        LanePolicy("drop_everything")
 
 
 # -- get, close, drained -------------------------------------------------------------------------
@@ -199,7 +199,7 @@ def test_unknown_policy_is_refused():
 
 def test_get_times_out_with_none():
     queue = FairSegmentQueue()
-    queue.add_source("cam", 1, "drop_oldest")
+    queue.add_source("cam", 1, LanePolicy.DROP_OLDEST)
     started = time.monotonic()
     assert take(queue, timeout=0.2) is None
     assert 0.15 <= time.monotonic() - started < 2.0
@@ -209,8 +209,8 @@ def test_get_timeout_holds_while_other_threads_notify():
     """Wake-ups that bring nothing for this consumer (another worker took the segment, a source
     closed) must not restart its timeout: the worker polls its stop flag on that timeout."""
     queue = FairSegmentQueue()
-    queue.add_source("cam", 1, "drop_oldest")
-    queue.add_source("other", 1, "drop_oldest")
+    queue.add_source("cam", 1, LanePolicy.DROP_OLDEST)
+    queue.add_source("other", 1, LanePolicy.DROP_OLDEST)
     stop = threading.Event()
 
     def poke() -> None:
@@ -231,7 +231,7 @@ def test_get_timeout_holds_while_other_threads_notify():
 
 def test_get_wakes_when_a_segment_arrives():
     queue = FairSegmentQueue()
-    queue.add_source("cam", 2, "drop_oldest")
+    queue.add_source("cam", 2, LanePolicy.DROP_OLDEST)
     waiter = Background(queue.get, None)
     assert stays_blocked(waiter, 0.2)
     queue.put(seg("cam", 7))
@@ -241,8 +241,8 @@ def test_get_wakes_when_a_segment_arrives():
 
 def test_drained_only_when_every_source_closed_and_nothing_waits_or_is_in_flight():
     queue = FairSegmentQueue()
-    queue.add_source("a", 2, "block")
-    queue.add_source("b", 2, "block")
+    queue.add_source("a", 2, LanePolicy.BLOCK)
+    queue.add_source("b", 2, LanePolicy.BLOCK)
     queue.put(seg("a", 0))
     queue.close_source("a")
     assert not queue.drained()  # a still has a segment, b is open
@@ -258,8 +258,8 @@ def test_drained_only_when_every_source_closed_and_nothing_waits_or_is_in_flight
 
 def test_discard_waiting_empties_every_lane_and_frees_blocked_producers():
     queue = FairSegmentQueue()
-    queue.add_source("file", 1, "block")
-    queue.add_source("cam", 3, "drop_oldest")
+    queue.add_source("file", 1, LanePolicy.BLOCK)
+    queue.add_source("cam", 3, LanePolicy.DROP_OLDEST)
     queue.put(seg("file", 0))
     for i in range(2):
         queue.put(seg("cam", i))
@@ -276,12 +276,12 @@ def test_discard_waiting_empties_every_lane_and_frees_blocked_producers():
 
 def test_shutdown_wakes_blocked_producers_and_consumers():
     queue = FairSegmentQueue()
-    queue.add_source("file", 1, "block")
-    queue.add_source("cam", 1, "drop_oldest")
+    queue.add_source("file", 1, LanePolicy.BLOCK)
+    queue.add_source("cam", 1, LanePolicy.DROP_OLDEST)
     queue.put(seg("file", 0))
     producer = Background(queue.put, seg("file", 1))
     empty = FairSegmentQueue()
-    empty.add_source("cam", 1, "drop_oldest")
+    empty.add_source("cam", 1, LanePolicy.DROP_OLDEST)
     consumers = [Background(empty.get, None) for _ in range(3)]  # no timeout: only shutdown ends them
     assert stays_blocked(producer, 0.2) and all(stays_blocked(c, 0.01) for c in consumers)
     queue.shutdown()
@@ -292,7 +292,7 @@ def test_shutdown_wakes_blocked_producers_and_consumers():
 
 def test_after_shutdown_put_and_get_return_at_once():
     queue = FairSegmentQueue()
-    queue.add_source("cam", 2, "drop_oldest")
+    queue.add_source("cam", 2, LanePolicy.DROP_OLDEST)
     queue.put(seg("cam", 0))
     queue.shutdown()
     started = time.monotonic()
@@ -306,8 +306,8 @@ def test_after_shutdown_put_and_get_return_at_once():
 
 def test_a_source_with_a_segment_in_flight_is_not_handed_out_again():
     queue = FairSegmentQueue()
-    queue.add_source("cam", 10, "block")
-    queue.add_source("other", 10, "block")
+    queue.add_source("cam", 10, LanePolicy.BLOCK)
+    queue.add_source("other", 10, LanePolicy.BLOCK)
     for i in range(3):
         queue.put(seg("cam", i))
     first = queue.get(timeout=0)
@@ -325,7 +325,7 @@ def test_a_source_with_a_segment_in_flight_is_not_handed_out_again():
 
 def test_ack_of_a_segment_not_in_flight_is_refused():
     queue = FairSegmentQueue()
-    queue.add_source("cam", 10, "block")
+    queue.add_source("cam", 10, LanePolicy.BLOCK)
     queue.put(seg("cam", 0))
     taken = queue.get(timeout=0)
     with pytest.raises(ValueError):
@@ -340,7 +340,7 @@ def test_ack_of_a_segment_not_in_flight_is_refused():
 
 def light(source: str, index: int) -> Segment:
     from streamproc.gate.gate import Decision
-    from streamproc.gate.lanes import SkippedSegment
+    from streamproc.gate import SkippedSegment
 
     return SkippedSegment.of(seg(source, index), Decision(False, "unchanged", 0.2))
 
@@ -348,7 +348,7 @@ def light(source: str, index: int) -> Segment:
 def test_light_segments_keep_their_place_but_not_the_capacity():
     dropped = []
     queue = FairSegmentQueue(on_drop=dropped.append)
-    queue.add_source("cam", 2, "drop_oldest")
+    queue.add_source("cam", 2, LanePolicy.DROP_OLDEST)
     for i, make in enumerate((seg, light, light, light, seg)):
         assert queue.put(make("cam", i))
     assert dropped == []  # five waiting, two of them heavy: not full
@@ -359,7 +359,7 @@ def test_light_segments_keep_their_place_but_not_the_capacity():
 
 def test_light_segments_never_block_a_file_source():
     queue = FairSegmentQueue()
-    queue.add_source("file", 1, "block")
+    queue.add_source("file", 1, LanePolicy.BLOCK)
     queue.put(seg("file", 0))
     call = Background(queue.put, light("file", 1))
     assert call.wait() is True  # a full lane does not hold back a skipped segment

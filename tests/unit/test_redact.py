@@ -103,3 +103,21 @@ def test_redaction_leaves_plain_text_alone():
     text = "a person walks past the door at 12:30; see https://example.com/docs"
     assert redact(text) == text
     assert set(string.ascii_letters) <= set(redact(string.ascii_letters))
+
+
+def test_every_query_value_of_a_url_is_masked_whatever_its_name():
+    url = "https://u:pw@hooks.example/in?access_token=AT1&sig=SG2&X-Amz-Signature=AZ3&code=CD4&format=json#top"
+    assert redact_url(url) == ("https://u:***@hooks.example/in?access_token=***&sig=***&X-Amz-Signature=***"
+                               "&code=***&format=***#top")
+    text = redact(f"webhook {url} answered 503")
+    assert all(secret not in text for secret in ("AT1", "SG2", "AZ3", "CD4", "pw@"))
+    assert text.endswith(" answered 503") and "hooks.example/in?" in text
+
+
+def test_query_values_are_registered_only_when_asked(monkeypatch):
+    monkeypatch.setattr(redact_module, "_secrets", set())
+    monkeypatch.setattr(redact_module, "_ordered", ())
+    register_url("rtsp://cam/stream?subtype=mainstream")  # a camera: its words stay words
+    assert redact("the mainstream view") == "the mainstream view"
+    register_url("https://h/x?sig=abcdef123456", query_values=True)  # a webhook: its signature is a secret
+    assert redact("signed abcdef123456") == "signed ***"

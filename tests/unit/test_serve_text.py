@@ -1,11 +1,11 @@
-"""Token ids -> streamed text deltas (streamproc.server.text): half-decoded characters and partial
+"""Token ids -> streamed text deltas (streamproc.openai_api.text): half-decoded characters and partial
 stop strings are held back, a stop string ends the answer before it, and the deltas always add
 up to the final text."""
 from __future__ import annotations
 
 import pytest
 
-from streamproc.server.text import StopMatched, TextStream, cut_at_stop
+from streamproc.openai_api.text import StopMatched, TextStream, cut_at_stop
 
 
 class Pieces:

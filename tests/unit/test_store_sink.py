@@ -14,11 +14,12 @@ import pytest
 from streamproc.cli import main
 from streamproc.config.store import StoreConfig
 from streamproc.events import Event, summary_event
-from streamproc.service.http import HttpServer
-from streamproc.sinks.base import create_sinks
-from streamproc.config.sinks import SinksConfig
-from streamproc.sinks.store import StoreSink
-from streamproc.store.api import register
+from streamproc.app.plugins import store_plugin
+from streamproc.config import config_from_data
+from streamproc.config.http import HttpConfig
+from streamproc.http import HttpServer, build_app
+from streamproc.store.sink import StoreSink
+from streamproc.store.api import store_routes
 from streamproc.store.search import StoreReader
 from tests.unit.test_store import T0, alert, caption
 
@@ -31,9 +32,9 @@ def event(data: dict) -> Event:
 
 def test_sink_batches_and_flushes(tmp_path):
     config = StoreConfig(enabled=True, path=tmp_path / "s.sqlite", batch_size=50)
-    sinks = create_sinks(SinksConfig(), store=config)
-    assert [s.name for s in sinks] == ["store"]
-    sink = sinks[0]
+    sink = store_plugin(config_from_data({"sources": [{"name": "porch", "path": "x.mp4"}], "store": config.model_dump()}),
+                        ["porch"], None, None)
+    assert sink.name == "store" and sink.routes()  # the read API comes with it
     sink.start()
     try:
         caps = [caption(i, f"a heron lands {i}", start=T0 + i * 20) for i in range(120)]
@@ -51,7 +52,7 @@ def test_sink_batches_and_flushes(tmp_path):
             assert len(reader.search("heron", limit=500)) == 120
             assert reader.summaries()[0]["text"] == "Herons."
     finally:
-        sink.close()
+        sink.stop()
 
 
 def test_a_full_queue_drops_and_counts_without_blocking(tmp_path):
@@ -76,7 +77,7 @@ def test_a_full_queue_drops_and_counts_without_blocking(tmp_path):
         release.set()
     assert sink.flush(10)
     assert sink.stats()["stored"] == 6
-    sink.close()
+    sink.stop()
 
 
 def test_a_store_that_cannot_be_opened_is_reported_and_counted(caplog):
@@ -89,7 +90,7 @@ def test_a_store_that_cannot_be_opened_is_reported_and_counted(caplog):
     assert "cannot open the caption store at /proc/" in stats["error"]
     assert "runs on without the caption store" in caplog.text
     assert sink.flush(1)
-    sink.close()
+    sink.stop()
 
 
 @pytest.fixture
@@ -101,13 +102,12 @@ def filled_store(tmp_path):
     sink.handle(event(caption(7, "a red car at the gate", source="gate", start=T0)))
     sink.handle(summary_event("porch", start=T0, end=T0 + 7200, text="Cars.", ranges=[], entries=3, model="m"))
     assert sink.flush(10)
-    sink.close()
+    sink.stop()
     return tmp_path / "s.sqlite"
 
 
 def test_http_search_and_summaries(filled_store):
-    server = HttpServer("127.0.0.1", 0)
-    register(server.route, filled_store)
+    server = HttpServer(build_app(store_routes(filled_store), HttpConfig()))
     server.start()
 
     def get(path: str, **query):
@@ -144,8 +144,7 @@ def test_http_search_and_summaries(filled_store):
 
 
 def test_http_without_a_store_answers_503(tmp_path):
-    server = HttpServer("127.0.0.1", 0)
-    register(server.route, tmp_path / "none.sqlite", lambda: False)
+    server = HttpServer(build_app(store_routes(tmp_path / "none.sqlite", lambda: False), HttpConfig()))
     server.start()
     try:
         with pytest.raises(urllib.error.HTTPError) as info:
@@ -190,7 +189,7 @@ def test_events_from_the_real_builders(tmp_path):
     for e in (cap, raised, quiet):
         sink.handle(e)
     assert sink.flush(10) and sink.stats()["stored"] == 3
-    sink.close()
+    sink.stop()
     with StoreReader(tmp_path / "s.sqlite") as reader:
         (fox,) = reader.search("fox", kinds=["caption"])
         assert (fox.start, fox.end, fox.media_start, fox.media_end) == (T0, first.end_wall, 0.0, 2.0)
@@ -220,7 +219,7 @@ def test_retention_runs_in_the_writer_while_the_sink_runs(tmp_path):
         with StoreReader(config.path) as reader:
             assert [h.text for h in reader.search("owl")] == ["a new owl"]
     finally:
-        sink.close()
+        sink.stop()
 
 
 def test_summaries_go_to_their_retained_mqtt_topic():

@@ -13,7 +13,7 @@ pytest.importorskip("transformers")
 from streamproc.cli import main  # noqa: E402
 from streamproc.config.store import StoreConfig, SummaryConfig  # noqa: E402
 from streamproc.events import Event, validate  # noqa: E402
-from streamproc.sinks.store import StoreSink  # noqa: E402
+from streamproc.store.sink import StoreSink  # noqa: E402
 from streamproc.store.scheduler import SummaryScheduler  # noqa: E402
 from streamproc.store.search import StoreReader  # noqa: E402
 from streamproc.store.summarize import Summarizer  # noqa: E402
@@ -118,7 +118,7 @@ def test_the_scheduler_stores_and_publishes_summaries(tiny_hf_backend, tmp_path)
     finally:
         scheduler.backend = None  # the session's backend is not the scheduler's to close
         scheduler.stop()
-        store.close()
+        store.stop()
 
 
 def test_cli_summarize(tiny_model_dir, tmp_path, capsys):
@@ -129,7 +129,7 @@ def test_cli_summarize(tiny_model_dir, tmp_path, capsys):
         data = caption(i, row["text"], start=row["start"])
         store.handle(Event("caption", data["id"], "porch", data))
     assert store.flush(10)
-    store.close()
+    store.stop()
     config = write_config(tmp_path, {
         "backend": {"type": "hf", "model": str(tiny_model_dir), "device": "cpu", "dtype": "float32"},
         "store": {"enabled": True, "path": str(path)},

@@ -8,18 +8,14 @@ import urllib.request
 
 import pytest
 
-pytest.importorskip("starlette")
-pytest.importorskip("uvicorn")
-
-from starlette.applications import Starlette  # noqa: E402
-
-from streamproc.events import caption_event  # noqa: E402
-from streamproc.server.launch import ServerThread  # noqa: E402
-from streamproc.store.db import CaptionStore  # noqa: E402
-from streamproc.web.asgi import starlette_routes, store_router  # noqa: E402
-from tests.support.browser import browser, console_errors  # noqa: E402,F401 - fixture
-from tests.support.segments import make_result, make_segment  # noqa: E402
-from tests.support.service import wait_until  # noqa: E402
+from streamproc.config.http import HttpConfig
+from streamproc.events import caption_event
+from streamproc.http import HttpServer, build_app
+from streamproc.store.db import CaptionStore
+from streamproc.web.asgi import store_site_routes
+from tests.support.browser import browser, console_errors  # noqa: F401 - fixture
+from tests.support.segments import make_result, make_segment
+from tests.support.service import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -31,9 +27,9 @@ def served(tmp_path):
     texts = ["A delivery van stops at the gate.", "A cat sleeps on the porch.", "The gate opens for a cyclist."]
     store.add_events(caption_event(make_segment("gate", i), make_result(t)).to_dict() for i, t in enumerate(texts))
     store.close()
-    app = Starlette(routes=starlette_routes(store_router(path)))
-    with ServerThread(app) as server:
-        yield f"http://{server.host}:{server.port}"
+    app = build_app(store_site_routes(path), HttpConfig())
+    with HttpServer(app) as server:
+        yield server.url
 
 
 def test_search_api_and_page_on_the_asgi_server(served, browser):
@@ -55,10 +51,13 @@ def test_search_api_and_page_on_the_asgi_server(served, browser):
 
 @pytest.mark.integration
 @pytest.mark.hf
-def test_streamproc_serve_with_a_store_config_serves_the_page(tmp_path, tiny_model_dir):
-    """`streamproc serve CONFIG` whose config enables the caption store: the OpenAI API, the store's
-    read API and the web view on one port."""
+def test_streamproc_serve_with_a_store_config_serves_the_page_behind_its_key(tmp_path, tiny_model_dir):
+    """`streamproc serve CONFIG` whose config enables the caption store and sets http.api_key: the
+    OpenAI API, the store's read API and the web view on one port, every route but /healthz and
+    the page's shell behind the key."""
     pytest.importorskip("transformers")
+    import urllib.error
+
     import yaml
 
     from tests.support.serve import serve_process
@@ -71,12 +70,21 @@ def test_streamproc_serve_with_a_store_config_serves_the_page(tmp_path, tiny_mod
         "sources": [{"name": "gate", "path": str(tmp_path / "unused.mp4")}],
         "backend": {"type": "hf", "model": str(tiny_model_dir), "device": "cpu", "dtype": "float32"},
         "store": {"enabled": True, "path": str(path)},
+        "http": {"api_key": "${SERVE_TEST_KEY}"},
     }
     (tmp_path / "serve.yaml").write_text(yaml.safe_dump(config))
-    with serve_process(tmp_path, [str(tmp_path / "serve.yaml")]) as server:
-        with urllib.request.urlopen(server.root + "/api/search?q=heron", timeout=10) as response:
+    key = "serve-page-key-77"
+    with serve_process(tmp_path, [str(tmp_path / "serve.yaml")], env={"SERVE_TEST_KEY": key}) as server:
+        for route in ("/api/search?q=heron", "/api/summaries", "/api/site", "/api/cameras", "/v1/models", "/metrics"):
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(server.root + route, timeout=10)
+            assert refused.value.code == 401, route
+        auth = {"Authorization": f"Bearer {key}"}
+        request = urllib.request.Request(server.root + "/api/search?q=heron", headers=auth)
+        with urllib.request.urlopen(request, timeout=10) as response:
             assert [h["text"] for h in json.loads(response.read())["hits"]] == ["A heron lands by the pond."]
         with urllib.request.urlopen(server.root + "/", timeout=10) as response:
             assert response.headers["Content-Type"].startswith("text/html") and b"/static/app.js" in response.read()
-        with urllib.request.urlopen(server.root + "/v1/models", timeout=10) as response:
-            assert json.loads(response.read())["data"]
+        with urllib.request.urlopen(urllib.request.Request(server.root + "/v1/models", headers=auth), timeout=10) as response:
+            assert [m["id"] for m in json.loads(response.read())["data"]] == [tiny_model_dir.name]
+    assert key not in server.log()

@@ -1,9 +1,17 @@
 // streamproc web view: cameras, timelines, search and summaries, updated live over server-sent
 // events. Plain JavaScript, no build step, no network beyond this server. Text from events is
 // always inserted as text (never as HTML), so captions cannot inject markup.
+//
+// The API key: when the server answers 401 the page asks for the key once (a form in the page),
+// keeps it for this browser tab only (sessionStorage) and sends it as `Authorization: Bearer` on
+// every request to this server: JSON, the event feed (read with fetch, as EventSource cannot send
+// a header), snapshots and clips (fetched, then shown from blob: URLs). Never in a URL, never in a
+// cookie, never to another origin.
 "use strict";
 
-const state = { site: null, cameras: new Map(), view: "cameras", camera: null, source: null, key: null };
+const KEY_ITEM = "streamproc-key";
+const state = { site: null, cameras: new Map(), view: "cameras", camera: null, source: null, key: null,
+                keyWanted: null, keyGiven: null };
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -34,8 +42,50 @@ function startOf(item) {
   return segment.start_wall || item.start_wall || item.start || item.ts;
 }
 
+function sameOrigin(url) {
+  return new URL(url, location.href).origin === location.origin;
+}
+
+// fetch() with the key; a 401 shows the key form and tries again once a key is given.
+async function api(url, options = {}) {
+  for (;;) {
+    const headers = Object.assign({}, options.headers || {});
+    if (state.key && sameOrigin(url)) headers.Authorization = `Bearer ${state.key}`;
+    const response = await fetch(url, Object.assign({}, options, { headers }));
+    if (response.status !== 401 || !sameOrigin(url)) return response;
+    await askForKey(state.key ? "That key was refused. Enter this server's API key." : null);
+  }
+}
+
+// One question however many requests were refused at once: they all wait for the same answer.
+function askForKey(message) {
+  if (!state.keyWanted) {
+    state.key = null;
+    sessionStorage.removeItem(KEY_ITEM);
+    state.keyWanted = new Promise((resolve) => { state.keyGiven = resolve; });
+    if (message) document.getElementById("key-note").textContent = message;
+    show("key");
+    document.getElementById("key-input").focus();
+  }
+  return state.keyWanted;
+}
+
+function submitKey(event) {
+  event.preventDefault();
+  const input = document.getElementById("key-input");
+  const key = input.value.trim();
+  if (!key) return;
+  input.value = "";
+  state.key = key;
+  sessionStorage.setItem(KEY_ITEM, key);
+  const given = state.keyGiven;
+  state.keyWanted = state.keyGiven = null;
+  if (state.site) route(); else show("cameras");
+  given();
+}
+
 async function getJSON(url, options) {
-  const response = await fetch(url, options);
+  const response = await api(url, options);
   let body = null;
   try { body = await response.json(); } catch (error) { body = null; }
   if (!response.ok) {
@@ -43,6 +93,33 @@ async function getJSON(url, options) {
     throw new Error(typeof message === "string" ? message : JSON.stringify(message));
   }
   return body;
+}
+
+// Snapshots and clips: fetched with the key and shown from blob: URLs (kept for the last 64).
+const media = new Map();
+
+function mediaURL(url) {
+  if (!sameOrigin(url)) return Promise.resolve(url);  // attachments.base_url elsewhere: no key goes there
+  if (!media.has(url)) {
+    media.set(url, api(url).then((response) => {
+      if (!response.ok) throw new Error(`${url}: ${response.status}`);
+      return response.blob();
+    }).then((blob) => URL.createObjectURL(blob)));
+    if (media.size > 64) {
+      const [oldest, pending] = media.entries().next().value;
+      media.delete(oldest);
+      pending.then((objectURL) => URL.revokeObjectURL(objectURL), () => {});
+    }
+  }
+  return media.get(url);
+}
+
+function withMedia(node, url) {
+  mediaURL(url).then((objectURL) => { node.src = objectURL; }, (error) => {
+    media.delete(url);
+    console.warn("media:", error.message);
+  });
+  return node;
 }
 
 // -- views ---------------------------------------------------------------------------------
@@ -56,6 +133,7 @@ function show(view) {
 }
 
 function route() {
+  if (state.keyWanted) return;  // the key form stays until a key is given
   const hash = decodeURIComponent(location.hash.replace(/^#/, "")) || "cameras";
   if (hash.startsWith("camera/")) {
     state.camera = hash.slice("camera/".length);
@@ -76,8 +154,8 @@ function route() {
 
 function cameraCard(camera) {
   const image = camera.snapshot
-    ? el("img", { src: `/api/cameras/${encodeURIComponent(camera.name)}/snapshot.jpg?id=${encodeURIComponent(camera.snapshot_id || "")}`,
-                  alt: `latest snapshot of ${camera.name}`, class: "snapshot" })
+    ? withMedia(el("img", { alt: `latest snapshot of ${camera.name}`, class: "snapshot" }),
+                `/api/cameras/${encodeURIComponent(camera.name)}/snapshot.jpg?id=${encodeURIComponent(camera.snapshot_id || "")}`)
     : el("div", { class: "noimg", text: "no snapshot yet" });
   const rules = el("div", { class: "chips" });
   for (const [rule, value] of Object.entries(camera.rules || {})) {
@@ -132,18 +210,10 @@ async function refreshCameras() {
 }
 
 async function command(name, action) {
-  const headers = {};
-  if (state.site.key_required) {
-    if (!state.key) state.key = sessionStorage.getItem("streamproc-key") || prompt("API key");
-    if (!state.key) return;
-    sessionStorage.setItem("streamproc-key", state.key);
-    headers.Authorization = `Bearer ${state.key}`;
-  }
   try {
-    await getJSON(`/api/cameras/${encodeURIComponent(name)}/${action}`, { method: "POST", headers });
+    await getJSON(`/api/cameras/${encodeURIComponent(name)}/${action}`,
+                  { method: "POST", headers: { "Content-Type": "application/json" }, body: "{}" });
   } catch (error) {
-    state.key = null;
-    sessionStorage.removeItem("streamproc-key");
     alert(`${action} ${name}: ${error.message}`);
   }
   refreshCameras();
@@ -153,15 +223,16 @@ async function command(name, action) {
 
 function attachmentMedia(item) {
   const files = item.attachments || {};
-  const media = el("div", { class: "media" });
+  const box = el("div", { class: "media" });
   if (files.snapshot && files.snapshot.url) {
-    media.append(el("img", { src: files.snapshot.url, alt: `snapshot of ${item.rule || "alert"}`, class: "alert-snapshot" }));
+    box.append(withMedia(el("img", { alt: `snapshot of ${item.rule || "alert"}`, class: "alert-snapshot" }),
+                         files.snapshot.url));
   }
   if (files.clip && files.clip.url) {
-    media.append(el("video", { src: files.clip.url, controls: true, preload: "auto", muted: true,
-                               playsinline: true, class: "alert-clip" }));
+    box.append(withMedia(el("video", { controls: true, preload: "auto", muted: true, playsinline: true,
+                                       class: "alert-clip" }), files.clip.url));
   }
-  return media.childElementCount ? media : null;
+  return box.childElementCount ? box : null;
 }
 
 function timelineItem(item) {
@@ -302,18 +373,49 @@ function onEvent(item) {
   if (item.type === "summary" && state.view === "summaries") loadSummaries();
 }
 
-function connect() {
+// The event feed: server-sent events read with fetch (so the key can go in a header), parsed
+// here, reconnected 2 s after it ends or fails.
+async function connect() {
   const live = document.getElementById("live");
-  const source = new EventSource("/api/events");
-  const handler = (message) => {
-    try { onEvent(JSON.parse(message.data)); } catch (error) { console.warn("event:", error.message); }
-  };
-  for (const type of ["caption", "alert", "unchanged", "status", "summary", "message"]) source.addEventListener(type, handler);
-  source.onopen = () => { live.textContent = "live"; live.className = "badge on-live"; refreshCameras(); };
-  source.onerror = () => { live.textContent = "reconnecting"; live.className = "badge reconnecting"; };
+  for (;;) {
+    try {
+      const response = await api("/api/events", { headers: { Accept: "text/event-stream" } });
+      if (!response.ok || !response.body) throw new Error(`the event feed answered ${response.status}`);
+      live.textContent = "live";
+      live.className = "badge on-live";
+      refreshCameras();
+      const reader = response.body.getReader();
+      const decoder = new TextDecoder();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += decoder.decode(value, { stream: true });
+        let end;
+        while ((end = buffer.indexOf("\n\n")) >= 0) {
+          dispatch(buffer.slice(0, end));
+          buffer = buffer.slice(end + 2);
+        }
+      }
+    } catch (error) {
+      console.warn("events:", error.message);
+    }
+    live.textContent = "reconnecting";
+    live.className = "badge reconnecting";
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+  }
+}
+
+function dispatch(block) {
+  const data = block.split("\n").filter((line) => line.startsWith("data:"))
+    .map((line) => line.slice(5).replace(/^ /, "")).join("\n");
+  if (!data) return;  // a comment (keep-alive) or the retry hint
+  try { onEvent(JSON.parse(data)); } catch (error) { console.warn("event:", error.message); }
 }
 
 async function start() {
+  state.key = sessionStorage.getItem(KEY_ITEM);
+  document.getElementById("key-form").addEventListener("submit", submitKey);
   try {
     state.site = await getJSON("/api/site");
   } catch (error) {
