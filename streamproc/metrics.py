@@ -44,6 +44,10 @@ class Metrics:
             "streamproc_segments_paused", "Segments skipped because the source was paused", ["source"], registry=r
         )
         self.reconnects = Counter("streamproc_reconnects", "Live source reconnects", ["source"], registry=r)
+        self.corrupt = Counter(
+            "streamproc_corrupt_packets", "Damaged packets or pictures the decoder met (their frames are not used)",
+            ["source"], registry=r,
+        )
         self.errors = Counter("streamproc_errors", "Errors by stage", ["stage"], registry=r)
         self.events = Counter("streamproc_events", "Events handed to the sinks", ["type"], registry=r)
         self.alerts = Counter(
@@ -85,7 +89,8 @@ class Metrics:
     def prepare(self, sources: Iterable[str], rules: Iterable[tuple[str, Iterable[str]]]) -> None:
         """Create every labelled series at zero: `sources` by name, `rules` as (rule, its sources)."""
         for source in sources:
-            for family in (self.frames, self.segments, self.described, self.dropped, self.paused_segments, self.reconnects):
+            for family in (self.frames, self.segments, self.described, self.dropped, self.paused_segments, self.reconnects,
+                           self.corrupt):
                 family.labels(source)
             for gauge in (self.queue_depth, self.source_up, self.source_paused):
                 gauge.labels(source).set(0)

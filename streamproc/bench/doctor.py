@@ -24,27 +24,8 @@ from typing import Callable, Optional, Sequence
 GOAL_S = 3.0
 
 
-def add_parser(sub) -> None:
-    parser = sub.add_parser(
-        "doctor",
-        help="seconds `streamproc doctor` takes for a config with nothing to load, quiet and busy machine",
-        description="Runs `streamproc doctor CONFIG` as new processes, first as the machine is, then with 2 x cores "
-        "CPU-bound processes beside it, and reports median and worst wall times against the 3 s goal, then the "
-        "slowest imports of one run (python -X importtime). See docs/benchmarks.md.",
-    )
-    parser.add_argument("--config", type=Path, default=None,
-                        help="the config to check (default: the tiny model through transformers, a generated clip)")
-    parser.add_argument("--runs", type=int, default=7, help="doctor runs per condition (default 7)")
-    parser.add_argument("--busy", type=int, default=None, help="CPU-bound processes for the busy runs (default 2 x cores)")
-    parser.add_argument("--baseline", type=Path, default=None,
-                        help="a source checkout (its root folder) whose doctor is measured beside this one's")
-    parser.add_argument("--out", type=Path, default=None, help="also write the tables (markdown) here")
-    parser.set_defaults(func=run_command)
-
-
-def run_command(args) -> int:
+def run_command(args) -> str:
     from ..errors import UsageError
-    from .measure import publish_table
 
     if args.runs < 1:
         raise UsageError("--runs must be at least 1")
@@ -59,7 +40,7 @@ def run_command(args) -> int:
         busy_results = timings(config, args.runs, checkouts)
         machine = f"busy: {busy} spinning processes (load {spinners.load():.1f})"
         results.update({(machine, name): found for name, found in busy_results.items()})
-    return publish_table(table(results, config, load) + "\n\n" + imports_table(config), args.out)
+    return table(results, config, load) + "\n\n" + imports_table(config)
 
 
 def default_config(progress: Callable[[str], None]) -> Path:

@@ -106,8 +106,13 @@ class Scene:
         """The RGB frame (uint8) at time `t` seconds; `index` picks the noise. (int16 arithmetic:
         the capacity bench renders camera-hours of these.)"""
         image = self._background.copy()
+        # a door is there, closed, before it opens: drawn first, so that a door that has opened
+        # at the same place is drawn over it, never under it
         for event in self.events:
-            if event.start <= t or event.kind == "door":  # a door is there, closed, before it opens
+            if event.kind == "door" and event.start > t:
+                _draw_event(image, event, t)
+        for event in self.events:
+            if event.start <= t:
                 _draw_event(image, event, t)
         if self._leaves is not None:
             _draw_foliage(image, self._leaves, t)
@@ -122,7 +127,7 @@ class Scene:
             dy, dx = (index * 7) % 16, (index * 11) % 16
             image += bank[dy:dy + self.height, dx:dx + self.width]
         if self.clock:
-            _draw_clock(image, t)
+            draw_clock(image, t)
         return np.clip(image, 0, 255).astype(np.uint8)
 
     def changed_between(self, t0: float, t1: float) -> bool:
@@ -216,7 +221,8 @@ def _draw_foliage(image: np.ndarray, leaves: np.ndarray, t: float) -> None:
     region[...] = region * (1 - cover) + green * cover  # (cast back to int16)
 
 
-def _draw_clock(image: np.ndarray, t: float) -> None:
+def draw_clock(image: np.ndarray, t: float) -> None:
+    """Burn an HH:MM:SS overlay into `image` (in place) in the top left, as cameras do."""
     seconds = int(t) + 13 * 3600 + 59 * 60 + 20  # starts at 13:59:20: minutes and hours roll too
     text = f"{seconds // 3600 % 24:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
     scale = 2
@@ -281,3 +287,62 @@ def _paint(image: np.ndarray, y0: int, y1: int, x0: int, x1: int, colour) -> Non
     y0, y1, x0, x1 = max(0, y0), min(height, y1), max(0, x0), min(width, x1)
     if y0 < y1 and x0 < x1:
         image[y0:y1, x0:x1] = colour
+
+
+# -- scenes with a given activity (bench capacity) -------------------------------------------------
+
+DOOR_SLOTS = (0.12, 0.3, 0.48, 0.66)  # where doors stand (share of the width): apart, never overlapping
+OBJECT_SLOTS = (0.15, 0.3, 0.45, 0.6, 0.75)  # where objects are left
+
+
+def candidate_events(rng: np.random.Generator, seconds: int, segment_s: float) -> list[tuple[float, Event]]:
+    """One candidate event per segment slot, each with a uniform draw that decides if it happens.
+
+    Doors and objects take a free place: a door stands at one of DOOR_SLOTS and no other door
+    uses that place until it has closed again (an earlier bench drew a later, still closed door
+    over an earlier open one: the earlier door's changes were invisible but counted as truth);
+    objects likewise. A door or object with no free place becomes a person crossing."""
+    out: list[tuple[float, Event]] = []
+    busy = {("door", x): -1.0 for x in DOOR_SLOTS} | {("object", x): -1.0 for x in OBJECT_SLOTS}
+    for k in range(int(seconds // segment_s)):
+        u = float(rng.uniform())
+        start = k * segment_s + float(rng.uniform(0, segment_s))
+        kind = str(rng.choice(["person", "person", "door", "object"]))
+        duration, until = float(rng.uniform(2, 4)), start + float(rng.uniform(15, 90))
+        if kind == "object":
+            duration, until = 0.0, start + float(rng.uniform(30, 240))
+        free = [x for (what, x), end in busy.items() if what == kind and end < start - 1.0]
+        if kind != "person" and free:
+            x = free[int(rng.integers(len(free)))]
+            busy[(kind, x)] = until + duration + 1.0
+            out.append((u, Event(kind, start, duration, x=x, seed=k, until=until)))
+            continue
+        x = float(rng.uniform(0.15, 0.75))
+        out.append((u, Event("person", start, float(rng.uniform(5, 8)), float(rng.uniform(0, 40)), x, seed=k)))
+    return out
+
+
+def activity_scene(seed: int, seconds: int, activity: float, segment_s: float, frame: tuple[int, int],
+                   foliage: bool) -> Scene:
+    """A scene whose share of `segment_s` windows with change is as close to `activity` as its
+    draws allow (bisection on the chance that a candidate event happens)."""
+    slots = candidate_events(np.random.default_rng(seed), seconds, segment_s)
+    scene = Scene(height=frame[0], width=frame[1], seed=seed, noise=4.0, clock=True, foliage=foliage)
+    windows = [(k * segment_s - 1, (k + 1) * segment_s - 1) for k in range(1, int(seconds // segment_s))]
+
+    def share(p: float) -> float:
+        scene.events = [event for u, event in slots if u < p]
+        return sum(scene.changed_between(a, b) for a, b in windows) / max(1, len(windows))
+
+    if activity >= 1.0:
+        share(1.0)
+        return scene
+    low, high = 0.0, 1.0
+    for _ in range(14):
+        middle = (low + high) / 2
+        if share(middle) < activity:
+            low = middle
+        else:
+            high = middle
+    share(low if activity - share(low) < share(high) - activity else high)  # the nearer of the two
+    return scene

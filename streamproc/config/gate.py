@@ -48,8 +48,8 @@ class GateConfig(Section):
     )
     flicker_rate: float = Field(
         0.3, gt=0, le=1,
-        description="cells changing in more than this share of recent frames (a timestamp's seconds) are left out, "
-        "with their neighbours; 1 = never",
+        description="cells whose change returns to what they showed in the last 12 s in more than this share of "
+        "recent frames are left out (only those cells, never their neighbours); 1 = no flicker rule",
     )
     reference_frames: int = Field(
         3, ge=1, le=16, description="frames kept from the last described segment to compare each new segment with"

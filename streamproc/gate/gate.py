@@ -16,12 +16,10 @@ reason reported in metrics and events):
              `reference_frames` frames of the last described segment. Comparing with the reference
              catches changes too slow to see frame to frame (a door opening over a minute).
 
-Flicker: cells that changed from one frame to the next in more than `flicker_rate` of the recent
-frames (a moving average over about ten frames; a plain average over the first ten) are left
-out, with their neighbours (a fifth of the frame's width either side, one cell up and down): the
-seconds of a timestamp overlay change every frame, and its minutes and hours sit beside them. Something that stays in one place and keeps moving (a
-screen, a flag) is left out the same way once it has been moving for several frames; it was
-described when it began, and its cells count again a few frames after it stops.
+Flicker (flicker.py): a cell whose changes keep returning to what it showed a few seconds before
+(the digits of a timestamp overlay, a blinking light, codec pops) in more than `flicker_rate` of
+the recent frame pairs is left out. Only such cells: the mask never spreads to neighbours, and a
+cell showing something new (a person, a hand, a cut) always counts.
 
 Otherwise the segment is "unchanged", with the largest score seen (< 1).
 
@@ -37,12 +35,11 @@ import numpy as np
 
 from ..config.gate import GateConfig, SourceGateConfig
 from ..frames import Segment
+from .flicker import FlickerTracker
 from .score import FrameScorer, ScoreParams, Thumb
 
 DESCRIBE_REASONS = ("off", "always", "first", "gap", "resync", "heartbeat", "change")
 SKIP_REASON = "unchanged"
-_FLICKER_ALPHA = 0.1  # weight of the newest frame pair in each cell's rate of change
-_FLICKER_REACH = (1, 0.2)  # neighbours left out with a flickering cell: 1 row, 20% of the width
 
 
 @dataclass(frozen=True)
@@ -66,8 +63,7 @@ class SceneGate:
         self._reference: list[Thumb] = []  # frames of the last described segment
         self._described_end: Optional[float] = None
         self._resync = False
-        self._flicker: Optional[np.ndarray] = None  # per cell: moving average of "changed"
-        self._pairs = 0  # frame pairs seen by the average
+        self._flicker: Optional[FlickerTracker] = None
 
     @property
     def enabled(self) -> bool:
@@ -77,6 +73,15 @@ class SceneGate:
         """The last segment passed on was not described: describe the next one whatever it shows."""
         self._resync = True
 
+    def moved(self, before: np.ndarray, after: np.ndarray) -> bool:
+        """Whether frame `after` differs from frame `before` (RGB images at the source's size),
+        with the current flicker mask: the onset check (change starting inside a running
+        segment, docs/gate.md). False until the gate has seen the source's first segment."""
+        scorer = self._scorer
+        if scorer is None or self._flicker is None or scorer.frame_size != before.shape[:2]:
+            return False
+        return scorer.score(scorer.thumb(before), scorer.thumb(after), self._flicker.mask()) >= 1.0
+
     def decide(self, segment: Segment) -> Decision:
         if self.config.mode == "off":
             return Decision(True, "off")
@@ -84,7 +89,10 @@ class SceneGate:
             return Decision(True, "always")
         thumbs, fresh = self._thumbs(segment)
         previous, self._last = self._last, thumbs[-1]
-        mask = self._flicker_mask()
+        if self._flicker is None:
+            self._flicker = FlickerTracker(self.config.flicker_rate, segment.fps)
+            self._flicker.seed(thumbs[0])
+        mask = self._flicker.mask()
         score = self._frame_to_frame(previous, thumbs, mask)  # every segment: it keeps the flicker rates
         if fresh or not self._reference:
             return self._described(segment, thumbs, "first")
@@ -107,23 +115,18 @@ class SceneGate:
         fresh = self._scorer is None or self._scorer.frame_size != (height, width)
         if fresh:
             self._scorer = FrameScorer(height, width, self.params, self.ignore)
-            self._last, self._reference, self._flicker = None, [], None
+            self._last, self._reference, self._flicker = None, [], None  # a new tracker for the new size
         return [self._scorer.thumb(frame.image) for frame in segment.frames], fresh
 
     def _frame_to_frame(self, previous: Optional[Thumb], thumbs: list[Thumb], mask: Optional[np.ndarray]) -> float:
         scorer = self._scorer
-        assert scorer is not None
+        assert scorer is not None and self._flicker is not None
         best = 0.0
         chain = ([previous] if previous is not None else []) + thumbs
         for before, after in zip(chain, chain[1:]):
-            score, cells = scorer.compare(before, after, mask)
+            score, cells, bar = scorer.compare(before, after, mask)
             best = max(best, score)
-            if self._flicker is None:
-                self._flicker, self._pairs = np.zeros(cells.shape, np.float32), 0
-            self._pairs += 1
-            alpha = max(_FLICKER_ALPHA, 1.0 / self._pairs)  # learns from the first pairs at once
-            self._flicker *= 1.0 - alpha
-            self._flicker += alpha * cells
+            self._flicker.update(after, cells, bar)
         return best
 
     def _against_reference(self, thumbs: list[Thumb], mask: Optional[np.ndarray]) -> float:
@@ -137,21 +140,6 @@ class SceneGate:
             if best >= 1.0:
                 break
         return best
-
-    def _flicker_mask(self) -> Optional[np.ndarray]:
-        if self._flicker is None:
-            return None
-        hot = self._flicker > self.config.flicker_rate
-        if not hot.any():
-            return None
-        mask = hot.copy()
-        reach_y, reach_x = _FLICKER_REACH[0], max(1, int(round(_FLICKER_REACH[1] * hot.shape[1])))
-        for dy in range(-reach_y, reach_y + 1):
-            for dx in range(-reach_x, reach_x + 1):
-                mask[max(0, dy):mask.shape[0] + min(0, dy), max(0, dx):mask.shape[1] + min(0, dx)] |= hot[
-                    max(0, -dy):hot.shape[0] + min(0, -dy), max(0, -dx):hot.shape[1] + min(0, -dx)
-                ]
-        return mask
 
     def _described(self, segment: Segment, thumbs: list[Thumb], reason: str, score: float = 0.0) -> Decision:
         count = min(self.config.reference_frames, len(thumbs))

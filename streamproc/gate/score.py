@@ -110,8 +110,9 @@ class FrameScorer:
 
     def compare(
         self, before: Thumb, after: Thumb, mask: Optional[np.ndarray] = None
-    ) -> tuple[float, np.ndarray]:
-        """The score, and which cells changed (two of their pixels or more, or their mean)."""
+    ) -> tuple[float, np.ndarray, float]:
+        """The score, which cells changed (two of their pixels or more, or their mean), and the
+        noise bar a pixel's structure had to pass."""
         p = self.params
         gain, offset = _fit_brightness(before.cells[self.valid], after.cells[self.valid])
         residual = after.luma - (gain * before.luma + offset)
@@ -127,8 +128,8 @@ class FrameScorer:
         windows = changed[:-1, :-1] + changed[1:, :-1] + changed[:-1, 1:] + changed[1:, 1:]
         windows = windows[self.window_valid]
         if not windows.size:
-            return 0.0, cells
-        return float(windows.max()) / (4 * CELL * CELL) / p.area, cells
+            return 0.0, cells, bar
+        return float(windows.max()) / (4 * CELL * CELL) / p.area, cells, bar
 
     def _cell_sums(self, image: np.ndarray) -> np.ndarray:
         # two small matrix products: several times faster than a 4-D reshape and sum in numpy

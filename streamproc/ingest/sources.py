@@ -56,7 +56,8 @@ class SourceCounters:
     packets: int = 0
     decoded: int = 0
     sampled: int = 0
-    corrupt: int = 0
+    corrupt: int = 0  # damaged packets the decoder refused, and damaged pictures it flagged
+    corrupt_bursts: int = 0  # runs of damage, each ended by the next clean key frame (one warning each)
     reconnects: int = 0
 
 
@@ -151,7 +152,7 @@ class VideoSource:
         if stream.start_time is not None and time_base:
             selector.start_at(stream.start_time * time_base)
         skip = context.skip_frame
-        awaiting_key = False
+        damage = _Damage(self.name, self.counters)
         decoded = 0  # frames decoded on this connection; counters.decoded spans reconnects
         timed = False  # has this connection given any frame a timestamp?
         for packet in container.demux(stream):
@@ -166,22 +167,16 @@ class VideoSource:
             try:
                 frames = context.decode(packet)
             except av.error.InvalidDataError as exc:
-                self.counters.corrupt += 1
-                if self.counters.corrupt == 1:
-                    log.warning("%s: skipping damaged data (%s)", self.name, redact(exc.strerror or exc))
+                damage.seen(pts, redact(exc.strerror or exc))
                 continue
             for frame in frames:
                 self.counters.decoded += 1
                 decoded += 1
-                if frame.is_corrupt or (awaiting_key and not frame.key_frame):
-                    # Damaged pictures and those predicted from them show garbage: wait for a
-                    # key frame rather than describe them.
-                    if not awaiting_key:
-                        self.counters.corrupt += 1
-                        log.warning("%s: damaged picture at %.2f s; waiting for a key frame", self.name, pts or 0)
-                    awaiting_key = True
+                if frame.is_corrupt:
+                    damage.seen(pts, "damaged picture")
                     continue
-                awaiting_key = False
+                if not damage.clean(frame.key_frame):
+                    continue  # predicted from a damaged picture: it would show smeared garbage
                 if frame.pts is not None and time_base:
                     frame_time = frame.pts * time_base
                     timed = True
@@ -336,3 +331,28 @@ class VideoSource:
         finally:
             container.close()
         return error
+
+
+class _Damage:
+    """Damaged input of one connection: every damaged packet or picture is counted; the pictures
+    after it are dropped until the next key frame (they are predicted from garbage); a run of
+    damage up to that key frame is one burst, logged once."""
+
+    def __init__(self, name: str, counters: SourceCounters):
+        self.name = name
+        self.counters = counters
+        self.in_burst = False
+
+    def seen(self, pts: Optional[float], what: str) -> None:
+        self.counters.corrupt += 1
+        if not self.in_burst:
+            self.in_burst = True
+            self.counters.corrupt_bursts += 1
+            where = f"{pts:.2f} s" if pts is not None else "an unknown time"
+            log.warning("%s: damaged data at %s (%s); skipping pictures until the next key frame", self.name, where, what)
+
+    def clean(self, key_frame: bool) -> bool:
+        """Whether a decoded, undamaged picture may be used; a key frame ends a burst."""
+        if self.in_burst and key_frame:
+            self.in_burst = False
+        return not self.in_burst

@@ -144,10 +144,14 @@ class SourceRunner:
     def _read_once(self) -> None:
         self.source = VideoSource(self.config, self.parts.sampling, on_status=self.status)
         segmenter = self.parts.make_segmenter(self.name)
-        frames = self.metrics.frames.labels(self.name)
+        frames, corrupt = self.metrics.frames.labels(self.name), self.metrics.corrupt.labels(self.name)
+        counters, seen = self.source.counters, 0
         for item in self.source.items(self.stop):
             if isinstance(item, Frame):
                 frames.inc()
+            if counters.corrupt != seen:  # the decoder counts damage; Prometheus gets the news here
+                corrupt.inc(counters.corrupt - seen)
+                seen = counters.corrupt
             for segment in segmenter.push(item):
                 self._put(segment)
         if not self.stop.is_set():  # the file ended: its last, partial segment too

@@ -146,6 +146,8 @@ class Pipeline:
                 "state": runner.state.value,
                 "frames": counters.sampled if counters else 0,
                 "reconnects": counters.reconnects if counters else 0,
+                "corrupt": counters.corrupt if counters else 0,  # damaged packets or pictures
+                "corrupt_bursts": counters.corrupt_bursts if counters else 0,  # runs of them (one warning each)
                 "queued": lanes.depth(runner.name),
                 "dropped": lanes.dropped(runner.name),
                 "error": runner.error,

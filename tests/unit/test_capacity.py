@@ -1,81 +1,166 @@
-"""bench capacity: timing profiles, the simulated scheduler over the real lanes, and a short run
-end to end (generated scenes -> real segmenter and gate -> lanes -> one simulated chip)."""
+"""bench capacity: profile figures with one meaning, the cost of a call with R rules (joint and
+follow-up, history and not), the simulated chip (delays, coalescing, drops, urgency order), the
+onset cut on a generated scene through the real gate, and a measured profile's arithmetic."""
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 
 from streamproc.bench import capacity as C
+from streamproc.bench.capsim import Scenario, cameras_per_chip, simulate
+from streamproc.bench.policy import OLD, URGENT, Order, RulesMode, replace
+from streamproc.bench.profile import PROFILES, Profile, call_cost
+from streamproc.bench.scenes import Event, Scene
+from streamproc.bench.tapes import Cuts, Recorded, Tape, record_scene
 
 pytestmark = pytest.mark.timeout(120)
+SEED = Profile.load(PROFILES / "bm1684x-3b-2k.json")
 
 
-def test_shipped_profiles_load_and_state_their_source():
-    names = sorted(p.stem for p in C.PROFILES.glob("*.json"))
-    assert names == ["bm1684x-3b-2k", "bm1684x-3b-8k", "bm1684x-7b-2k", "bm1688-3b-2k"]
-    for path in C.PROFILES.glob("*.json"):
-        profile = C.Profile.load(path)
+def test_shipped_profiles_load_and_mark_every_figure():
+    names = sorted(p.stem for p in PROFILES.glob("*.json"))
+    assert {"bm1684x-3b-2k", "bm1684x-3b-2k-history", "bm1684x-7b-2k", "bm1688-3b-2k"} <= set(names)
+    for path in PROFILES.glob("*.json"):
+        profile = Profile.load(path)
         assert profile.source and profile.kind in ("published", "estimate")
-    seed = C.Profile.load(C.DEFAULT_PROFILE)
-    # the seed's figures: 768 visual tokens of ViT, first token, 80 tokens at 15.5/s
-    assert seed.latency(768) == pytest.approx(1.13 + 3.79 + 80 / 15.5)
+        for name in ("vit_s_per_768_tokens", "prefill_s", "host_s", "tokens_per_s"):
+            assert getattr(profile, name).note, (path.name, name)
+    assert SEED.kind == "published" and Profile.load(PROFILES / "bm1684x-7b-2k.json").kind == "estimate"
 
 
-def test_profile_with_unknown_keys_is_rejected(tmp_path):
-    data = json.loads(C.DEFAULT_PROFILE.read_text())
-    data["tokens_per_second"] = 1
+def test_the_published_first_token_is_not_counted_twice():
+    # the seed's first token (3.79 s for a 768-token image) already holds its ViT and host work
+    first_token = SEED.host_s.value + SEED.vit(768) + SEED.prefill(768 + 64)
+    assert first_token == pytest.approx(3.79)
+    cost = call_cost(SEED, replace(URGENT, caption_tokens=40, verdicts_first=False), 0, 768)
+    assert cost.total == pytest.approx(3.79 + 40 / 15.5)
+
+
+@pytest.mark.parametrize("bad", [{"tokens_per_second": 1}, {"prefill_s": {"value": 1, "kind": "guessed"}}])
+def test_profiles_with_unknown_keys_or_kinds_are_refused(tmp_path, bad):
+    data = json.loads((PROFILES / "bm1684x-3b-2k.json").read_text())
+    data.update(bad)
     path = tmp_path / "p.json"
     path.write_text(json.dumps(data))
-    with pytest.raises(ValueError, match="tokens_per_second"):
-        C.Profile.load(path)
+    with pytest.raises(ValueError, match="tokens_per_second|kind"):
+        Profile.load(path)
 
 
-def tape(described: list[bool], segment_s: float = 10.0) -> list[C.Recorded]:
-    return [C.Recorded((i + 1) * segment_s, i, d, "change" if d else "unchanged", d, 768) for i, d in enumerate(described)]
+def test_rules_cost_a_few_tokens_jointly_and_a_whole_call_each_without_history():
+    joint = replace(URGENT, verdicts_first=False)
+    base = call_cost(SEED, joint, 0, 1728).total
+    assert call_cost(SEED, joint, 2, 1728).total == pytest.approx(base + 2 * 6 / 15.5)
+    followup = replace(OLD, caption_tokens=40)
+    caption = call_cost(SEED, followup, 0, 1728).total
+    assert caption == pytest.approx(base)
+    again = SEED.host_s.value + SEED.vit(1728) + SEED.prefill(2048) + 6 / 15.5  # ViT and prefill per rule
+    assert call_cost(SEED, followup, 2, 1728).total == pytest.approx(caption + 2 * again)
+    history = replace(SEED, history=True)
+    cheap = SEED.followup_prefill_s.value + 6 / 15.5
+    assert call_cost(history, followup, 2, 1728).total == pytest.approx(caption + 2 * cheap)
+    first = call_cost(SEED, URGENT, 2, 1728)  # verdict lines first: the alert before the caption
+    assert first.alert_at == pytest.approx(first.total - 40 / 15.5) and first.caption_at == first.total
 
 
-def test_scheduler_finds_the_load_bound_and_counts_drops():
-    profile = C.Profile.load(C.DEFAULT_PROFILE)  # 10.08 s per segment of 768 tokens
-    every = [tape([True] * 60)]  # 10 s segments: one camera loads the chip 1.008x
-    assert not C.simulate(every, 1, profile, False, 4)["real_time"]
-    slow = [tape([True] * 60, segment_s=15.0)]  # 0.672 per camera
-    one, two = C.simulate(slow, 1, profile, False, 4), C.simulate(slow, 2, profile, False, 4)
-    assert one["real_time"] and one["dropped"] == 0 and one["load"] == pytest.approx(0.672, rel=0.01)
-    assert not two["real_time"] and two["dropped"] > 0
-    # a fifth of the segments passed by the gate: skipped ones are acked at once, cost nothing
-    sparse = [tape([i % 5 == 0 for i in range(60)], segment_s=20.0)]
-    cameras, run = C.largest_real_time(sparse, profile, True, 4)
-    assert 8 <= cameras <= 10 and run["skipped"] == 48 * cameras
+def tape(rows: list[tuple[float, float, bool, str, bool]], events=(), length=None, frames=4) -> Tape:
+    """rows: (start, end, describe, reason, onset)."""
+    segments = [Recorded(a, b, i, frames, d, reason, onset, d) for i, (a, b, d, reason, onset) in enumerate(rows)]
+    return Tape(segments, list(events), 192, length or rows[-1][1])
 
 
-def test_a_short_run_end_to_end():
-    profile = C.Profile.load(C.DEFAULT_PROFILE)
-    report = C.run(profile, [0.15], tapes=1, minutes=4, progress=lambda m: None)
-    off, on = report["rows"]
-    assert off["gate"] is False and on["gate"] is True
-    assert off["cameras"] == 1  # 0.64 of each segment's duration: one camera, not two
-    assert 0.05 <= on["measured_activity"] <= 0.4  # from the generated events, not the parameter
-    assert on["missed"] == 0 and on["described_share"] < 0.6
-    assert on["cameras"] > off["cameras"]
-    assert "simulated clock" in C.table(report)
+def scenario(tapes, cameras, policy, rules=2, warmup=0.0, fixed=()) -> Scenario:
+    return Scenario(tapes, cameras, SEED, policy, rules, 18, warmup, tuple(fixed))
 
 
-def test_a_measured_profile_comes_from_the_engines_timers(monkeypatch, tmp_path):
-    # the arithmetic only: on hardware bench/engine.py's rows come from the TPU backend's timers
-    # (on the CPU simulator one segment of the tiny fixture takes minutes, too slow for a test)
-    from types import SimpleNamespace
+def test_event_delay_is_to_the_end_of_its_segment_plus_the_call():
+    one = tape([(0, 10, True, "first", False), (10, 20, False, "unchanged", False), (20, 26, True, "change", True)],
+               events=[21.5], length=100)
+    out = simulate(scenario([one], 1, URGENT))
+    cost = call_cost(SEED, URGENT, 2, 4 // 2 * 192)
+    assert out.events == 1 and out.alert_delays == [pytest.approx(26 - 21.5 + cost.alert_at)]
+    assert out.caption_delays == [pytest.approx(26 - 21.5 + cost.total)]
+    assert out.missed == 0 and out.dropped == 0 and out.calls == 2
 
+
+def test_waiting_segments_are_coalesced_and_nothing_is_dropped():
+    rows = [(10 * i, 10 * i + 10, True, "change", False) for i in range(12)]
+    busy = tape(rows, length=120)
+    slow = replace(SEED, prefill_s=replace(SEED.prefill_s, value=20.0))  # one call outlasts two segments
+    coalesced = simulate(Scenario([busy], 1, slow, URGENT, 0, 18, 0.0))
+    lanes = simulate(Scenario([busy], 1, slow, replace(OLD, rules_mode=RulesMode.JOINT), 0, 18, 0.0))
+    assert coalesced.dropped == 0 and coalesced.calls < 12
+    assert lanes.dropped + lanes.dropped_warmup > 0 and lanes.calls > coalesced.calls
+
+
+def test_urgency_serves_onset_before_heartbeats_round_robin_does_not():
+    beat = tape([(0, 10, True, "heartbeat", False)], length=60)
+    onset = tape([(6, 10, True, "change", True)], events=[7.0], length=60)
+    busy = tape([(0, 9, True, "first", False)], length=60)  # the chip is busy when both arrive
+    layout = ([beat, onset], 3, [busy])
+    first = simulate(scenario(layout[0], layout[1], URGENT, fixed=layout[2]))
+    turn = simulate(scenario(layout[0], layout[1], replace(URGENT, order=Order.ROUND_ROBIN), fixed=layout[2]))
+    onset_call = call_cost(SEED, URGENT, 2, 4 // 2 * 192)
+    assert first.alert_delays[0] < turn.alert_delays[0]
+    assert turn.alert_delays[0] - first.alert_delays[0] == pytest.approx(onset_call.total)  # the heartbeat's call
+
+
+def test_cameras_per_chip_stops_at_the_first_count_that_misses_the_bar():
+    rows = [(0, 18, True, "first", False)] + [(18 * i, 18 * i + 18, i % 5 == 0, "change" if i % 5 == 0 else
+                                                "unchanged", False) for i in range(1, 100)]
+    events = [18 * i + 14 for i in range(1, 100) if i % 5 == 0]
+    sparse = tape(rows, events=events, frames=18)
+    count, outcome = cameras_per_chip(scenario([sparse], 1, URGENT, warmup=300.0))
+    assert count >= 1 and outcome is not None and outcome.fits()
+    assert not simulate(scenario([sparse], count + 1, URGENT, warmup=300.0)).fits()
+
+
+def test_change_starting_in_a_quiet_camera_closes_the_segment_early():
+    scene = Scene(height=336, width=448, seed=4, noise=3.0, clock=True,
+                  events=[Event("object", 40.5, x=0.4, seed=1), Event("person", 80.0, 6.0, 20.0, 0.5, seed=2)])
+    urgent = record_scene(scene, 126, 18, Cuts.of(URGENT))
+    fixed = record_scene(scene, 126, 18, Cuts.of(OLD))
+    assert all(r.frames == 18 for r in fixed.segments)
+    onsets = [r for r in urgent.segments if r.onset]
+    assert onsets and onsets[0].describe and onsets[0].change and onsets[0].reason == "change"
+    assert onsets[0].end == pytest.approx(46.0)  # the object shows at 41 s; 4 frames later (an even count)
+    assert not [r for r in urgent.segments if r.change and not r.describe]  # the gate misses nothing
+    assert urgent.events and urgent.events[0] == pytest.approx(40.5)
+
+
+def test_a_measured_profile_fills_the_same_fields_from_the_engines_timers(monkeypatch, tmp_path):
     from streamproc.bench import engine
 
-    def row(vit, prefill, decode):
-        return SimpleNamespace(visual_tokens=384, generated=40, frame_size=(336, 448),
+    def row(vit, prefill, decode, host):
+        return SimpleNamespace(visual_tokens=384, prompt_tokens=450, generated=40, frame_size=(336, 448), host_s=host,
                                device={"vit": vit, "prefill": prefill, "decode": decode})
 
-    report = {"rows": [row(9.0, 9.0, 9.0), row(0.5, 3.0, 2.0), row(0.7, 3.2, 2.0)], "runtime": "/opt/sophon/lib",
-              "info": SimpleNamespace(chip="BM1684X", seq_length=2048)}
+    info = SimpleNamespace(chip="BM1684X", seq_length=2048, supports_history=False, prefill_dynamic=False)
+    report = {"rows": [row(9.0, 9.0, 9.0, 9.0), row(0.5, 3.0, 2.0, 0.2), row(0.7, 3.2, 2.0, 0.3)],
+              "runtime": "/opt/sophon/lib", "info": info}
     monkeypatch.setattr(engine, "run", lambda **kwargs: report)
-    profile = C.measure_profile(tmp_path / "m.bmodel", tmp_path, None, tmp_path, caption_tokens=40)
-    assert profile.kind == "measured" and profile.frame == (336, 448) and profile.seq_length == 2048
-    assert profile.vit_s_per_768_tokens == pytest.approx(1.2)  # the first row warms up, left out
-    assert profile.first_token_s == pytest.approx(3.1) and profile.tokens_per_s == pytest.approx(20.0)
+    profile = C.measure_profile(tmp_path / "m.bmodel", tmp_path, None, tmp_path, progress=lambda m: None)
+    assert profile.kind == "measured" and profile.frame == (336, 448) and profile.prefill_static
+    assert profile.vit_s_per_768_tokens.value == pytest.approx(1.2)  # the first row warms up, left out
+    assert profile.prefill_s.value == pytest.approx(3.1)  # prefill alone: the ViT is its own field
+    assert profile.host_s.value == pytest.approx(0.25) and profile.tokens_per_s.value == pytest.approx(20.0)
+
+
+def test_simulate_clips_gives_a_live_runs_delays_for_the_same_files(make_video):
+    # the entry point for the time-scaled live run (item 5): same files, same ingest and gate
+    clip = make_video(".mp4", duration_s=40, fps=10, width=320, height=240)
+    slow = C.simulate_clips([clip, clip], SEED, URGENT, rules=2, k=1.0)
+    fast = C.simulate_clips([clip, clip], SEED, URGENT, rules=2, k=10.0)
+    assert slow.events > 0 and slow.calls > 1
+    assert fast.alert_delays == pytest.approx([d / 10 for d in slow.alert_delays])
+    assert fast.load == slow.load and fast.dropped == slow.dropped == 0
+
+
+def test_a_count_is_judged_on_every_scene_not_only_the_first():
+    from streamproc.bench.capsim import pooled
+
+    a = tape([(0, 10, True, "first", False), (20, 26, True, "change", True)], events=[21.0], length=60)
+    b = tape([(0, 10, True, "first", False), (30, 36, True, "change", True)], events=[31.0], length=60)
+    assert simulate(scenario([a, b], 1, URGENT)).events == 1  # one camera: the first scene only
+    assert pooled(scenario([a, b], 1, URGENT)).events == 2

@@ -142,4 +142,18 @@ def test_examples_in_the_docs_are_valid():
         data = json.loads(block)
         validate(data)
         types.append(data["type"])
-    assert sorted(types) == ["alert", "caption", "stats", "status", "summary", "unchanged"]
+    assert sorted(types) == ["alert", "caption", "service", "stats", "status", "summary", "unchanged"]
+
+
+def test_service_events_say_the_state_and_the_model_load():
+    from streamproc.events import service_event
+
+    data = service_event("loading", 1, 2, "rtsp://u:secret@cam/x").to_dict()
+    validate(data)
+    assert (data["state"], data["model"], data["source"]) == ("loading", {"loaded": 1, "of": 2}, None)
+    assert "secret" not in data["detail"]
+    with pytest.raises(ValueError, match="service state"):
+        service_event("booting", 0, 1)
+    data["state"] = "booting"
+    with pytest.raises(jsonschema.ValidationError):
+        validate(data)

@@ -200,3 +200,25 @@ def test_a_skipped_segment_of_an_idle_camera_is_delivered_at_once_else_queued_be
     assert [s.index for s in delivered] == [3] and lanes.depth("cam") == 0
     assert isinstance(delivered[0], SkippedSegment) and delivered[0].frames[0].image.size == 3
     assert len(delivered[0].frames) == FRAMES  # the times stay, the images go
+
+
+def test_a_later_door_at_the_same_place_never_hides_an_earlier_one():
+    # an earlier bench drew a later, still closed door over an earlier open one: its opening was
+    # invisible while the truth counted it (two fake misses)
+    doors = [Event("door", 10.0, 2.0, x=0.3, until=30.0), Event("door", 60.0, 2.0, x=0.3)]
+    scene = Scene(seed=8, noise=0.0, events=doors)
+    region = np.s_[100:160, 140:200]  # around the door at x = 0.3 of 504 px
+    closed, opened = scene.frame(5.0)[region].astype(int), scene.frame(20.0)[region].astype(int)
+    assert np.abs(opened - closed).mean() > 10
+    assert scene.changed_between(11.0, 20.0)
+
+
+def test_generated_doors_and_objects_never_share_a_place_at_the_same_time():
+    from streamproc.bench.scenes import candidate_events
+
+    events = [e for _, e in candidate_events(np.random.default_rng(5), 3600, 18.0) if e.kind in ("door", "object")]
+    assert len(events) > 40
+    for a in events:
+        for b in events:
+            if a is not b and a.kind == b.kind and a.x == b.x and a.start < b.start:
+                assert b.start > (a.until or a.start) + a.duration, (a, b)
