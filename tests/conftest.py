@@ -1,30 +1,34 @@
-"""Shared fixtures: generated test videos (cached per session) and small helpers."""
+"""Shared fixtures: generated test videos and the tiny model (made once per run, shared by the
+pytest-xdist workers: tests/support/shared.py) and small helpers."""
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 from streamproc.samples import write_video
+from tests.support.shared import build_once, run_dir
 
 
 @pytest.fixture(scope="session")
 def media_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("media")
+    """Generated videos, shared by every worker of the run: treat as read-only."""
+    path = run_dir(tmp_path_factory) / "media"
+    path.mkdir(exist_ok=True)
+    return path
 
 
 @pytest.fixture(scope="session")
 def make_video(media_dir):
-    """make_video(name_suffix='.mp4', **write_video kwargs) -> Path, generated once per session."""
+    """make_video(name_suffix='.mp4', **write_video kwargs) -> Path, generated once per run (the
+    name is a hash of the arguments)."""
 
     def make(suffix: str = ".mp4", **kwargs) -> Path:
         key = hashlib.sha1(json.dumps(kwargs, sort_keys=True, default=str).encode()).hexdigest()[:12]
-        path = media_dir / f"video-{key}{suffix}"
-        if not path.exists():
-            write_video(path, **kwargs)
-        return path
+        return build_once(media_dir / f"video-{key}{suffix}", lambda part: write_video(part, **kwargs))
 
     return make
 
@@ -34,10 +38,11 @@ def make_video(media_dir):
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
-    """A seeded tiny Qwen2.5-VL checkpoint (numpy + tokenizers only; no torch needed)."""
+    """A seeded tiny Qwen2.5-VL checkpoint (numpy + tokenizers only; no torch needed), made once
+    per run and shared by the workers: treat as read-only."""
     from streamproc.qwen.tiny import make_tiny_model
 
-    return make_tiny_model(tmp_path_factory.mktemp("tiny-qwen") / "model")
+    return build_once(run_dir(tmp_path_factory) / "tiny-qwen" / "model", make_tiny_model)
 
 
 @pytest.fixture(scope="session")
@@ -106,3 +111,22 @@ def _restore_logging():
     root.setLevel(saved[1])
     ours.setLevel(saved[2])
     ours.propagate = saved[3]
+
+
+# -- pytest-xdist (`make test`: -n 4 --dist loadfile; tests/support/xdist_lanes.py) ------------
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from tests.support.xdist_lanes import LaneScheduling
+
+    return LaneScheduling(config, log)
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # a plain run keeps the files' own order
+        from tests.support.xdist_lanes import longest_first
+
+        items[:] = longest_first(items)

@@ -1,14 +1,17 @@
 """The converter's Python 3.10 environments, made once and cached (setup_converter.sh beside this
-file does the work: tpu_mlir 1.30.2 with torch; tpu_mlir 1.21.1 for the old history layout).
+file does the work: tpu_mlir 1.30.2 with torch and only what its LLM converter imports; tpu_mlir
+1.21.1 for the old history layout, only when a conversion asks for it).
 
 TPU-MLIR's wheels take Python 3.10 only, so the converter never runs in streamproc's own
 interpreter: it runs in these venvs, under STREAMPROC_CONVERTER_CACHE (default
-~/.cache/streamproc/converter; about 7 GB, mostly torch's CUDA wheels, which are the only Linux
-x86_64 torch builds on PyPI).
+~/.cache/streamproc/converter; about 6 GB, mostly torch's CUDA libraries: PyPI has no other Linux
+x86_64 torch, though the converter uses it on the CPU only). Concurrent set-ups of one cache wait
+for each other (the script holds a lock).
 """
 from __future__ import annotations
 
 import glob
+import importlib.metadata
 import logging
 import os
 import shutil
@@ -26,7 +29,7 @@ HERE = Path(__file__).resolve().parent
 SETUP_SCRIPT = HERE / "setup_converter.sh"
 NORMALIZE_SCRIPT = HERE / "normalize_checkpoint.py"
 NEW_VERSION = "1.30.2"
-SETUP_FREE_BYTES = 10 * 2**30  # the venvs take ~7 GB, pip's downloads and cache more
+SETUP_FREE_BYTES = 10 * 2**30  # the venv takes ~6 GB, pip's downloads and temporary files more
 PYTHON310_HINT = (
     "install one (`pyenv install 3.10`, `uv python install 3.10`, or `apt install python3.10 python3.10-venv`) "
     "and, if it is not on PATH, set PYTHON310=/path/to/python3.10"
@@ -99,7 +102,7 @@ def ensure_converter(old_layout: bool = False, cache: Path | None = None, progre
             raise ConverterError(f"the converter needs Python 3.10 (TPU-MLIR's wheels take no other): {PYTHON310_HINT}")
         check_free_space(cache, SETUP_FREE_BYTES, "the converter environment")
         cache.mkdir(parents=True, exist_ok=True)
-        progress(f"setting up the converter in {venv} (once; downloads ~4 GB, several minutes)")
+        progress(f"setting up the converter in {venv} (once; downloads up to ~3 GB, a few minutes)")
         run_setup(["--with-old"] if old_layout else [], cache, progress)
     version = subprocess.run(
         [str(venv / "bin" / "python"), "-c", "import importlib.metadata as m; print(m.version('tpu_mlir'))"],
@@ -108,12 +111,24 @@ def ensure_converter(old_layout: bool = False, cache: Path | None = None, progre
     return ConverterEnv(venv, version or "unknown")
 
 
+def cuda_wheel_sites() -> list[str]:
+    """The site-packages folders where this interpreter has nvidia-* wheels (torch's CUDA
+    libraries, with the hf extra): the set-up hard-links them instead of fetching ~3 GB again."""
+    sites = set()
+    for dist in importlib.metadata.distributions():
+        if (dist.metadata["Name"] or "").lower().startswith("nvidia-"):
+            sites.add(str(dist.locate_file("")))
+    return sorted(sites)
+
+
 def run_setup(args: list[str], cache: Path, progress: Callable[[str], None]) -> None:
     """setup_converter.sh with its progress lines shown and pip's noise kept in setup.log."""
     log_path = cache / "setup.log"
     tail: deque[str] = deque(maxlen=20)
     env = dict(os.environ, STREAMPROC_CONVERTER_CACHE=str(cache))
-    with open(log_path, "w", encoding="utf-8") as log_file:
+    env.setdefault("STREAMPROC_CUDA_WHEELS_FROM", os.pathsep.join(cuda_wheel_sites()))
+    # Appended to: a second set-up that waits for the first one's lock must not truncate its log.
+    with open(log_path, "a", encoding="utf-8") as log_file:
         proc = subprocess.Popen(
             ["bash", str(SETUP_SCRIPT), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
         )

@@ -1,38 +1,46 @@
 #!/usr/bin/env bash
 # Create (idempotently) the Python 3.10 virtual environments that run Sophgo's TPU-MLIR
-# converter (llm_convert.py) for Qwen2.5-VL, outside the repository.
+# converter (llm_convert.py) for Qwen2.5-VL / Qwen3-VL, outside the repository.
 #
-#   tools/bmodel/setup_converter.sh            # tpu_mlir 1.30.2 venv (new history layout)
-#   tools/bmodel/setup_converter.sh --with-old # also the tpu_mlir 1.21.x venv (old layout)
-#   tools/bmodel/setup_converter.sh --only-old # only the 1.21.x venv (needs the 1.30.2 one)
+#   setup_converter.sh              # tpu_mlir 1.30.2 venv: what llm_convert.py needs, nothing more
+#   setup_converter.sh --with-onnx  # also onnx/onnxruntime/onnxsim (model_transform.py's ONNX front end)
+#   setup_converter.sh --with-old   # also the tpu_mlir 1.21.x venv (old history layout)
+#   setup_converter.sh --only-old   # only the 1.21.x venv (needs the 1.30.2 one)
 #
 # Environment:
 #   STREAMPROC_CONVERTER_CACHE  where venvs and downloads go (default ~/.cache/streamproc/converter)
 #   PYTHON310                   a Python 3.10 interpreter (default: pyenv's 3.10.x, then python3.10)
 #   TPU_MLIR_WHEEL              a local tpu_mlir-1.30.2 wheel (default: $CACHE/tpu/..., else pip download)
-#   TORCH_SPEC                  torch requirement for the 1.30.2 venv (default torch==2.11.0, the
-#                               version tpu_mlir 1.30.2 declares; PyPI only has CUDA builds for
-#                               Linux x86_64, so the venv is ~6 GB)
+#   TORCH_SPEC                  torch for the 1.30.2 venv (default torch==2.14.1: the converter only
+#                               reads weights with it, on the CPU; PyPI has only CUDA builds for Linux
+#                               x86_64, and this is the release streamproc's own venv uses, so a pip
+#                               that has its CUDA libraries at hand takes them from there)
+#   STREAMPROC_CUDA_WHEELS_FROM site-packages folders (':'-separated) whose nvidia-* wheels to
+#                               hard-link instead of installing them again (link_wheels.py)
 #   TPU_MLIR_OLD_VERSION        old converter version (default 1.21.1)
 #
-# Everything it does is skipped when already done (a .streamproc-ready stamp in each venv).
+# Everything it does is skipped when already done (a .streamproc-ready stamp in each venv), and
+# concurrent runs (parallel test workers, two `streamproc convert`) wait for each other (flock).
 set -euo pipefail
 
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 CACHE="${STREAMPROC_CONVERTER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/streamproc/converter}"
 NEW_VERSION=1.30.2
 OLD_VERSION="${TPU_MLIR_OLD_VERSION:-1.21.1}"
-TORCH_SPEC="${TORCH_SPEC:-torch==2.11.0}"
+TORCH_SPEC="${TORCH_SPEC:-torch==2.14.1}"
 ONNX_SPECS=(onnx==1.14.1 onnxruntime==1.16.3 onnxsim==0.4.17)
 NEW_VENV="$CACHE/convert-$NEW_VERSION"
 OLD_VENV="$CACHE/convert-1.21"
 
 want_new=1
 want_old=0
+want_onnx=0
 for arg in "$@"; do
   case "$arg" in
+    --with-onnx) want_onnx=1 ;;
     --with-old|--with-1.21) want_old=1 ;;
     --only-old|--only-1.21) want_old=1; want_new=0 ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "unknown argument: $arg" >&2; exit 2 ;;
   esac
 done
@@ -87,6 +95,40 @@ ensure_new_wheel() {
   echo "$wheel"
 }
 
+# What llm_convert.py and the model_deploy.py runs it starts import, traced on Qwen2.5-VL static,
+# dynamic and history builds (and read off Qwen3VLConverter.py, which imports nothing more):
+# tpu_mlir's own pins of numpy, Pillow, plotly, opencv and tqdm (utils/ imports them at the top),
+# safetensors and torch (the weights), and psutil, flatbuffers and pkg_resources (setuptools<70),
+# which it imports without declaring them. The wheel's other requirements (transformers, scipy,
+# pandas, scikit-image/-learn, pycocotools, which builds from source) serve its other front ends:
+# the wheel goes in with --no-deps.
+CONVERT_SPECS=(numpy==1.24.3 Pillow==10.0.0 plotly==5.15.0 opencv-python-headless==4.8.0.74 tqdm==4.65.0
+  safetensors psutil flatbuffers==24.12.23 'setuptools<70' typing_extensions)
+
+# torch with what it requires, less triton (torch.compile's GPU kernels; `import torch` and the
+# converter's tensor reads do not load it): a quarter of a GB fewer to fetch and 0.6 GB less disk.
+# Its ~3 GB of nvidia-* CUDA wheels are hard-linked from the environments named in
+# STREAMPROC_CUDA_WHEELS_FROM (`streamproc convert` passes its own) where they are there already
+# (link_wheels.py): nothing to download or unpack; pip installs whatever is missing or differs.
+install_torch() {
+  local py="$1"
+  "$py" -m pip --disable-pip-version-check install -q --no-deps "$TORCH_SPEC" >&2
+  "$py" - >"$NEW_VENV/torch-requirements.txt" <<'PYEOF'
+import importlib.metadata as metadata
+for requirement in metadata.requires("torch") or []:
+    name = requirement.split(";")[0].strip().lower()
+    if "extra ==" not in requirement and not name.startswith("triton"):
+        print(requirement)
+PYEOF
+  local site from
+  site="$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+  IFS=: read -ra froms <<<"${STREAMPROC_CUDA_WHEELS_FROM:-}"
+  for from in "${froms[@]}"; do
+    if [[ -n "$from" ]]; then "$py" "$HERE/link_wheels.py" "$from" "$site" >&2; fi
+  done
+  "$py" -m pip --disable-pip-version-check install -q -r "$NEW_VENV/torch-requirements.txt" >&2
+}
+
 setup_new() {
   if [[ -f "$NEW_VENV/.streamproc-ready" ]]; then log "$NEW_VENV is ready"; return; fi
   local wheel; wheel="$(ensure_new_wheel)"
@@ -94,17 +136,19 @@ setup_new() {
   [[ -x "$NEW_VENV/bin/python" ]] || "$PY" -m venv "$NEW_VENV"
   local pip=("$NEW_VENV/bin/python" -m pip --disable-pip-version-check)
   "${pip[@]}" install -q --upgrade pip >&2
-  # tpu_mlir's own requirements come with the wheel; torch, psutil and flatbuffers are imported
-  # by llm_convert.py but not declared; setuptools<70 keeps pkg_resources importable.
-  "${pip[@]}" install "$wheel" "$TORCH_SPEC" psutil flatbuffers==24.12.23 'setuptools<70' "${ONNX_SPECS[@]}" >&2
+  log "installing $TORCH_SPEC (CPU use only; without triton)"
+  install_torch "$NEW_VENV/bin/python"
+  log "installing tpu_mlir $NEW_VERSION and what its LLM converter imports"
+  "${pip[@]}" install -q --no-deps "$wheel" >&2
+  "${pip[@]}" install -q "${CONVERT_SPECS[@]}" >&2
   fix_third_party "$NEW_VENV"
-  "$NEW_VENV/bin/python" -c 'import tpu_mlir, torch, psutil, flatbuffers, pkg_resources, onnx, onnxruntime, onnxsim' >&2
+  "$NEW_VENV/bin/python" -c 'import tpu_mlir, torch, safetensors, numpy, cv2, PIL, plotly, tqdm, psutil, flatbuffers, pkg_resources' >&2
   date -u +%FT%TZ > "$NEW_VENV/.streamproc-ready"
   log "$NEW_VENV done"
 }
 
-# model_transform.py (the ONNX front end, for the not_qwen_add fixture) imports onnx, onnxruntime
-# and onnxsim at the versions of tpu_mlir's `onnx` extra. Venvs made before it was needed get them here.
+# model_transform.py (the ONNX front end, for the not_qwen_add fixture of tools/bmodel/build_fixtures.sh)
+# imports onnx, onnxruntime and onnxsim at the versions of tpu_mlir's `onnx` extra: only on request.
 ensure_onnx() {
   [[ -f "$NEW_VENV/.streamproc-ready" ]] || return 0
   if "$NEW_VENV/bin/python" -c 'import onnx, onnxruntime, onnxsim' 2>/dev/null; then return; fi
@@ -137,6 +181,10 @@ setup_old() {
 PY="$(find_python310)"
 ensure_parallel
 mkdir -p "$CACHE"
-[[ $want_new -eq 1 ]] && setup_new && ensure_onnx
-[[ $want_old -eq 1 ]] && setup_old
+# One set-up at a time per cache: a second caller waits here, then finds the stamps and returns.
+exec 9>"$CACHE/.setup.lock"
+flock 9
+if [[ $want_new -eq 1 ]]; then setup_new; fi
+if [[ $want_onnx -eq 1 ]]; then ensure_onnx; fi
+if [[ $want_old -eq 1 ]]; then setup_old; fi
 log "all requested converter venvs are ready under $CACHE"

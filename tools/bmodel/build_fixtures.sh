@@ -82,8 +82,9 @@ selected() {
 
 RECORDS="$WORK/records"
 rm -rf "$RECORDS"; mkdir -p "$RECORDS"
-# `streamproc convert` sets up the 1.30.2 venv on first use (the onnx fixture needs it too).
-"$REPO/.venv/bin/python" -c 'from streamproc.convert.env import ensure_converter; ensure_converter()' >&2
+# The 1.30.2 venv with the onnx packages the not_qwen_add fixture's model_transform.py needs
+# (`streamproc convert` alone sets it up without them).
+bash "$HERE/setup_converter.sh" --with-onnx >&2
 
 failed=()
 for row in "${FIXTURE_TABLE[@]}"; do
@@ -96,7 +97,7 @@ for row in "${FIXTURE_TABLE[@]}"; do
     log "SKIP $name: $venv missing (tools/bmodel/setup_converter.sh --with-old)"; continue
   fi
   if [[ "$which" == onnx ]] && ! "$venv/bin/python" -c 'import onnx, onnxruntime, onnxsim' 2>/dev/null; then
-    log "SKIP $name: no onnx packages in $venv (run tools/bmodel/setup_converter.sh again)"; continue
+    log "SKIP $name: no onnx packages in $venv (tools/bmodel/setup_converter.sh --with-onnx)"; continue
   fi
   wd="$WORK/$name"
   rm -rf "$wd"; mkdir -p "$wd"
