@@ -185,7 +185,8 @@ class EventBus:
         deadline = time.monotonic() + timeout_s
         delivered = True
         for plugin in reversed(self._started):
-            remaining = max(0.5, deadline - time.monotonic())
+            # one deadline for all: undelivered events stay in the outboxes, a late stop is a late exit
+            remaining = max(0.05, deadline - time.monotonic())
             try:
                 delivered = plugin.flush(remaining) and delivered
                 plugin.stop(remaining)

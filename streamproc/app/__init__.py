@@ -45,6 +45,7 @@ from .plugins import MetricsPlugin, attachments_plugin, store_plugin
 from .wiring import wire_control
 
 log = logging.getLogger(__name__)
+_BUS_STOP_SHARE_S = 1.0  # of shutdown_timeout_s, kept for the plug-ins to flush (MQTT offline, outboxes)
 
 BackendFactory = Callable[[], Any]
 PublisherFor = Callable[[EventBus], Publisher]  # cluster mode: the fenced commit in front of the bus
@@ -253,12 +254,13 @@ class App:
         self._announce("stopping")
         self.stopped.set()
         if self.pipeline is not None:
-            self.pipeline.stop(timeout_s)
+            # the plug-ins' flush gets a share of the one budget: shutdown_timeout_s bounds the whole stop
+            self.pipeline.stop(max(0.0, timeout_s - min(_BUS_STOP_SHARE_S, timeout_s / 4)))
         self.bus.publish([status_event(s.name, "offline", "service stopped") for s in self.sources])
-        delivered = self.bus.stop(max(0.5, deadline - time.monotonic()))
+        delivered = self.bus.stop(max(0.1, deadline - time.monotonic()))
         self._close_backends()
         if self.http is not None:
-            self.http.stop()
+            self.http.stop(max(0.2, deadline - time.monotonic()))
         return delivered
 
     def _close_backends(self) -> None:
