@@ -96,6 +96,19 @@ def stems_for(paths: Sequence[Path]) -> dict[Path, str]:
     return stems
 
 
+def unreadable_videos(paths: Sequence[Path], sampling) -> list[FileOutcome]:
+    """The files that cannot be opened as videos (missing, empty, not a video, no video track), as
+    failed outcomes: checked before the model loads, so a wrong path costs a second, not a load."""
+    stems = stems_for(paths)
+    failed = []
+    for path in paths:
+        try:
+            VideoSource(SourceConfig(name=stems[path], path=path), sampling).open().close()
+        except StreamprocError as error:
+            failed.append(FileOutcome(path, "failed", error=str(error)))
+    return failed
+
+
 # -- the gate, one segment at a time (small parts, for the composition root too) ---------------
 
 

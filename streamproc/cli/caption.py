@@ -165,13 +165,18 @@ def check_targets(out: Path, store) -> None:
 def caption_all(config, paths: list[Path], formats: list[str], args, store) -> list:
     """Videos, then images, on one backend; with `store`, through one store sink for all."""
     from ..app.batch import BatchRun
-    from ..batch.captioner import GateChoice
+    from ..batch.captioner import GateChoice, unreadable_videos
     from ..batch.images import is_image
     from ..config.sinks import UnchangedCues
     from .common import quiet_simulator_if_used
 
     quiet_simulator_if_used(config)
     videos = [p for p in paths if not is_image(p)]
+    images = [p for p in paths if is_image(p)]
+    unreadable = unreadable_videos(videos, config.sampling)
+    videos = [p for p in videos if p not in {o.path for o in unreadable}]
+    if not videos and not images:
+        return unreadable  # nothing to caption: no model load for a wrong path
     bars = _Progress(args, files=len(videos))
     unchanged = UnchangedCues(args.unchanged) if args.unchanged else None
     try:
@@ -179,7 +184,7 @@ def caption_all(config, paths: list[Path], formats: list[str], args, store) -> l
                       unchanged=unchanged, on_progress=bars.progress, on_segment=bars.counted) as run:
             bars.captioner = run.captioner
             outcomes = run.videos(videos, on_file=bars.file_done)
-            return outcomes + run.images([p for p in paths if is_image(p)])
+            return unreadable + outcomes + run.images(images)
     finally:
         bars.close()
 
