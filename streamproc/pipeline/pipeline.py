@@ -36,7 +36,7 @@ _ABORT_LATE_S = 0.5  # and may take until this long after it to return (an engin
 @dataclass(frozen=True)
 class PipelineSettings:
     queue_size: int  # segments waiting per camera
-    live_policy: LanePolicy  # what a live camera's full lane does (files always block)
+    live_policy: LanePolicy  # what a live camera's full lane does (files read at their own pace block)
     stuck_after_s: float  # a model call running this long is aborted
     start_sources: bool = True  # False in cluster mode: the leases start and stop cameras
 
@@ -75,6 +75,8 @@ class Pipeline:
         lanes, metrics = parts.lanes, parts.metrics
         for source in self.sources:
             policy = settings.live_policy if source.live else LanePolicy.BLOCK
+            if source.realtime and settings.live_policy is LanePolicy.COALESCE:
+                policy = LanePolicy.COALESCE  # a file read at camera pace stands in for a camera; nothing is lost
             lanes.add_source(source.name, settings.queue_size, policy)
         self.workers = [
             ModelWorker(

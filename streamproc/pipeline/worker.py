@@ -68,8 +68,12 @@ class ModelWorker:
             return
         self.metrics.queue_depth.labels(segment.source).set(self.lanes.depth(segment.source))
         self.busy_since = time.monotonic()
+        def early(events: list[Event]) -> None:  # alerts from verdicts streamed before the caption
+            if events:
+                self.publisher.publish(events, segment)
+
         try:
-            described = self.supervisor.describe(segment)
+            described = self.supervisor.describe(segment, early)
         finally:
             self.busy_since = None
         if described is None:
