@@ -154,6 +154,23 @@ COMMANDS: tuple[BenchCommand, ...] = (
         ),
     ),
     BenchCommand(
+        "live", "the capacity simulation checked against the real service, time-scaled (issue 22 item 5)",
+        "runners:run_live",
+        "N generated cameras with known change times written as 1 fps files; simulated (the same files through the "
+        "same ingest and gate, one chip priced by the profile) and live (`App` reading them at k x camera speed, "
+        "with a stand-in backend that sleeps each call's profile cost / k and streams its verdicts first): "
+        "event-to-alert and event-to-caption delays and drops, side by side. See streamproc/bench/live.py.",
+        (
+            Option("--profile", "timing profile: a JSON file or a shipped one's name (default bm1684x-3b-2k)", type=PATH),
+            Option("--cameras", "cameras (one file each)", 6),
+            Option("--speed", "k: how many times camera speed the files are read (delays reported x k)", 10.0),
+            Option("--seconds", "length of each camera's scene", 600),
+            Option("--activity", "share of segments with change", 0.15),
+            Option("--rules", "question rules in the joint call", 2),
+            Option("--seed", "scene seed", 0),
+        ),
+    ),
+    BenchCommand(
         "doctor", "seconds `streamproc doctor` takes for a config with nothing to load, quiet and busy machine",
         "doctor:run_command",
         "Runs `streamproc doctor CONFIG` as new processes, first as the machine is, then with 2 x cores CPU-bound "
