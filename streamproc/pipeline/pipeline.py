@@ -5,8 +5,8 @@ it the lanes, the gate stage, the describers (one per loaded backend), the publi
 bus, or the cluster's fenced commit before it) and the control switches.
 
 Threads: one intake thread per source (PyAV and the native engine release the GIL), one model
-worker per backend instance, and the stuck-call watchdog. Workers take segments round robin
-across cameras and ack a camera's segment only after its events are published, so each camera's
+worker per backend instance, and the stuck-call watchdog. Workers take segments by the lanes'
+order (urgency or round robin, `service.policy`) and ack a camera's segment only after its events are published, so each camera's
 events come out in segment order whatever the number of workers.
 """
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """A model worker: take a segment from the lanes, describe it, publish its events, ack.
 
 One worker per backend instance (the TPU backend: one engine per worker over one loaded bmodel).
-Workers take segments round robin across cameras (the lanes' job), and ack a segment only after
+Workers take segments in the lanes' order (urgency or round robin: the lanes' job), and ack a segment only after
 its events are published, so a camera's captions, rule states and alerts come out in order.
 """
 from __future__ import annotations

@@ -103,3 +103,23 @@ def test_presets_and_overrides():
     assert RulesMode.AUTO.resolve(keeps_history=False) is RulesMode.JOINT
     with pytest.raises(ValueError):
         PolicyConfig(preset="fast")
+
+
+def test_a_full_lane_behind_an_unchanged_segment_still_merges_and_keeps_the_order():
+    from streamproc.gate.gate import Decision
+    from streamproc.gate.stage import SkippedSegment
+
+    lanes = FairSegmentQueue(order=Order.URGENCY)
+    lanes.add_source("cam1", 2, LanePolicy.COALESCE)
+    lanes.put(_described(0))
+    held = lanes.get(timeout=0)  # in flight: what follows waits
+    lanes.put(SkippedSegment.of(make_segment("cam1", 1, duration=4.0), Decision(False, "unchanged")))
+    for index in range(2, 7):
+        lanes.put(_described(index))
+    assert lanes.depth("cam1") <= 3  # [unchanged, merged, newest]: bounded, nothing dropped
+    lanes.ack(held)
+    first = lanes.get(timeout=0)
+    assert first.light and first.index == 1
+    lanes.ack(first)
+    rest = lanes.get(timeout=0)
+    assert (rest.start, rest.end, rest.parts) == (8.0, 28.0, 5)
