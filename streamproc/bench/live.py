@@ -228,7 +228,7 @@ def run_live(paths: list[Path], setup: Setup, profile: Profile, frames: int, tok
     stats = app.stats()
     app.stop()
     return timeline, {"dropped": sum(s["dropped"] for s in stats["sources"].values()), "calls": backends[0].calls,
-                      "busy_s": backends[0].busy_s, "coalesced": app.lanes.coalesced,
+                      "busy_s": backends[0].busy_s, "coalesced": sum(s["coalesced"] for s in stats["sources"].values()),
                       "wall_s": time.monotonic() - started}
 
 

@@ -85,6 +85,9 @@ class SegmentLanes(Protocol):
     def dropped(self, source: str) -> int:
         """Segments of `source` dropped by its policy so far."""
 
+    def coalesced(self, source: str) -> int:
+        """Segments of `source` merged into others (COALESCE: described, thinned) so far."""
+
     def discard_waiting(self) -> int:
         """Drop every waiting segment (graceful stop); returns how many."""
 
@@ -96,6 +99,7 @@ class _Lane:
     items: deque = field(default_factory=deque)
     heavy: int = 0  # items that count against the capacity (not light)
     dropped: int = 0
+    coalesced: int = 0
     accepted: int = 0
     closed: bool = False  # the producer is done
     in_flight: Optional[int] = None  # index of the segment taken and not yet acked
@@ -107,7 +111,6 @@ class FairSegmentQueue:
 
     def __init__(self, on_drop: Optional[Callable[[Segment], None]] = None, order: Order = Order.ROUND_ROBIN):
         self.order = order
-        self.coalesced = 0  # segments merged into others (they were described, thinned)
         self._lanes: dict[str, _Lane] = {}
         self._order: list[str] = []
         self._next = 0
@@ -202,7 +205,7 @@ class FairSegmentQueue:
         one) as one segment, removed from the lane."""
         run = [lane.items.popleft() for _ in range(run_to_take(lane.items))]
         lane.heavy -= sum(1 for s in run if not s.light)
-        self.coalesced += len(run) - 1
+        lane.coalesced += len(run) - 1
         return coalesce(run)
 
     def _merge_waiting(self, lane: _Lane) -> None:
@@ -212,7 +215,7 @@ class FairSegmentQueue:
         heavy = [i for i, s in enumerate(items) if not s.light]
         first, last = heavy[0], heavy[-1]
         merged = coalesce(items[first:last + 1])
-        self.coalesced += last - first
+        lane.coalesced += last - first
         lane.items = deque(items[:first] + [merged] + items[last + 1:])
         lane.heavy = 1
 
@@ -258,6 +261,10 @@ class FairSegmentQueue:
     def dropped(self, source: str) -> int:
         with self._cond:
             return self._lanes[source].dropped
+
+    def coalesced(self, source: str) -> int:
+        with self._cond:
+            return self._lanes[source].coalesced
 
     def discard_waiting(self) -> int:
         """Drop every waiting segment (graceful stop: only the ones in flight finish)."""

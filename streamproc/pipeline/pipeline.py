@@ -152,6 +152,7 @@ class Pipeline:
                 "corrupt_bursts": counters.corrupt_bursts if counters else 0,  # runs of them (one warning each)
                 "queued": lanes.depth(runner.name),
                 "dropped": lanes.dropped(runner.name),
+                "coalesced": lanes.coalesced(runner.name),  # merged into a later call, thinned (service.policy)
                 "error": runner.error,
                 **gate.stats(runner.name),
             }

@@ -67,7 +67,7 @@ def test_a_coalescing_lane_merges_what_waits_thinned_and_drops_nothing():
     for index in range(5):  # 5 x 4 frames into a lane of 2: merged in place, never dropped
         assert lanes.put(_described(index))
     job = lanes.get(timeout=0)
-    assert not dropped and lanes.depth("cam1") == 0
+    assert not dropped and lanes.depth("cam1") == 0 and lanes.dropped("cam1") == 0 and lanes.coalesced("cam1") == 4
     assert (job.start, job.end, job.parts, len(job.frames)) == (0.0, 20.0, 5, 6)
     assert [f.media_time for f in job.frames] == sorted(f.media_time for f in job.frames)
     lanes.ack(job)
