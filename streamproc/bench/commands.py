@@ -171,6 +171,18 @@ COMMANDS: tuple[BenchCommand, ...] = (
         ),
     ),
     BenchCommand(
+        "rules", "rule verdicts: the joint call against follow-up turns, on a config's model (issue 22 item 2)",
+        "rules_agreement:run_command",
+        "The config's first file source cut into segments, each described both ways by the config's backend through "
+        "the service's describer: verdicts per rule side by side, agreement, and with --labels each way's accuracy.",
+        (
+            Option("--config", "a config with a backend, a file source and question rules", type=PATH),
+            Option("--segments", "segments to describe", 12),
+            Option("--frames", "frames per segment (even)", 8),
+            Option("--labels", "CSV segment,rule,yes|no: the truth, judged by eye", type=PATH),
+        ),
+    ),
+    BenchCommand(
         "doctor", "seconds `streamproc doctor` takes for a config with nothing to load, quiet and busy machine",
         "doctor:run_command",
         "Runs `streamproc doctor CONFIG` as new processes, first as the machine is, then with 2 x cores CPU-bound "

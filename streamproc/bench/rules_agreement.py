@@ -8,14 +8,18 @@ with the calls each way made.
 
 With the tiny random checkpoint this judges the parsing and the plumbing only (its answers are
 noise, so most verdicts are `unknown` both ways). A real checkpoint is judged with the same
-function (`streamproc bench rules --checkpoint DIR --clip FILE --rules rules.yaml`): segments
-of labelled clips, the agreement rate between the two ways, and each way's accuracy against the
-labels; the joint call is adopted for a model where its accuracy is not below the follow-ups'.
+function (`streamproc bench rules --config CONFIG [--labels labels.csv]`: the config's backend,
+e.g. the hf backend over the real Qwen2.5-VL-3B checkpoint or the tpu one over its bmodel, its
+question rules, its first file source cut into segments): the agreement rate between the two
+ways, and with labels (segment,rule,yes|no, judged by eye) each way's accuracy. The joint call is
+kept for a model where its accuracy is not below the follow-ups' (else `rules_call: followup`,
+or `auto` on a history bmodel).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, Sequence
+from pathlib import Path
+from typing import Any, Optional, Sequence
 
 from ..rules.alerts import RuleEngine
 from ..rules.answers import parse_answer
@@ -86,3 +90,56 @@ def compare(backend: Any, segments: Sequence[Any], rules: Sequence[Any], setting
             followup = parse_answer(ways[RulesMode.FOLLOWUP][k].get(rule.name)).answer
             rows.append(Row(segment.index, rule.name, joint, followup))
     return Agreement(rows, calls[RulesMode.JOINT], calls[RulesMode.FOLLOWUP])
+
+
+def _labels(path: Optional[Path]) -> dict[tuple[int, str], str]:
+    """segment,rule,answer rows (a header line is skipped): the truth, judged by eye."""
+    if path is None:
+        return {}
+    rows = [line.split(",") for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    return {(int(r[0]), r[1].strip()): r[2].strip().lower() for r in rows if r[0].strip().isdigit()}
+
+
+def table(result: Agreement, labels: dict[tuple[int, str], str]) -> str:
+    lines = [f"calls: joint {result.joint_calls}, follow-ups {result.followup_calls}", "",
+             "| rule | segments | same verdict | known both ways | joint yes / no / unknown | follow-up yes / no / unknown "
+             "| joint right | follow-up right |", "|---|---:|---:|---:|---|---|---:|---:|"]
+    for rule in sorted({r.rule for r in result.rows}):
+        rows = [r for r in result.rows if r.rule == rule]
+        judged = [r for r in rows if (r.segment, rule) in labels]
+
+        def right(way: str) -> str:
+            return f"{sum(getattr(r, way) == labels[(r.segment, rule)] for r in judged)} / {len(judged)}" if judged else "-"
+
+        def spread(way: str) -> str:
+            return " / ".join(str(sum(getattr(r, way) == a for r in rows)) for a in ("yes", "no", "unknown"))
+
+        lines.append(f"| {rule} | {len(rows)} | {sum(r.joint == r.followup for r in rows)} | "
+                     f"{sum(r.joint != 'unknown' and r.followup != 'unknown' for r in rows)} | {spread('joint')} | "
+                     f"{spread('followup')} | {right('joint')} | {right('followup')} |")
+    return "\n".join(lines)
+
+
+def run_command(args: Any) -> str:
+    """`streamproc bench rules`: both ways on the first file source of a config, its model and
+    its question rules."""
+    from ..backends.base import create_backend
+    from ..config import load_config
+    from ..errors import UsageError
+    from ..ingest.sources import VideoSource
+    from ..pipeline.describer import describe_settings
+    from .realclips import segments as cut
+
+    config = load_config(args.config)
+    source = next((s for s in config.sources if s.enabled and s.path is not None), None)
+    rules = [r for r in config.rules if r.asks_model]
+    if source is None or not rules or config.backend is None:
+        raise UsageError("the config needs a backend, a file source and at least one question rule")
+    frames = list(VideoSource(source, config.sampling).frames())
+    segments = cut(frames, max(2, args.frames - args.frames % 2))[: args.segments]
+    backend = create_backend(config.backend)
+    try:
+        result = compare(backend, segments, rules, describe_settings(config))
+    finally:
+        backend.close()
+    return table(result, _labels(args.labels))
