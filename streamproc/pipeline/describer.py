@@ -68,6 +68,7 @@ class Described:
     answers: dict[str, str] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
     seconds: float = 0.0
+    raw_answer: str = ""  # the joint call's whole answer (verdict lines and caption), before parsing
 
 
 @dataclass(frozen=True)
@@ -153,7 +154,7 @@ class SegmentDescriber:
         rest = [r.name for r in self.rules.rules_for(source) if not (already and r.asks_model)]
         events += self.rules.evaluate(source, segment, caption, verdicts, only=rest)
         self._evaluated = None
-        return Described(segment, result, {n: v.answer for n, v in verdicts.items()} | {"_answer": answer_text}, events)
+        return Described(segment, result, {n: v.answer for n, v in verdicts.items()}, events, raw_answer=answer_text)
 
     def _watcher(self, segment: Segment, names: list[str], early: EarlyEvents) -> Optional[Callable[[int], None]]:
         """An on_token callable that evaluates the question rules as soon as their lines are

@@ -101,7 +101,7 @@ def test_both_ways_on_the_transformers_reference(tiny_hf_backend):
     described = SegmentDescriber(counted, _settings(), engine).describe(segments[0])
     prompt = counted.prompts[0].prompt
     assert all(rule.question in prompt and f"{rule.name}: yes or no" in prompt for rule in RULES)
-    caption, verdicts = parse_joint(described.answers["_answer"], [r.name for r in RULES])
+    caption, verdicts = parse_joint(described.raw_answer, [r.name for r in RULES])
     assert {n: v.answer for n, v in verdicts.items()} == {r.name: described.answers[r.name] for r in RULES}
     assert described.events[0].data["text"] == caption
     unknown = [n for n, v in verdicts.items() if not v.known]
