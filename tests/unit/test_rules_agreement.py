@@ -106,3 +106,49 @@ def test_both_ways_on_the_transformers_reference(tiny_hf_backend):
     assert described.events[0].data["text"] == caption
     unknown = [n for n, v in verdicts.items() if not v.known]
     assert not [e for e in described.events[1:] if e.data.get("rule") in unknown]  # unknown raises/clears nothing
+
+
+class StreamingAnswerer:
+    """Streams a fixed joint answer token by token (as the TPU and transformers backends do)."""
+
+    name, model_id = "streamer", "streaming-answerer"
+
+    def __init__(self, builder, text: str, fail_after_verdicts: bool = False):
+        self.inputs, self.text, self.fail = builder, text, fail_after_verdicts
+        self.capabilities = BackendCapabilities(family=None, seq_length=None, keeps_history=False, follow_up=False,
+                                                sampling=False, streaming=True)
+        self.early_seen_at: list[int] = []
+
+    def describe(self, inputs, params, on_token=None):
+        ids = self.inputs.tokenizer.encode(self.text)
+        for k, token in enumerate(ids):
+            on_token(token)
+            if self.fail and "caption" in self.inputs.tokenizer.decode(ids[: k + 1]):
+                self.fail = False
+                from streamproc.errors import BackendError
+
+                raise BackendError("lost the device mid-answer")
+        return Result(self.text, len(inputs.input_ids), inputs.visual_tokens, len(ids), self.model_id)
+
+
+@pytest.mark.parametrize("fail_once", [False, True])
+def test_streamed_verdicts_raise_alerts_before_the_caption_and_only_once(tiny_builder, fail_once):
+    from streamproc.pipeline.describer import SegmentDescriber
+    from streamproc.pipeline.supervisor import WorkerSupervisor
+    from streamproc.rules.alerts import RuleEngine
+
+    rules = RULES[:2] + [RuleConfig(name="walker", keywords=["walks"])]
+    engine = RuleEngine(rules)
+    backend = StreamingAnswerer(tiny_builder, "fence: yes\nparcel: no\ncaption: A man walks to the fence.", fail_once)
+    early: list = []
+
+    import threading
+
+    from streamproc.metrics import Metrics
+
+    supervisor = WorkerSupervisor(0, SegmentDescriber(backend, _settings(), engine), lambda: None, threading.Event(), Metrics())
+    described = supervisor.describe(make_segment("cam1", 0, duration=2.0, size=(56, 56)), early.append)
+    assert [[(e.data["rule"], e.data["transition"]) for e in batch] for batch in early] == [[("fence", "raised")]]
+    assert described.events[0].type == "caption" and described.events[0].data["text"] == "A man walks to the fence."
+    assert [(e.data["rule"], e.data["transition"]) for e in described.events[1:]] == [("walker", "raised")]
+    assert engine.counters["raised"] == 2 and engine.counters["evaluated"] == 3  # no rule stepped twice
