@@ -130,7 +130,7 @@ COMMANDS: tuple[BenchCommand, ...] = (
         "simulated clock priced by a timing profile (default: the seed's published BM1684X 3B 2K figures): chip "
         "load, event-to-alert and event-to-caption delay, changes missed, segments dropped, per activity, rule "
         "count and mode. Cameras per chip: p95 event-to-alert <= 20 s, load <= 85%%, nothing missed or dropped. "
-        "See docs/benchmarks.md and streamproc/bench/policy.py.",
+        "See docs/benchmarks.md and streamproc/urgency.py.",
         (
             Option("--profile", "timing profile: a JSON file, or the name of a shipped one (default bm1684x-3b-2k; "
                    "see streamproc/bench/profiles/)", type=PATH),
