@@ -77,7 +77,8 @@ class App:
                 self.metrics.gate.labels(name, "skipped", "unchanged")
                 self.metrics.gate.labels(name, "described", "change")
         self.policy = config.service.policy.resolve()  # the urgency policy (streamproc/urgency.py)
-        self.lanes = FairSegmentQueue(on_drop=DroppedSegments(self.metrics, self.gate.forget), order=self.policy.order)
+        self.lanes = FairSegmentQueue(on_drop=DroppedSegments(self.metrics, self.gate.forget), order=self.policy.order,
+                                      on_coalesce=lambda source, merged: self.metrics.coalesced.labels(source).inc(merged))
         self.backend_factory = backend_factory or (lambda: create_backend(config.backend))
         self.serve_http = config.http.enabled if serve_http is None else serve_http
         self.bus = EventBus(self._plugins(plugins, names), on_error=lambda name, error: self.metrics.errors.labels("sink").inc())

@@ -109,8 +109,10 @@ class FairSegmentQueue:
     """The in-process `SegmentLanes`. Thread-safe; any number of producers (one per source) and
     consumers (workers)."""
 
-    def __init__(self, on_drop: Optional[Callable[[Segment], None]] = None, order: Order = Order.ROUND_ROBIN):
+    def __init__(self, on_drop: Optional[Callable[[Segment], None]] = None, order: Order = Order.ROUND_ROBIN,
+                 on_coalesce: Optional[Callable[[str, int], None]] = None):
         self.order = order
+        self._on_coalesce = on_coalesce  # (source, segments merged into another): counted in metrics
         self._lanes: dict[str, _Lane] = {}
         self._order: list[str] = []
         self._next = 0
@@ -205,8 +207,13 @@ class FairSegmentQueue:
         one) as one segment, removed from the lane."""
         run = [lane.items.popleft() for _ in range(run_to_take(lane.items))]
         lane.heavy -= sum(1 for s in run if not s.light)
-        lane.coalesced += len(run) - 1
+        self._count_coalesced(run[0].source, lane, len(run) - 1)
         return coalesce(run)
+
+    def _count_coalesced(self, source: str, lane: _Lane, merged: int) -> None:
+        lane.coalesced += merged
+        if merged and self._on_coalesce is not None:  # a metric's inc: safe under the lanes' lock
+            self._on_coalesce(source, merged)
 
     def _merge_waiting(self, lane: _Lane) -> None:
         """A full coalescing lane: its described segments waiting (and the lights between them)
@@ -215,7 +222,7 @@ class FairSegmentQueue:
         heavy = [i for i, s in enumerate(items) if not s.light]
         first, last = heavy[0], heavy[-1]
         merged = coalesce(items[first:last + 1])
-        lane.coalesced += last - first
+        self._count_coalesced(merged.source, lane, last - first)
         lane.items = deque(items[:first] + [merged] + items[last + 1:])
         lane.heavy = 1
 

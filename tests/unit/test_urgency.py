@@ -61,13 +61,15 @@ def _described(index, reason="change", onset=False, start=None, duration=4.0, so
 
 
 def test_a_coalescing_lane_merges_what_waits_thinned_and_drops_nothing():
-    dropped = []
-    lanes = FairSegmentQueue(on_drop=dropped.append, order=Order.URGENCY)
+    dropped, merged = [], []
+    lanes = FairSegmentQueue(on_drop=dropped.append, order=Order.URGENCY,
+                             on_coalesce=lambda source, count: merged.append((source, count)))
     lanes.add_source("cam1", 2, LanePolicy.COALESCE)
     for index in range(5):  # 5 x 4 frames into a lane of 2: merged in place, never dropped
         assert lanes.put(_described(index))
     job = lanes.get(timeout=0)
     assert not dropped and lanes.depth("cam1") == 0 and lanes.dropped("cam1") == 0 and lanes.coalesced("cam1") == 4
+    assert sum(count for _, count in merged) == 4 and {source for source, _ in merged} == {"cam1"}
     assert (job.start, job.end, job.parts, len(job.frames)) == (0.0, 20.0, 5, 6)
     assert [f.media_time for f in job.frames] == sorted(f.media_time for f in job.frames)
     lanes.ack(job)
