@@ -22,7 +22,9 @@ class PolicyConfig(Section):
         None, description="joint: the caption and every rule in one call; followup: a turn per rule; "
         "auto: followup on a backend that keeps its KV history, else joint"
     )
-    caption_tokens: Optional[int] = Field(None, ge=8, le=1024, description="the caption's token budget (asked for in the prompt)")
+    caption_tokens: Optional[int] = Field(
+        None, ge=8, le=1024, description="the caption's token budget (asked for in the prompt), within generation.max_new_tokens"
+    )
     verdicts_first: Optional[bool] = Field(None, description="verdict lines before the caption; alerts go out as they stream")
     onset_s: Optional[float] = Field(None, gt=0, description="close a segment this long after change starts in a quiet camera")
     quiet_s: Optional[float] = Field(None, gt=0, description="quiet: no frame-to-frame change for this long")

@@ -87,6 +87,11 @@ class DescribeSettings:
     def prompt_for(self, source: str) -> str:
         return self.prompts.get(source, self.default_prompt)
 
+    @property
+    def caption_tokens(self) -> int:
+        """The caption's budget: the policy's, within generation.max_new_tokens (a cap on any answer)."""
+        return min(self.policy.caption_tokens, self.params.max_new_tokens)
+
 
 EarlyEvents = Callable[[list[Event]], None]  # publishes a segment's alerts before its caption
 
@@ -132,10 +137,10 @@ class SegmentDescriber:
         questions = self.rules.raw_questions_for(source)
         names = list(questions)
         policy = settings.policy
-        prompt = joint_prompt(settings.prompt_for(source), questions, policy.caption_tokens)
+        prompt = joint_prompt(settings.prompt_for(source), questions, settings.caption_tokens)
         encode = self.backend.inputs.tokenizer.encode
         verdict_tokens = sum(max(policy.verdict_tokens, len(encode(f"{name}: yes\n"))) for name in names)
-        answer = policy.caption_tokens + verdict_tokens + (len(encode(f"{CAPTION_LABEL}: ")) if names else 0)
+        answer = settings.caption_tokens + verdict_tokens + (len(encode(f"{CAPTION_LABEL}: ")) if names else 0)
         params = replace(settings.params, max_new_tokens=answer)
         build, _ = self._build(segment, prompt, answer)
         on_token = self._watcher(segment, names, early) if names and early is not None else None
@@ -173,10 +178,10 @@ class SegmentDescriber:
 
     def _followup(self, segment: Segment) -> Described:
         settings, source = self.settings, segment.source
-        policy = settings.policy
-        prompt = joint_prompt(settings.prompt_for(source), {}, policy.caption_tokens)
-        params = replace(settings.params, max_new_tokens=policy.caption_tokens)
-        build, made = self._build(segment, prompt, policy.caption_tokens)
+        budget = settings.caption_tokens
+        prompt = joint_prompt(settings.prompt_for(source), {}, budget)
+        params = replace(settings.params, max_new_tokens=budget)
+        build, made = self._build(segment, prompt, budget)
         result = run_model(self.backend, build, params)
         answers = self._ask_rules(segment, made[-1], result)
         live = source in settings.live_sources

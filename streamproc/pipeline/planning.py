@@ -23,12 +23,14 @@ def prompt_reserve(config: Config, builder, rules: RuleEngine, source: str) -> i
     prompt = next((s.prompt for s in config.sources if s.name == source and s.prompt), None) or config.prompt.user
     policy = config.service.policy.resolve()
     encode = builder.tokenizer.encode
+    budget = min(policy.caption_tokens, config.generation.max_new_tokens)  # as DescribeSettings.caption_tokens
     questions = rules.raw_questions_for(source)
-    joint = builder.prompt_tokens(joint_prompt(prompt, questions, policy.caption_tokens), config.prompt.system)
-    answer = policy.caption_tokens + sum(max(policy.verdict_tokens, len(encode(f"{n}: yes\n"))) for n in questions)
+    joint = builder.prompt_tokens(joint_prompt(prompt, questions, budget), config.prompt.system)
+    answer = budget + sum(max(policy.verdict_tokens, len(encode(f"{n}: yes\n"))) for n in questions)
     answer += len(encode(f"{CAPTION_LABEL}: ")) if questions else 0
     joint += max(0, answer - config.segmenting.answer_reserve)
-    followup = builder.prompt_tokens(joint_prompt(prompt, {}, policy.caption_tokens), config.prompt.system)
+    followup = builder.prompt_tokens(joint_prompt(prompt, {}, budget), config.prompt.system)
+    followup += max(0, budget - config.segmenting.answer_reserve)  # the caption's own budget
     follow_ups = rules.questions_for(source).values()
     if follow_ups:
         followup += max(len(encode(continuation(q))) for q in follow_ups) + config.service.rule_max_new_tokens
