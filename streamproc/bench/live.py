@@ -21,13 +21,11 @@ say no.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
-import statistics
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -172,16 +170,6 @@ class Setup:
     policy: Policy = URGENT
 
 
-@dataclass
-class Live:
-    outcome: Outcome
-    dropped: int
-    calls: int
-    coalesced: int
-    wall_s: float
-    extra: dict = field(default_factory=dict)
-
-
 def scenes(setup: Setup, profile: Profile, frames: int) -> list[Scene]:
     return [activity_scene(1000 * setup.seed + c, setup.seconds, setup.activity, frames, profile.frame, foliage=c % 2 == 1)
             for c in range(setup.cameras)]
@@ -310,8 +298,4 @@ def table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def median(values: list[float]) -> float:
-    return statistics.median(values) if values else 0.0
-
-
-__all__ = ["Setup", "agreement", "dataclasses", "run", "table"]
+__all__ = ["Setup", "agreement", "run", "table"]
