@@ -130,7 +130,7 @@ COMMANDS: tuple[BenchCommand, ...] = (
         "simulated clock priced by a timing profile (default: the seed's published BM1684X 3B 2K figures): chip "
         "load, event-to-alert and event-to-caption delay, changes missed, segments dropped, per activity, rule "
         "count and mode. Cameras per chip: p95 event-to-alert <= 20 s, load <= 85%%, nothing missed or dropped. "
-        "See docs/benchmarks.md and streamproc/bench/policy.py.",
+        "See docs/benchmarks.md and streamproc/urgency.py.",
         (
             Option("--profile", "timing profile: a JSON file, or the name of a shipped one (default bm1684x-3b-2k; "
                    "see streamproc/bench/profiles/)", type=PATH),
@@ -151,6 +151,35 @@ COMMANDS: tuple[BenchCommand, ...] = (
             Option("--host", "also measure decode + gate CPU per camera on this machine (1080p30 H.264)", flag_only=True),
             Option("--tape-cache", "keep the recorded tapes in this folder and reuse them (they depend only on the "
                    "scenes, the frame plan and the policy's cuts)", type=PATH),
+        ),
+    ),
+    BenchCommand(
+        "live", "the capacity simulation checked against the real service, time-scaled (issue 22 item 5)",
+        "runners:run_live",
+        "N generated cameras with known change times written as 1 fps files; simulated (the same files through the "
+        "same ingest and gate, one chip priced by the profile) and live (`App` reading them at k x camera speed, "
+        "with a stand-in backend that sleeps each call's profile cost / k and streams its verdicts first): "
+        "event-to-alert and event-to-caption delays and drops, side by side. See streamproc/bench/live.py.",
+        (
+            Option("--profile", "timing profile: a JSON file or a shipped one's name (default bm1684x-3b-2k)", type=PATH),
+            Option("--cameras", "cameras (one file each)", 6),
+            Option("--speed", "k: how many times camera speed the files are read (delays reported x k)", 10.0),
+            Option("--seconds", "length of each camera's scene", 600),
+            Option("--activity", "share of segments with change", 0.15),
+            Option("--rules", "question rules in the joint call", 2),
+            Option("--seed", "scene seed", 0),
+        ),
+    ),
+    BenchCommand(
+        "rules", "rule verdicts: the joint call against follow-up turns, on a config's model (issue 22 item 2)",
+        "rules_agreement:run_command",
+        "The config's first file source cut into segments, each described both ways by the config's backend through "
+        "the service's describer: verdicts per rule side by side, agreement, and with --labels each way's accuracy.",
+        (
+            Option("--config", "a config with a backend, a file source and question rules", type=PATH),
+            Option("--segments", "segments to describe", 12),
+            Option("--frames", "frames per segment (even)", 8),
+            Option("--labels", "CSV segment,rule,yes|no: the truth, judged by eye", type=PATH),
         ),
     ),
     BenchCommand(
