@@ -96,6 +96,22 @@ class Tap:
     def stream_leader(self) -> str:
         return self.call(self._info("stream", f"{SITE}_EVENTS")).cluster.leader
 
+    def stream_leader_apart_from_leases(self, timeout_s: float = 30.0) -> str:
+        """The events stream's leader, once it is not the node leading the lease consumer (the
+        events stream's leader is asked to step down until then)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                found = self.leaders()
+                if found["events_stream"] not in (None, found["lease_consumer"]):
+                    return found["events_stream"]
+                self.call(self.nc.request(f"$JS.API.STREAM.LEADER.STEPDOWN.{SITE}_EVENTS", b"", timeout=5))
+            except Exception:  # no leader for a moment
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError("the events stream stays on the lease consumer's leader")
+            time.sleep(1.0)
+
     def bridge_info(self):
         return self.call(self._info("consumer", "mqtt-bridge"))
 
