@@ -40,6 +40,7 @@ import yaml
 SITE = "bench"
 PREFIX = "benchsite"
 LOG_ERRORS = r"Traceback|InvalidStateError|Task exception was never retrieved|Exception in callback"
+LOG_ERROR_CAUSE = r"^(?:\w+\.)*\w*(?:Error|Exception)\b.*$"  # the line that names it (after the traceback)
 
 
 # -- the boxes ------------------------------------------------------------------------------------
@@ -447,8 +448,9 @@ def judge(stored: list[dict], mqtt: list[dict], stopped_at: float) -> dict[str, 
     stale = [e for e in _stale([(r["camera"], r["box"], r["epoch"], r["event"]) for r in stored]) if e is not None]
     stale += _stale([(e["source"], e["cluster"]["box"], e["cluster"]["epoch"], e) for e in mqtt])
     lost = [by_id[i] for i in dict.fromkeys(stored_ids) if i not in seen_once and by_id[i]["ts"] < stopped_at - 10]
-    duplicated = [by_id.get(i, {"id": i, "ts": 0}) for i in sorted({i for i in received if received.count(i) > 1})]
-    duplicated += [by_id[i] for i in sorted({i for i in stored_ids if stored_ids.count(i) > 1})]
+    duplicated = [{**by_id.get(i, {"id": i, "ts": 0}), "where": "MQTT"}
+                  for i in sorted({i for i in received if received.count(i) > 1})]
+    duplicated += [{**by_id[i], "where": "stream"} for i in sorted({i for i in stored_ids if stored_ids.count(i) > 1})]
     return {"stale": stale, "lost": lost, "duplicated": duplicated}
 
 
@@ -459,6 +461,8 @@ def attribute(found: dict[str, list], phases: list[Phase]) -> None:
             owner = [p for p in phases if p.started <= event.get("ts", 0)]
             target = owner[-1] if owner else phases[0]
             setattr(target, kind, getattr(target, kind) + 1)
+            target.detail += f"; {kind}: {event.get('type', 'event')} {event['id']}" + (
+                f" (twice at {event['where']})" if "where" in event else "")
 
 
 # -- one run ----------------------------------------------------------------------------------------------
@@ -493,6 +497,7 @@ async def scenario(site: Site, lease: Any, down_s: float, mqtt: MqttLog) -> dict
     stopped_at = time.time()
     sigterm = await stop_all(site, lease.fence)
     errors = {name: len(re.findall(LOG_ERRORS, site.log(name))) for name in site.procs}
+    causes = sorted({cause for name in site.procs for cause in re.findall(LOG_ERROR_CAUSE, site.log(name), re.M)})
     exits = {name: proc.returncode for name, proc in site.procs.items()}
     await asyncio.sleep(2)
     received = mqtt.snapshot()
@@ -500,7 +505,7 @@ async def scenario(site: Site, lease: Any, down_s: float, mqtt: MqttLog) -> dict
     attribute(found, phases)
     alerts = {c: mqtt.alerts(c) for c in site.cameras}
     return {"phases": phases, "consumers": consumers, "sigterm_s": sigterm, "exit_codes": exits,
-            "log_errors": errors, "alerts_ok": all(a == ["raised", "cleared"] for a in alerts.values()),
+            "log_errors": errors, "log_error_causes": causes, "alerts_ok": all(a == ["raised", "cleared"] for a in alerts.values()),
             "alerts": alerts, "received": len(received), "fence_s": lease.fence, "ack_wait_s": lease.ack_wait_s}
 
 
@@ -562,15 +567,15 @@ def run_table(result: dict) -> str:
     census = result["consumers"]
     lines += ["", f"Consumers alive at the end: {census['total']} ({census['ephemeral']} ephemeral): "
               f"{census['by_stream']}. SIGTERM (fence_after_s {result['fence_s']:.0f} s): "
-              f"{result['sigterm_s']}, exit codes {result['exit_codes']}. nats-py/asyncio errors in the logs: "
-              f"{result['log_errors']}. Alerts: {'raised and cleared once on every camera' if result['alerts_ok'] else result['alerts']}.", ""]
+              f"{result['sigterm_s']}, exit codes {result['exit_codes']}. Tracebacks and asyncio errors in the logs: "
+              f"{result['log_errors']} {result['log_error_causes']}. Alerts: {'raised and cleared once on every camera' if result['alerts_ok'] else result['alerts']}.", ""]
     return "\n".join(lines)
 
 
 def summary_table(results: list[dict]) -> str:
     lines = ["| run | kill -9 box: takeover | SIGSTOP box: takeover | owner changes from node losses (consumer leader, "
              "meta leader, stream leader) | elections | stale | lost | duplicated | alerts once | consumers at end "
-             "(ephemeral) | SIGTERM max | log errors |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "(ephemeral) | SIGTERM max | tracebacks in logs |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for index, r in enumerate(results, 1):
         phases = r["phases"]
         nodes = [p for p in phases if p.election_s is not None]

@@ -115,14 +115,15 @@ class LeaseManager:
             await self.nc.request(holding.token.reply, b"+WPI", timeout=max(0.5, self.lease.heartbeat / 2))
         except Exception as error:  # no leader (no responders, timeout), reconnecting
             log.debug("cluster: renewing %s got no answer: %s", holding.camera, error)
+            holding.renewals_missed += 1
             return False
         if self.ownership.holdings.get(holding.camera) is holding:
             unconfirmed = sent - holding.confirmed
-            if unconfirmed > self.lease.heartbeat + 1.0:
+            if holding.renewals_missed:
                 log.warning("cluster: %s's lease was unconfirmed for %.1f s (fence after %.1f s): a NATS leader "
                             "election?", holding.camera, unconfirmed, self.lease.fence)
             self.counters["longest_unconfirmed_s"] = round(max(self.counters["longest_unconfirmed_s"], unconfirmed), 2)
-            holding.confirmed = sent
+            holding.confirmed, holding.renewals_missed = sent, 0
             holding.fence_at = self.fence_at(sent)
         return True
 

@@ -56,6 +56,7 @@ class Holding:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     confirmed: float = field(default_factory=time.monotonic)  # the last renewal the consumer's leader answered
     fence_at: float = math.inf  # monotonic time at which this box stops the camera (the lease manager's)
+    renewals_missed: int = 0  # renewals in a row that got no answer
 
     def valid(self) -> bool:
         return time.monotonic() < self.fence_at
