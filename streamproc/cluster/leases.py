@@ -232,7 +232,8 @@ class LeaseManager:
         self.stopping = True
         self._wake.set()
         looping = [self._tasks[name] for name in ("take", "alive", "fence") if name in self._tasks]
-        await asyncio.wait(looping, timeout=self.lease.heartbeat + 2.0)  # each ends after its current step
+        if looping:  # each ends after its current step
+            await asyncio.wait(looping, timeout=self.lease.heartbeat + 2.0)
         await asyncio.gather(*(self.ownership.release(camera, drain_s) for camera in list(self.ownership.holdings)))
         self._renewing = False
         if "renew" in self._tasks:
