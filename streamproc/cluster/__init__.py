@@ -3,7 +3,9 @@
 Modules (docs/scale-out.md has the design and the failure cases):
 - `connection`: the asyncio loop thread and the NATS connection (nats-py, imported lazily);
 - `layout`: the streams and KV buckets of one site, created idempotently;
-- `leases`: camera tokens pulled while the box has room, kept alive, fenced, shared fairly;
+- `leases`: camera tokens pulled while the box has room, renewed (confirmed by the lease
+  consumer's leader), fenced per camera, shared fairly;
+- `membership`: which boxes are alive, from per-box heartbeats on core NATS subjects;
 - `ownership`: per camera epoch, rule state in KV and the fenced commit of each segment's events;
 - `bridge`: the events stream to MQTT, in order;
 - `box`: `streamproc run` in cluster mode (the glue);

@@ -46,7 +46,7 @@ def run_box(config: Any, *, install_signals: bool = True, poll_s: float = 0.5) -
         js = nc.jetstream()
         names = loop.call(ensure_layout(js, cluster, cameras), timeout=30)
         leases: Any = None
-        ownership = Ownership(loop, js, names, cluster.box, lambda: leases is not None and leases.valid())
+        ownership = Ownership(loop, js, names, cluster.box, lambda: leases is not None and leases.valid(), nc=nc)
         loop.call(ownership.open(), timeout=10)
         leases = LeaseManager(nc, js, cluster, cameras, ownership)
         local = config.sinks.model_copy(update={"mqtt": None})  # MQTT is fed by the bridge
@@ -69,7 +69,8 @@ def run_box(config: Any, *, install_signals: bool = True, poll_s: float = 0.5) -
                           cluster.box, EXIT_BACKEND)
                 code = EXIT_BACKEND
                 break
-        loop.call(leases.shutdown(drain_s=cluster.lease.fence), timeout=cluster.lease.ack_wait_s * 2)
+        # within fence_after_s: half of it for the segments in flight, the rest bounded by short timeouts
+        loop.call(leases.shutdown(drain_s=cluster.lease.fence / 2), timeout=cluster.lease.fence)
         log.info("cluster: box %s left; counters %s %s", cluster.box, ownership.counters, leases.counters)
         return code
     except TimeoutError:

@@ -18,12 +18,15 @@ def test_single_box_is_the_default_and_cluster_timing_derives_from_the_lease():
     assert config_from_data(base).cluster is None
     config = config_from_data({**base, "cluster": {"servers": ["nats://n1:4222"], "box": "b1", "lease": {"ack_wait_s": 6}}})
     lease = config.cluster.lease
-    assert (lease.ack_wait_s, lease.fence, lease.heartbeat) == (6, 3, 1)
+    assert (lease.ack_wait_s, lease.fence, lease.heartbeat) == (6, 4, 0.4)
+    default = ClusterConfig().lease  # rides out a leader election twice as long as the slowest measured
+    assert (default.ack_wait_s, default.fence, default.heartbeat) == (30, 20, 2)
+    assert default.fence - default.heartbeat >= 2 * default.election_s
 
 
 @pytest.mark.parametrize("cluster, words", [
     ({"lease": {"ack_wait_s": 4, "fence_after_s": 4}}, "fence_after_s must be shorter than ack_wait_s"),
-    ({"lease": {"ack_wait_s": 4, "heartbeat_s": 2}}, "heartbeat_s must be shorter than fence_after_s"),
+    ({"lease": {"ack_wait_s": 3, "heartbeat_s": 2}}, "heartbeat_s must be shorter than fence_after_s"),
     ({"username": "u", "token": "t"}, "one of credentials, username/password or token"),
     ({"box": "a b"}, "box"),
     ({"replica": 3}, "replica"),
