@@ -32,7 +32,6 @@ import yaml
 
 from ..backends.base import BackendCapabilities
 from ..backends.hf import HfBackend
-from .measure import publish_table
 
 # -- the stand-in model of the boxes ----------------------------------------------------------
 

@@ -83,8 +83,8 @@ async def ensure_layout(js: Any, config: Any, cameras: Iterable[str]) -> Names:
         max_age=config.events_max_age_s, duplicate_window=config.duplicate_window_s,
     ))
     await js.create_key_value(bucket=names.cameras_kv, history=1, replicas=replicas)
-    # A box is alive while its key is: it expires well before a dead box's leases do, so the
-    # survivors' fair share has already grown when its cameras come back to the queue.
+    # What each box holds, for operators (written, never listed: a listing leaves a consumer
+    # behind). Who is alive comes from core NATS heartbeats (membership.py), not from here.
     await js.create_key_value(bucket=names.boxes_kv, history=1, replicas=replicas, ttl=lease.fence)
     await js.add_consumer(names.leases, ConsumerConfig(
         durable_name=names.lease_consumer, ack_policy=AckPolicy.EXPLICIT, ack_wait=lease.ack_wait_s,

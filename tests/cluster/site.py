@@ -65,6 +65,42 @@ class Tap:
         with self._lock:
             return [r for r in self.records if r["kind"] == "acquire" and r["at"] >= since]
 
+    def stream_leader_apart_from_leases(self, timeout_s: float = 30.0) -> str:
+        """The events stream's leader, once it is not the node leading the lease consumer (the
+        events stream's leader is asked to step down until then)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                found = self.leaders()
+                if found["events_stream"] not in (None, found["lease_consumer"]):
+                    return found["events_stream"]
+                self.call(self.nc.request(f"$JS.API.STREAM.LEADER.STEPDOWN.{SITE}_EVENTS", b"", timeout=5))
+            except Exception:  # no leader for a moment
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError("the events stream stays on the lease consumer's leader")
+            time.sleep(1.0)
+
+    def consumers(self) -> dict:
+        """{"total", "ephemeral", "by_stream"}: the consumers alive in the account."""
+        return self.call(consumer_census(self.nc.jetstream()))
+
+    def leaders(self) -> dict:
+        """Server names leading the lease consumer, the events and the leases stream."""
+        return self.call(leaders(self.nc.jetstream(), SITE))
+
+    async def _records(self, cameras: list[str]) -> dict:
+        kv = await self.nc.jetstream().key_value(f"{SITE}_cameras")
+        out = {}
+        for camera in cameras:
+            record = json.loads((await kv.get(camera)).value)
+            out[camera] = (record["box"], record["epoch"])
+        return out
+
+    def kv_owners(self, cameras: list[str]) -> dict[str, tuple[str, int]]:
+        """camera -> (box, epoch) as the cameras KV stores them (no consumer: a get per key)."""
+        return self.call(self._records(cameras))
+
     async def _stream_events(self) -> list[tuple[int, dict, dict]]:
         js = self.nc.jetstream()
         info = await js.stream_info(f"{SITE}_EVENTS")
@@ -96,44 +132,8 @@ class Tap:
     def stream_leader(self) -> str:
         return self.call(self._info("stream", f"{SITE}_EVENTS")).cluster.leader
 
-    def stream_leader_apart_from_leases(self, timeout_s: float = 30.0) -> str:
-        """The events stream's leader, once it is not the node leading the lease consumer (the
-        events stream's leader is asked to step down until then)."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                found = self.leaders()
-                if found["events_stream"] not in (None, found["lease_consumer"]):
-                    return found["events_stream"]
-                self.call(self.nc.request(f"$JS.API.STREAM.LEADER.STEPDOWN.{SITE}_EVENTS", b"", timeout=5))
-            except Exception:  # no leader for a moment
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError("the events stream stays on the lease consumer's leader")
-            time.sleep(1.0)
-
     def bridge_info(self):
         return self.call(self._info("consumer", "mqtt-bridge"))
-
-    def consumers(self) -> dict:
-        """{"total", "ephemeral", "by_stream"}: the consumers alive in the account."""
-        return self.call(consumer_census(self.nc.jetstream()))
-
-    def leaders(self) -> dict:
-        """Server names leading the lease consumer, the events and the leases stream."""
-        return self.call(leaders(self.nc.jetstream(), SITE))
-
-    async def _records(self, cameras: list[str]) -> dict:
-        kv = await self.nc.jetstream().key_value(f"{SITE}_cameras")
-        out = {}
-        for camera in cameras:
-            record = json.loads((await kv.get(camera)).value)
-            out[camera] = (record["box"], record["epoch"])
-        return out
-
-    def kv_owners(self, cameras: list[str]) -> dict[str, tuple[str, int]]:
-        """camera -> (box, epoch) as the cameras KV stores them (no consumer: a get per key)."""
-        return self.call(self._records(cameras))
 
     def close(self) -> None:
         try:
