@@ -27,10 +27,10 @@ def run_box(config: Any, *, install_signals: bool = True, poll_s: float = 0.5) -
     from ..app import App
     from ..app.lifecycle import stop_signals
     from ..sinks import create_sinks
-    from .bridge import MqttBridge
     from .layout import ensure_layout
     from .leases import LeaseManager
     from .ownership import Ownership
+    from .sitemqtt import cluster_mqtt
 
     cluster = config.cluster
     cameras = [s.name for s in config.sources if s.enabled]
@@ -54,8 +54,8 @@ def run_box(config: Any, *, install_signals: bool = True, poll_s: float = 0.5) -
                   publisher_for=lambda bus: CommitThenPublish(ownership, bus), start_sources=False)
         ownership.host = app  # the leases start and stop its cameras
         app.start()
-        if cluster.bridge and config.sinks.mqtt is not None and config.sinks.mqtt.enabled:
-            bridge = MqttBridge(loop, js, names, config.sinks.mqtt, cluster.box, cluster.lease.fence)
+        bridge = cluster_mqtt(config)  # the events stream's bridge and the site's state (sitemqtt.py)
+        if bridge is not None:
             bridge.start()
         loop.call(leases.start(), timeout=30)
         log.info(

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from streamproc.config.cluster import ClusterConfig
 from tests.support.mosquitto import Mosquitto
 from tests.support.mqtt_subscriber import Subscriber
 from tests.support.nats import NatsCluster
@@ -32,7 +33,8 @@ PREFIX = "sp"
 class Tap:
     """A core-NATS subscription to `<site>.events.*` on its own loop thread."""
 
-    def __init__(self, urls: list[str]):
+    def __init__(self, urls: list[str], cameras: list[str], partitions: int):
+        self.cameras, self.partitions = cameras, partitions
         self.records: list[dict] = []
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
@@ -95,8 +97,18 @@ class Tap:
     def stream_leader(self) -> str:
         return self.call(self._info("stream", f"{SITE}_EVENTS")).cluster.leader
 
-    def bridge_info(self):
-        return self.call(self._info("consumer", "mqtt-bridge"))
+    def forwarded_up_to(self) -> dict[str, int]:
+        """camera -> the stream sequence up to which the bridge forwarded it (its partition's ack floor)."""
+        from streamproc.cluster.partitions import consumer_name, partition_of
+
+        floors: dict[int, int] = {}
+        out = {}
+        for camera in self.cameras:
+            partition = partition_of(camera, self.partitions)
+            if partition not in floors:
+                floors[partition] = self.call(self._info("consumer", consumer_name(partition))).ack_floor.stream_seq
+            out[camera] = floors[partition]
+        return out
 
     def close(self) -> None:
         try:
@@ -129,7 +141,7 @@ class Site:
         self.nats = NatsCluster(self.tmp_path, 3, name=SITE).start()
         self.broker = Mosquitto(self.tmp_path).start()
         self.subscriber = Subscriber(self.broker.port, [f"{PREFIX}/#"]).start()
-        self.tap = Tap(self.nats.urls)
+        self.tap = Tap(self.nats.urls, self.cameras, ClusterConfig(servers=self.nats.urls).bridge_partitions)
         self.config_path = write_config(self.tmp_path, self.config(), "site.yaml")
         return self
 
