@@ -133,6 +133,16 @@ def _start_worker(spec: Path, box: str, work: Path, profile: bool) -> subprocess
     return subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True)
 
 
+def _wait_ready(proc: subprocess.Popen) -> bool:
+    for _ in range(20):  # py-spy prints a line of its own first
+        line = proc.stdout.readline()
+        if not line:
+            return False
+        if line.strip() == "ready":
+            return True
+    return False
+
+
 def _worker_pid(proc: subprocess.Popen) -> int:
     """The bridge process (under py-spy, its child)."""
     try:
@@ -161,7 +171,7 @@ def measure(*, events: int, boxes: int, cameras: int, partitions: int, batch: in
             subscriber = Subscriber(port, events)
             procs = [_start_worker(spec, f"b{i}", work, profile) for i in range(boxes)]
             for proc in procs:
-                if proc.stdout.readline().strip() != "ready":
+                if not _wait_ready(proc):
                     raise RuntimeError(f"a bridge worker did not start (see {work}/b*.log)")
             others = {"nats-server": [p.pid for p in nats_cluster.processes if p is not None],
                       "mosquitto": [broker.pid], "bench (subscriber)": [os.getpid()]}
@@ -199,7 +209,7 @@ def _stop_workers(procs: list[subprocess.Popen]) -> list[dict]:
     for proc in procs:
         try:
             out, _ = proc.communicate("stop\n", timeout=30)
-            counters.append(json.loads(out.strip().splitlines()[-1]))
+            counters.append(json.loads([line for line in out.splitlines() if line.startswith("{")][-1]))
         except (subprocess.TimeoutExpired, ValueError, IndexError):
             proc.kill()
             proc.wait()

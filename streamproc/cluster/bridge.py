@@ -28,6 +28,8 @@ import asyncio
 import hashlib
 import json
 import logging
+import socket
+import sys
 import threading
 import time
 from collections import deque
@@ -41,6 +43,7 @@ from .partitions import PRIORITY_GROUP, consumer_name
 log = logging.getLogger(__name__)
 
 Outgoing = tuple[str, bytes, int, bool]  # topic, payload, qos, retain
+_QUICKACK = socket.TCP_QUICKACK if sys.platform == "linux" else None
 
 
 def payload_digest(payload: bytes) -> bytes:
@@ -102,7 +105,11 @@ class MqttLink:
         if self.will is not None:
             topic, payload, qos, retain = self.will
             client.will_set(topic, payload, qos, retain)
-        client.max_inflight_messages_set(self.config.max_inflight)
+        qos = self.config.qos
+        # QoS 1 has no receive window on an MQTT 3.1.1 broker: the bridge's batches bound what is
+        # out (paho: 0 = no limit); QoS 2 keeps max_inflight (mosquitto drops beyond its own)
+        uses_qos2 = 2 in (qos.captions, qos.alerts, qos.state, qos.status, qos.stats)
+        client.max_inflight_messages_set(self.config.max_inflight if uses_qos2 else 0)
         client.reconnect_delay_set(self.config.reconnect_min_delay_s, self.config.reconnect_max_delay_s)
         client.on_connect = self._on_connect
         client.on_message = self._on_message
@@ -113,6 +120,9 @@ class MqttLink:
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
             return
+        # paho leaves Nagle on: the tail of a pipelined batch would wait for the broker's delayed
+        # ACK (40 ms on Linux) before its PUBACKs can come back
+        client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         prefix = self.topics.prefix
         client.subscribe([(f"{prefix}/+/captions", 0), (f"{prefix}/+/alerts", 0)]
                          + [(topic, 0) for topic in self.subscriptions])
@@ -133,13 +143,24 @@ class MqttLink:
 
     def publish(self, messages: Sequence[Outgoing]) -> list[Any]:
         """Queue `messages` on the connection, in order; their MQTTMessageInfo."""
+        self._quick_acks()
         return [self.client.publish(topic, payload, qos=qos, retain=retain) for topic, payload, qos, retain in messages]
 
-    @staticmethod
-    def wait(infos: Sequence[Any], timeout_s: float) -> bool:
+    def _quick_acks(self) -> None:
+        """Acknowledge the broker's segments at once (Linux), not after the delayed-ACK timer:
+        a broker with Nagle on (mosquitto's default) holds the PUBACKs of a batch until then."""
+        sock = self.client.socket() if self.client is not None else None
+        if sock is not None and _QUICKACK is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+            except OSError:
+                pass
+
+    def wait(self, infos: Sequence[Any], timeout_s: float) -> bool:
         """Block until every message was acknowledged (QoS 1) or written (QoS 0)."""
         deadline = time.monotonic() + timeout_s
         for info in infos:
+            self._quick_acks()  # the kernel leaves quick-ack mode on its own
             try:
                 info.wait_for_publish(max(0.0, deadline - time.monotonic()))
             except (RuntimeError, ValueError):  # not connected (yet): queued by paho, not sent
