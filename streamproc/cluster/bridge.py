@@ -39,6 +39,7 @@ from ..sinks.topics import STATE_OFF, STATE_ON, Topics
 from .connection import LoopThread, connect
 from .layout import H_BOX, H_EPOCH, H_KIND, Names
 from .partitions import PRIORITY_GROUP, consumer_name
+from .presence import Presence
 
 log = logging.getLogger(__name__)
 
@@ -189,45 +190,6 @@ def _matches(pattern: str, topic: str) -> bool:
     return len(pattern_levels) == len(topic_levels)
 
 
-class Presence:
-    """Which bridges are alive: each says so on `<subject>.<box>` every second (core NATS, so a
-    JetStream leader election does not hide anyone); seen in the last 3 s = alive."""
-
-    PERIOD_S = 1.0
-
-    def __init__(self, nc: Any, subject: str, box: str):
-        self.nc, self.subject, self.box = nc, subject, box
-        self.seen: dict[str, float] = {}
-        self._task: Any = None
-
-    async def start(self) -> None:
-        async def on_message(message: Any) -> None:
-            self.seen[message.subject.rsplit(".", 1)[1]] = time.monotonic()
-
-        await self.nc.subscribe(f"{self.subject}.*", cb=on_message)
-        self._task = asyncio.ensure_future(self._announce())
-        await self.nc.flush()
-
-    async def _announce(self) -> None:
-        while True:
-            try:
-                await self.nc.publish(f"{self.subject}.{self.box}", b"")
-            except Exception as error:  # reconnecting: the others wait 3 s before they count us out
-                log.debug("bridge: presence: %s", error)
-            await asyncio.sleep(self.PERIOD_S)
-
-    def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-
-    def alive(self) -> int:
-        now = time.monotonic()
-        return max(1, sum(1 for box, at in self.seen.items() if box != self.box and now - at < 3 * self.PERIOD_S) + 1)
-
-    def share(self, partitions: int) -> int:
-        return -(-partitions // self.alive())
-
-
 class PartitionPuller:
     """Pull requests on one partition's consumer, as a member of its priority group.
 
@@ -337,7 +299,7 @@ class MqttBridge:
             self.loop = LoopThread("mqtt-bridge")
             self._nc = self.loop.call(connect(self.cluster, f"streamproc-{self.box}-bridge"),
                                       timeout=self.cluster.connect_timeout_s * 3)
-            self.presence = Presence(self._nc, f"{self.cluster.name}.bridges", self.box)
+            self.presence = Presence(self._nc, f"{self.cluster.name}.bridges", self.box)  # how many share the partitions
             self.loop.call(self.presence.start(), timeout=10)
 
     def start(self) -> None:
@@ -356,7 +318,7 @@ class MqttBridge:
         await puller.open()
         try:
             while not self._stopping.is_set():
-                held, share = sum(p.pinned for p in self._pullers), self.presence.share(self.partitions)
+                held, share = sum(p.pinned for p in self._pullers), -(-self.partitions // self.presence.alive())
                 try:
                     if held > share and puller.pinned:  # a box joined: give this one to it
                         await puller.unpin()
@@ -370,6 +332,8 @@ class MqttBridge:
                     continue
                 if messages:
                     await self._forward(messages, time.monotonic())
+            if puller.pinned:  # stopping between batches: the next box need not wait for the pin to expire
+                await puller.unpin()
         finally:
             await puller.close()
 
@@ -437,14 +401,14 @@ class MqttBridge:
             return
         if self._stopping is not None:
             self.loop.loop.call_soon_threadsafe(self._stopping.set)
-        if self.presence is not None:
-            self.loop.loop.call_soon_threadsafe(self.presence.stop)
         try:
             if self._pumps is not None:
                 self._pumps.result(5.0)
         except Exception as error:
             log.debug("bridge: stopping: %s", error)
         try:
+            if self.presence is not None:
+                self.loop.call(self.presence.leave(), timeout=5)  # the others take its share at once
             self.loop.call(self._nc.close(), timeout=5)
         except Exception:
             pass

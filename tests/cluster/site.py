@@ -120,7 +120,7 @@ class Tap:
 
 class Site:
     def __init__(self, tmp_path: Path, model_dir: Path, video: Path, *, cameras: int = 12, ack_wait_s: float = 3.0,
-                 capacity: int = 6, rules: Optional[list] = None):
+                 capacity: int = 6, rules: Optional[list] = None, homeassistant: bool = False):
         self.tmp_path = tmp_path
         self.model_dir = model_dir
         self.video = video
@@ -130,6 +130,7 @@ class Site:
         self.rules = rules if rules is not None else [
             {"name": "person", "keywords": ["person"], "raise_after": 2, "clear_after": 2},
         ]
+        self.homeassistant = homeassistant
         self.scene = tmp_path / "scene"  # exists = every camera shows a person
         self.boxes: dict[str, ServiceProcess] = {}
         self.nats: Optional[NatsCluster] = None
@@ -140,7 +141,7 @@ class Site:
     def __enter__(self) -> "Site":
         self.nats = NatsCluster(self.tmp_path, 3, name=SITE).start()
         self.broker = Mosquitto(self.tmp_path).start()
-        self.subscriber = Subscriber(self.broker.port, [f"{PREFIX}/#"]).start()
+        self.subscriber = Subscriber(self.broker.port, [f"{PREFIX}/#", "homeassistant/#"]).start()
         self.tap = Tap(self.nats.urls, self.cameras, ClusterConfig(servers=self.nats.urls).bridge_partitions)
         self.config_path = write_config(self.tmp_path, self.config(), "site.yaml")
         return self
@@ -170,6 +171,8 @@ class Site:
             service={"queue_size": 2, "shutdown_timeout_s": 5.0},
         )
         config["rules"] = self.rules
+        if self.homeassistant:
+            config["sinks"]["homeassistant"] = {"enabled": True}
         config["cluster"] = {
             "servers": self.nats.urls, "name": SITE, "box": "${STREAMPROC_BOX}", "capacity": self.capacity,
             "lease": {"ack_wait_s": self.ack_wait_s}, "connect_timeout_s": 3.0,
