@@ -114,6 +114,34 @@ def check(received: list[bytes], cameras: list[str], events: int) -> dict[str, A
             "out_of_order": out_of_order, "unexpected": len(set(ids) - expected)}
 
 
+def _mosquitto(work: Path) -> tuple[subprocess.Popen, int]:
+    """A mosquitto on a free loopback port, with its defaults (Nagle on, as most brokers run)."""
+    import shutil
+
+    from ..cluster.local import free_port
+
+    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    port = free_port()
+    conf = work / "mosquitto.conf"
+    lines = [f"listener {port} 127.0.0.1", "allow_anonymous true", "persistence false", "max_queued_messages 100000"]
+    if os.geteuid() == 0:
+        lines.append("user root")
+    conf.write_text("\n".join(lines) + "\n")
+    proc = subprocess.Popen([binary, "-c", str(conf)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    import socket
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return proc, port
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("mosquitto did not start (apt-get install mosquitto)")
+
+
 def _cpu_seconds(pid: int) -> float:
     try:
         with open(f"/proc/{pid}/stat") as stat:
@@ -156,7 +184,6 @@ def measure(*, events: int, boxes: int, cameras: int, partitions: int, batch: in
             profile: bool = False) -> dict[str, Any]:
     from ..cluster.local import NatsCluster
     from ..config.cluster import ClusterConfig
-    from .cluster import _mosquitto
 
     names = [f"cam{i:02d}" for i in range(cameras)]
     with NatsCluster(work, 3, name="bridge") as nats_cluster:
@@ -217,11 +244,20 @@ def _stop_workers(procs: list[subprocess.Popen]) -> list[dict]:
     return counters
 
 
-def hottest(profiles: list[Path], top: int = 25) -> list[tuple[str, float]]:
-    """From py-spy's raw (collapsed stack) files: each function's share of the samples it is on
-    top of the stack (self time), over all processes."""
-    own: Counter = Counter()
-    total = 0
+_GROUPS = (  # (group, what a frame's file path contains), first match wins
+    ("start-up (imports)", "importlib"), ("start-up (imports)", "dataclasses.py"), ("start-up (imports)", "typing.py"),
+    ("paho (MQTT)", "paho/"), ("nats-py", "nats/"), ("json", "json/"), ("asyncio", "asyncio/"),
+    ("threads (hand-offs, executor)", "threading.py"), ("threads (hand-offs, executor)", "concurrent/"),
+    ("sockets, select", "selectors.py"), ("sockets, select", "socket.py"), ("hashlib", "hashlib"),
+    ("streamproc (bridge)", "streamproc/"),
+)
+
+
+def hottest(profiles: list[Path]) -> list[tuple[str, float]]:
+    """From py-spy's raw (collapsed stack) files: where the bridge processes' CPU went, by library
+    (the frame on top of each sample), in % of the samples after start-up; blocking waits
+    (a thread parked in select or on a condition) are left out."""
+    groups: Counter = Counter()
     for path in profiles:
         if not path.exists():
             continue
@@ -229,13 +265,15 @@ def hottest(profiles: list[Path], top: int = 25) -> list[tuple[str, float]]:
             stack, _, count = line.rpartition(" ")
             if not stack or not count.isdigit():
                 continue
-            frames = stack.split(";")
-            frame = frames[-1]
-            if "idle" in frame or frame.startswith(("select ", "wait ", "_worker ")) or "(threading.py)" in frame and "wait" in frame:
+            top = stack.split(";")[-1]
+            if top.startswith(("select ", "wait ", "poll ", "epoll")) or "Condition.wait" in top or "EpollSelector.select" in top:
                 continue
-            own[frame.split(" (")[0] + " (" + frame.split(" (")[-1].split(":")[0]] += int(count)
-            total += int(count)
-    return [(name, round(100 * n / max(1, total), 1)) for name, n in own.most_common(top)]
+            if "importlib" in stack:  # anything under an import is start-up
+                groups["start-up (imports)"] += int(count)
+                continue
+            groups[next((g for g, marker in _GROUPS if marker in top), "other (interpreter, stdlib)")] += int(count)
+    total = sum(n for g, n in groups.items() if not g.startswith("start-up"))
+    return [(g, round(100 * n / max(1, total), 1)) for g, n in groups.most_common() if not g.startswith("start-up")]
 
 
 def worker_main(spec_path: str, box: str) -> int:
@@ -298,7 +336,8 @@ def table(rows: list[dict]) -> str:
                      + f"; batches per worker {[w.get('batches') for w in r['workers']]}")
     for r in rows:
         if r.get("profile"):
-            lines += ["", f"Hottest functions in the bridge processes ({r['boxes']}; self time, % of samples):", ""]
+            lines += ["", f"Where the {r['boxes']} bridge process(es) spent their CPU (py-spy, top frame by library, "
+                      "% of samples after start-up, blocking waits left out):", ""]
             lines += [f"- {share}% {name}" for name, share in r["profile"]]
     return "\n".join(lines) + "\n"
 
