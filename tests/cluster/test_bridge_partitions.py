@@ -84,3 +84,44 @@ def test_two_bridges_share_partitions_in_order_and_take_over(cluster_prerequisit
                 bridge.stop()
                 link.stop()
             subscriber.stop()
+
+
+def test_a_batch_sent_by_a_box_that_died_before_its_ack_is_not_sent_again(cluster_prerequisites, tmp_path):
+    """b0 forwards a batch of each partition and dies before acking it; b1 (listening all along)
+    gets those batches again after the pin's timeout and sends only what the broker never routed."""
+    with NatsCluster(tmp_path, 1, name="bridge") as nats_cluster, Mosquitto(tmp_path) as broker:
+        cluster = ClusterConfig(servers=nats_cluster.urls, name=SITE, box="b0", replicas=1, bridge_partitions=4,
+                                bridge_batch=8, lease={"ack_wait_s": 2.0})
+        _store(nats_cluster.urls, cluster, 0, 120, create=True)
+        subscriber = Subscriber(broker.port, 120)
+        links = [MqttLink(MqttConfig(port=broker.port, topic_prefix=PREFIX, client_id="test"), box) for box in ("b0", "b1")]
+        for link in links:
+            link.start()
+        doomed = MqttBridge(cluster, links[0])
+        survivor = MqttBridge(cluster.model_copy(update={"box": "b1"}), links[1])
+        try:
+            async def no_ack(ack) -> None:  # b0 dies after the broker's PUBACKs, before its JetStream ack
+                ack.close()
+
+            doomed._settle = no_ack
+            doomed.start()
+            deadline = time.monotonic() + 20
+            while len(subscriber.got) < 24 and time.monotonic() < deadline:  # a batch of 8 of (at least) 3 partitions
+                time.sleep(0.05)
+            time.sleep(0.5)
+            sent_by_doomed = len(subscriber.got)
+            assert sent_by_doomed >= 24
+            doomed.loop.loop.call_soon_threadsafe(doomed._stopping.set)  # no unpin, no goodbye: as if killed
+            doomed.loop.call(doomed._nc.close(), timeout=5)
+            links[0].stop()
+            survivor.start()
+            assert subscriber.done.wait(30), len(subscriber.got)
+            time.sleep(0.5)
+            assert check(subscriber.got, CAMERAS, 120) == {"lost": 0, "duplicated": 0, "out_of_order": 0, "unexpected": 0}
+            # each caption b0 sent came back to b1 and was recognised (and any redelivery of b1's own, on a
+            # machine slow enough to miss the 2 s ack_wait, too)
+            assert survivor.stats()["already_sent"] >= sent_by_doomed, (sent_by_doomed, survivor.stats())
+        finally:
+            survivor.stop()
+            links[1].stop()
+            subscriber.stop()
