@@ -10,8 +10,8 @@ forwarding it dies, JetStream hands the batch to another box after ack_wait. No 
 needed and no box's disk holds events the others cannot reach (docs/scale-out.md says why not
 per-box outboxes). Payloads go out as stored: no JSON is re-encoded.
 
-The bridge has its own NATS connection and asyncio loop: forwarding a burst must not delay the
-lease heartbeats on the box's main connection.
+The bridge has its own NATS connection, on the MQTT link's loop thread (mqttlink.py), not the
+box's main one: forwarding a burst must not delay the lease heartbeats on the box's connection.
 
 A box that dies (or freezes) after the broker took a batch but before its JetStream ack would
 make the next box send it again. Two checks close that window: every bridge subscribes (QoS 0)
@@ -25,170 +25,19 @@ in any case: they are idempotent.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
-import socket
-import sys
-import threading
 import time
-from collections import deque
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
-from ..sinks.topics import STATE_OFF, STATE_ON, Topics
-from .connection import LoopThread, connect
+from ..sinks.topics import STATE_OFF, STATE_ON
+from .connection import connect
 from .layout import H_BOX, H_EPOCH, H_KIND, Names
+from .mqttlink import MqttLink, Outgoing
 from .partitions import PRIORITY_GROUP, consumer_name
 from .presence import Presence
 
 log = logging.getLogger(__name__)
-
-Outgoing = tuple[str, bytes, int, bool]  # topic, payload, qos, retain
-_QUICKACK = socket.TCP_QUICKACK if sys.platform == "linux" else None
-
-
-def payload_digest(payload: bytes) -> bytes:
-    return hashlib.blake2b(payload, digest_size=16).digest()
-
-
-class SentPayloads:
-    """Digests of the payloads the broker routed to this box's own subscription (bounded)."""
-
-    def __init__(self, remember: int):
-        self._seen: set[bytes] = set()
-        self._order: deque = deque(maxlen=remember)
-        self._lock = threading.Lock()
-
-    def add(self, payload: bytes) -> None:
-        digest = payload_digest(payload)
-        with self._lock:
-            if digest in self._seen:
-                return
-            if len(self._order) == self._order.maxlen:
-                self._seen.discard(self._order[0])
-            self._order.append(digest)
-            self._seen.add(digest)
-
-    def __contains__(self, payload: bytes) -> bool:
-        digest = payload_digest(payload)
-        with self._lock:
-            return digest in self._seen
-
-
-class MqttLink:
-    """This box's MQTT connection (paho's network thread): the bridge's batches, the site's
-    messages (cluster/sitestate.py), and the subscription that remembers what was routed."""
-
-    def __init__(self, mqtt_config: Any, box: str, remember: int = 50000, will: Optional[Outgoing] = None):
-        self.config = mqtt_config
-        self.box = box
-        self.topics = Topics(mqtt_config.topic_prefix)
-        self.sent = SentPayloads(remember)
-        self.will = will
-        self.on_connected: list[Any] = []  # callables(link), run on paho's thread after each connect
-        self.subscriptions: dict[str, Any] = {}  # topic filter -> callable(topic, payload), QoS 0
-        self.client: Any = None
-
-    def start(self) -> None:
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
-
-        from ..sinks.mqtt_publisher import make_tls_context
-
-        base = self.config.client_id or "streamproc"
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{base}-bridge-{self.box}")
-        if self.config.username is not None:
-            password = self.config.password.get_secret_value() if self.config.password else None
-            client.username_pw_set(self.config.username, password)
-        context = make_tls_context(self.config)
-        if context is not None:
-            client.tls_set_context(context)
-        if self.will is not None:
-            topic, payload, qos, retain = self.will
-            client.will_set(topic, payload, qos, retain)
-        qos = self.config.qos
-        # QoS 1 has no receive window on an MQTT 3.1.1 broker: the bridge's batches bound what is
-        # out (paho: 0 = no limit); QoS 2 keeps max_inflight (mosquitto drops beyond its own)
-        uses_qos2 = 2 in (qos.captions, qos.alerts, qos.state, qos.status, qos.stats)
-        client.max_inflight_messages_set(self.config.max_inflight if uses_qos2 else 0)
-        client.reconnect_delay_set(self.config.reconnect_min_delay_s, self.config.reconnect_max_delay_s)
-        client.on_connect = self._on_connect
-        client.on_message = self._on_message
-        client.connect_async(self.config.host, self.config.port, self.config.keepalive_s)
-        self.client = client
-        client.loop_start()
-
-    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
-        if reason_code.is_failure:
-            return
-        # paho leaves Nagle on: the tail of a pipelined batch would wait for the broker's delayed
-        # ACK (40 ms on Linux) before its PUBACKs can come back
-        client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        prefix = self.topics.prefix
-        client.subscribe([(f"{prefix}/+/captions", 0), (f"{prefix}/+/alerts", 0)]
-                         + [(topic, 0) for topic in self.subscriptions])
-        for callback in self.on_connected:
-            try:
-                callback(self)
-            except Exception:  # a bug in one must not stop the others
-                log.exception("MQTT: an on-connect step failed")
-
-    def _on_message(self, client, userdata, message) -> None:
-        topic = message.topic
-        if topic.endswith(("/captions", "/alerts")) and topic.count("/") == self.topics.prefix.count("/") + 2:
-            self.sent.add(message.payload)
-            return
-        for pattern, callback in self.subscriptions.items():
-            if _matches(pattern, topic):
-                callback(topic, message.payload)
-
-    def publish(self, messages: Sequence[Outgoing]) -> list[Any]:
-        """Queue `messages` on the connection, in order; their MQTTMessageInfo."""
-        self._quick_acks()
-        return [self.client.publish(topic, payload, qos=qos, retain=retain) for topic, payload, qos, retain in messages]
-
-    def _quick_acks(self) -> None:
-        """Acknowledge the broker's segments at once (Linux), not after the delayed-ACK timer:
-        a broker with Nagle on (mosquitto's default) holds the PUBACKs of a batch until then."""
-        sock = self.client.socket() if self.client is not None else None
-        if sock is not None and _QUICKACK is not None:
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
-            except OSError:
-                pass
-
-    def wait(self, infos: Sequence[Any], timeout_s: float) -> bool:
-        """Block until every message was acknowledged (QoS 1) or written (QoS 0)."""
-        deadline = time.monotonic() + timeout_s
-        for info in infos:
-            self._quick_acks()  # the kernel leaves quick-ack mode on its own
-            try:
-                info.wait_for_publish(max(0.0, deadline - time.monotonic()))
-            except (RuntimeError, ValueError):  # not connected (yet): queued by paho, not sent
-                return False
-            if not info.is_published():
-                return False
-        return True
-
-    @property
-    def connected(self) -> bool:
-        return self.client is not None and self.client.is_connected()
-
-    def stop(self) -> None:
-        if self.client is not None:
-            self.client.loop_stop()
-            self.client.disconnect()
-
-
-def _matches(pattern: str, topic: str) -> bool:
-    pattern_levels, topic_levels = pattern.split("/"), topic.split("/")
-    for index, level in enumerate(pattern_levels):
-        if level == "#":
-            return True
-        if index >= len(topic_levels) or (level != "+" and level != topic_levels[index]):
-            return False
-    return len(pattern_levels) == len(topic_levels)
-
 
 class PartitionPuller:
     """Pull requests on one partition's consumer, as a member of its priority group.
@@ -286,7 +135,7 @@ class MqttBridge:
         self.epochs: dict[str, int] = {}  # newest epoch this box has seen per camera
         self.counters = {"forwarded": 0, "batches": 0, "stale_dropped": 0, "markers": 0, "mqtt_failures": 0,
                          "already_sent": 0, "held_too_long": 0}
-        self.loop: Optional[LoopThread] = None
+        self.loop: Any = None  # the link's loop: the pumps write their batches themselves (mqttlink.py)
         self._nc: Any = None
         self._stopping: Optional[asyncio.Event] = None
         self._pumps: Any = None
@@ -295,8 +144,8 @@ class MqttBridge:
 
     def connect(self) -> None:
         """The bridge's own NATS connection (start() makes it if this was not called)."""
-        if self.loop is None:
-            self.loop = LoopThread("mqtt-bridge")
+        if self._nc is None:
+            self.loop = self.link.loop
             self._nc = self.loop.call(connect(self.cluster, f"streamproc-{self.box}-bridge"),
                                       timeout=self.cluster.connect_timeout_s * 3)
             self.presence = Presence(self._nc, f"{self.cluster.name}.bridges", self.box)  # how many share the partitions
@@ -345,8 +194,9 @@ class MqttBridge:
             return
         if outgoing:
             infos = self.link.publish(outgoing)
+            self.link.flush()  # into the kernel before anything else runs here (a freeze now cannot delay it)
             timeout = max(0.1, self.hold_limit_s - (time.monotonic() - fetched))
-            if not await asyncio.to_thread(self.link.wait, infos, timeout):
+            if not await self.link.sent(infos, timeout):
                 self.counters["mqtt_failures"] += 1
                 log.warning("bridge: MQTT did not take a batch of %d message(s); it comes back in order", len(outgoing))
                 for message in messages:  # in order: the batch comes back first
@@ -372,7 +222,7 @@ class MqttBridge:
                 self.counters["markers"] += 1
                 log.debug("bridge: %s is owned by %s from epoch %d", camera, headers.get(H_BOX), epoch)
                 continue
-            sent = message.metadata.num_delivered > 1 and message.data in self.link.sent  # another box sent it, then died
+            sent = message.metadata.num_delivered > 1 and message.data in self.link.sent_payloads  # another box sent it, then died
             self.counters["already_sent" if sent else "forwarded"] += 1
             outgoing += self._messages(camera, message.data, last_caption, retained_only=sent)
         outgoing += [(self.topics.last_caption(camera), payload, self.qos.state, True) for camera, payload in last_caption.items()]
@@ -412,7 +262,6 @@ class MqttBridge:
             self.loop.call(self._nc.close(), timeout=5)
         except Exception:
             pass
-        self.loop.stop()
 
     def stats(self) -> dict[str, Any]:
         return dict(self.counters)

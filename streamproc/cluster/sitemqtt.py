@@ -31,8 +31,9 @@ from ..bus import BasePlugin
 from ..events import Event, service_event, stats_event
 from ..sinks.mqtt import _jpeg, _read  # the single-box sink's picture helpers
 from ..sinks.topics import AVAILABLE_OFFLINE, AVAILABLE_ONLINE, Topics
-from .bridge import MqttBridge, MqttLink, Outgoing
-from .connection import LoopThread, connect
+from .bridge import MqttBridge
+from .connection import connect
+from .mqttlink import MqttLink, Outgoing
 from .presence import PERIOD_S, Presence
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ class ClusterMqtt(BasePlugin):
         self.state: dict[str, Any] = {"state": "loading", "model": {"loaded": 0, "of": 0}}
         self.box_stats: dict[str, Any] = {}
         self.counters = {"discovery": 0, "service": 0, "stats": 0, "status": 0, "online_again": 0}
-        self.loop: Optional[LoopThread] = None
+        self.loop: Any = None  # the link's loop thread
         self.presence: Optional[Presence] = None
         self._nc: Any = None
         self._speaking = threading.Event()
@@ -100,11 +101,11 @@ class ClusterMqtt(BasePlugin):
             self.link.subscriptions[birth_topic(self.homeassistant)] = self._on_birth
             self.link.subscriptions[node_configs(self.homeassistant)] = self._on_config
         self.link.on_connected.append(self._on_connected)
-        self.loop = LoopThread("cluster-mqtt")
+        self.link.start()
+        self.loop = self.link.loop
         self._nc = self.loop.call(connect(self.cluster, f"streamproc-{self.box}-site"), timeout=self.cluster.connect_timeout_s * 3)
         self.presence = Presence(self._nc, f"{self.cluster.name}.site", self.box, self._report)
         self.loop.call(self.presence.start(), timeout=10)
-        self.link.start()
         if self.bridge is not None:
             self.bridge.start()
         self.loop.spawn(self._speak())
@@ -124,8 +125,7 @@ class ClusterMqtt(BasePlugin):
             self.loop.call(self._nc.close(), timeout=5)
         except Exception:
             pass
-        self.loop.stop()
-        self.link.stop()
+        self.link.stop()  # and its loop
 
     def stats(self) -> dict[str, Any]:
         found: dict[str, Any] = {"connected": self.link.connected, "speaker": self._speaking.is_set(), **self.counters}

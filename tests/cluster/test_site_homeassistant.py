@@ -43,8 +43,8 @@ def test_site_looks_like_one_box_to_home_assistant(cluster_prerequisites, tmp_pa
         for name in ("b0", "b1"):
             site.start_box(name)
         try:
-            site.wait(lambda: len(site.owners()) == 4, 60, "every camera owned")
-            site.wait(lambda: _service(site).get("detail", "").startswith("2 of 2 boxes ready"), 30, "the site ready, 2 boxes")
+            site.wait(lambda: len(site.owners()) == 4, 90, "every camera owned")
+            site.wait(lambda: _service(site).get("detail", "").startswith("2 of 2 boxes ready"), 90, "the site ready, 2 boxes")
             assert _service(site)["state"] == "ready"
             site.wait(lambda: _stats_boxes(site) == {"b0", "b1"}, 20, "stats of both boxes")
             site.wait(lambda: len(site.subscriber.on(f"{PREFIX}/stats")) >= 3, 10, "more stats")
