@@ -16,8 +16,9 @@ box's main one: forwarding a burst must not delay the lease heartbeats on the bo
 A box that dies (or freezes) after the broker took a batch but before its JetStream ack would
 make the next box send it again. Two checks close that window: every bridge subscribes (QoS 0)
 to the topics it feeds and remembers a digest of every payload the broker delivered, and a
-redelivered message (delivery count > 1) whose payload the broker already routed is not sent
-again (a redelivery comes ack_wait later, long after the broker routed the first copy); and a
+message whose payload the broker already routed is not sent again (a redelivery comes ack_wait
+later, long after the broker routed the first copy; after a consumer leader change it may even
+come with a delivery count of 1); and a
 bridge that held a batch for longer than fence_after_s (it was frozen) does not send it at all,
 since another box may have it by now. Retained topics (rule states, the last caption) are sent
 in any case: they are idempotent.
@@ -222,7 +223,9 @@ class MqttBridge:
                 self.counters["markers"] += 1
                 log.debug("bridge: %s is owned by %s from epoch %d", camera, headers.get(H_BOX), epoch)
                 continue
-            sent = message.metadata.num_delivered > 1 and message.data in self.link.sent_payloads  # another box sent it, then died
+            # routed already: another box sent it and died before its ack, or an ack lost in a consumer
+            # leader change (the new leader may count that delivery as the first: no num_delivered test)
+            sent = message.data in self.link.sent_payloads
             self.counters["already_sent" if sent else "forwarded"] += 1
             outgoing += self._messages(camera, message.data, last_caption, retained_only=sent)
         outgoing += [(self.topics.last_caption(camera), payload, self.qos.state, True) for camera, payload in last_caption.items()]

@@ -135,8 +135,18 @@ class MqttLink:
             await asyncio.sleep(_MISC_PERIOD_S)
 
     def _soon(self, step: Any, *args: Any) -> None:
-        """paho's socket callbacks come from the loop, the connecting thread or a publisher's."""
-        self.loop.loop.call_soon_threadsafe(step, *args)
+        """paho's socket callbacks come from the loop, the connecting thread or a publisher's: on
+        the loop, at once (paho closes the socket right after telling us, and a watch left on its
+        file descriptor would catch the next socket that gets the number, a NATS connection's);
+        from elsewhere, on the loop's next turn."""
+        try:
+            on_loop = asyncio.get_running_loop() is self.loop.loop
+        except RuntimeError:
+            on_loop = False
+        if on_loop:
+            step(*args)
+        else:
+            self.loop.loop.call_soon_threadsafe(step, *args)
 
     def _watch(self, fd: int) -> None:
         self._fd = fd

@@ -114,6 +114,7 @@ def test_a_batch_sent_by_a_box_that_died_before_its_ack_is_not_sent_again(cluste
             doomed.loop.loop.call_soon_threadsafe(doomed._stopping.set)  # no unpin, no goodbye: as if killed
             doomed.loop.call(doomed._nc.close(), timeout=5)
             doomed._pumps.cancel()  # its tasks end with the connection gone (no unpin reaches the server)
+            doomed.loop.loop.call_soon_threadsafe(doomed.presence.stop)
             time.sleep(0.2)
             links[0].stop()
             survivor.start()
