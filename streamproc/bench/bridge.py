@@ -24,6 +24,8 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Optional
 
+from ..cluster.presence import PERIOD_S
+
 SITE = "bridgebench"
 PREFIX = "bb"
 
@@ -200,6 +202,7 @@ def measure(*, events: int, boxes: int, cameras: int, partitions: int, batch: in
             for proc in procs:
                 if not _wait_ready(proc):
                     raise RuntimeError(f"a bridge worker did not start (see {work}/b*.log)")
+            time.sleep(1.5 * PERIOD_S)  # the bridges have heard each other: each pulls its share from the start
             others = {"nats-server": [p.pid for p in nats_cluster.processes if p is not None],
                       "mosquitto": [broker.pid], "bench (subscriber)": [os.getpid()]}
             pids = {"bridges": [_worker_pid(p) for p in procs], **others}
