@@ -40,6 +40,7 @@ from .presence import Presence
 
 log = logging.getLogger(__name__)
 
+
 class PartitionPuller:
     """Pull requests on one partition's consumer, as a member of its priority group.
 

@@ -116,13 +116,15 @@ class ClusterMqtt(BasePlugin):
         self._stopping.set()
         if self.bridge is not None:
             self.bridge.stop()
-        last = set(self.presence.reports()) == {self.box}
-        self.loop.call(self.presence.leave(), timeout=5)
+        last = self.presence is None or set(self.presence.reports()) == {self.box}
+        if self.presence is not None:
+            self.loop.call(self.presence.leave(), timeout=5)
         if last and self.link.connected:  # nobody else speaks for the site now
             self.link.wait(self.link.publish([self._service_message(site_service({self.box: self._report()})),
                                               (self.topics.available, AVAILABLE_OFFLINE.encode(), 1, True)]), 3.0)
         try:
-            self.loop.call(self._nc.close(), timeout=5)
+            if self._nc is not None:
+                self.loop.call(self._nc.close(), timeout=5)
         except Exception:
             pass
         self.link.stop()  # and its loop

@@ -69,3 +69,14 @@ def test_site_looks_like_one_box_to_home_assistant(cluster_prerequisites, tmp_pa
         except AssertionError:
             print(site.logs())
             raise
+
+
+def test_the_site_is_ready_while_any_box_is():
+    from streamproc.cluster.sitemqtt import site_service
+
+    both = site_service({"b1": {"state": "loading", "model": {"loaded": 0, "of": 1}},
+                         "b0": {"state": "ready", "model": {"loaded": 1, "of": 1}}}).data
+    assert (both["state"], both["model"], both["detail"]) == ("ready", {"loaded": 1, "of": 2},
+                                                             "1 of 2 boxes ready (b0); b1 loading")
+    assert site_service({"b0": {"state": "stopping", "model": {"loaded": 1, "of": 1}}}).data["state"] == "stopping"
+    assert site_service({"b0": {"state": "loading"}, "b1": {"state": "stopping"}}).data["state"] == "loading"
