@@ -182,7 +182,10 @@ class MqttBridge:
                     await asyncio.sleep(0.5)
                     continue
                 if messages:
-                    await self._forward(messages, time.monotonic())
+                    try:
+                        await self._forward(messages, time.monotonic())
+                    except Exception:  # a bug: the batch comes back after ack_wait; this pump goes on
+                        log.exception("bridge: forwarding a batch of partition %d failed", partition)
             if puller.pinned:  # stopping between batches: the next box need not wait for the pin to expire
                 await puller.unpin()
         finally:
@@ -194,18 +197,26 @@ class MqttBridge:
             self.counters["held_too_long"] += 1
             log.warning("bridge: held a batch for %.1f s; leaving it to the next box", time.monotonic() - fetched)
             return
+        if outgoing and not self.link.connected:  # not handed to paho at all: it would send it on
+            self.counters["mqtt_failures"] += 1  # reconnecting as well as this batch's redelivery
+            await self._give_back(messages)
+            await asyncio.sleep(0.5)
+            return
         if outgoing:
             infos = self.link.publish(outgoing)
             self.link.flush()  # into the kernel before anything else runs here (a freeze now cannot delay it)
             timeout = max(0.1, self.hold_limit_s - (time.monotonic() - fetched))
-            if not await self.link.sent(infos, timeout):
-                self.counters["mqtt_failures"] += 1
+            if not await self.link.sent(infos, timeout):  # a drop mid-batch: paho resends after the
+                self.counters["mqtt_failures"] += 1  # reconnect; what it routed by then is skipped (digests)
                 log.warning("bridge: MQTT did not take a batch of %d message(s); it comes back in order", len(outgoing))
-                for message in messages:  # in order: the batch comes back first
-                    await self._settle(message.nak(delay=1.0))
+                await self._give_back(messages)
                 return
         self.counters["batches"] += 1
         await self._settle(messages[-1].ack())  # AckPolicy ALL: the whole batch
+
+    async def _give_back(self, messages: list) -> None:
+        for message in messages:  # in order: the batch comes back first
+            await self._settle(message.nak(delay=1.0))
 
     def _outgoing(self, messages: list) -> list[Outgoing]:
         """The MQTT messages of a batch, in order: each event's topics, then each camera's last caption."""

@@ -227,7 +227,7 @@ class MqttLink:
     async def sent(self, infos: Sequence[Any], timeout_s: float) -> bool:
         """On the link's loop: wait until the broker acknowledged every message (QoS 1) or it was
         written (QoS 0)."""
-        left = {info.mid for info in infos if not info.is_published()}
+        left = {info.mid for info in infos if not _published(info)}
         if not left:
             return True
         future = asyncio.get_running_loop().create_future()
@@ -279,6 +279,13 @@ class MqttLink:
         except Exception as error:
             log.debug("MQTT (cluster): disconnecting: %s", error)
         self.loop.stop()
+
+
+def _published(info: Any) -> bool:
+    try:
+        return info.is_published()
+    except RuntimeError:  # published while the connection was down: paho sends it after the reconnect
+        return False
 
 
 def _matches(pattern: str, topic: str) -> bool:

@@ -128,3 +128,35 @@ def test_a_batch_sent_by_a_box_that_died_before_its_ack_is_not_sent_again(cluste
             survivor.stop()
             links[1].stop()
             subscriber.stop()
+
+
+def test_events_stored_while_the_broker_is_down_reach_it_once_in_order(cluster_prerequisites, tmp_path):
+    """The broker dies and comes back: the bridge gives the batches back and sends them after the
+    reconnect (its own reconnect: paho runs without its network thread), in order, once."""
+    with NatsCluster(tmp_path, 1, name="bridge") as nats_cluster, Mosquitto(tmp_path) as broker:
+        cluster = ClusterConfig(servers=nats_cluster.urls, name=SITE, box="b0", replicas=1, bridge_partitions=2,
+                                bridge_batch=8, lease={"ack_wait_s": 4.0})
+        _store(nats_cluster.urls, cluster, 0, 40, create=True)
+        subscriber = Subscriber(broker.port, 40)
+        link = MqttLink(MqttConfig(port=broker.port, topic_prefix=PREFIX, client_id="test", reconnect_min_delay_s=0.5,
+                                   reconnect_max_delay_s=1.0), "b0")
+        link.start()
+        bridge = MqttBridge(cluster, link)
+        try:
+            bridge.start()
+            assert subscriber.done.wait(20)
+            subscriber.stop()
+            broker.kill()
+            _store(nats_cluster.urls, cluster, 40, 40)
+            time.sleep(3)  # the bridge tries, the broker is not there
+            broker.start()
+            after = Subscriber(broker.port, 40)  # subscribed before the bridge is back (it waits 0.5-1 s)
+            assert after.done.wait(30), (len(after.got), bridge.stats(), link.connected)
+            time.sleep(1.5)
+            after.stop()
+            received = subscriber.got + after.got
+            assert check(received, CAMERAS, 80) == {"lost": 0, "duplicated": 0, "out_of_order": 0, "unexpected": 0}
+            assert bridge.stats()["mqtt_failures"] > 0
+        finally:
+            bridge.stop()
+            link.stop()
