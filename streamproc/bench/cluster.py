@@ -233,101 +233,15 @@ async def heartbeat_load(urls: list[str], tokens: int, *, heartbeat_s: float, ho
 # -- bridge throughput -----------------------------------------------------------------------
 
 
-def _mosquitto(work: Path) -> tuple[subprocess.Popen, int]:
-    import shutil
-
-    from ..cluster.local import free_port
-
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    port = free_port()
-    conf = work / "mosquitto.conf"
-    lines = [f"listener {port} 127.0.0.1", "allow_anonymous true", "persistence false", "max_queued_messages 100000"]
-    if os.geteuid() == 0:
-        lines.append("user root")
-    conf.write_text("\n".join(lines) + "\n")
-    proc = subprocess.Popen([binary, "-c", str(conf)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    import socket
-
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return proc, port
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("mosquitto did not start (apt-get install mosquitto)")
-
-
 def bridge_throughput(urls: list[str], work: Path, *, events: int, bridges: int) -> dict:
-    """`events` captions stored in an events stream, forwarded to a local mosquitto by `bridges`
-    bridge workers in this process; events/s until the subscriber has them all."""
-    import threading
-
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-
-    from ..cluster.bridge import MqttBridge
-    from ..cluster.connection import LoopThread
-    from ..cluster.layout import H_BOX, H_EPOCH, H_KIND, ensure_layout
-    from ..config.cluster import ClusterConfig
-    from ..config.sinks import MqttConfig
+    """`events` captions forwarded to a local mosquitto by `bridges` bridge processes: the
+    measure of `streamproc bench bridge` (bench/bridge.py, on a 3-node cluster of its own)."""
+    from .bridge import measure
 
     work.mkdir(parents=True, exist_ok=True)
-    broker, port = _mosquitto(work)
-    loop = LoopThread("bench")
-    got, done = [0], threading.Event()
-    subscriber = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-sub")
-
-    def on_message(client, userdata, message) -> None:
-        got[0] += 1
-        if got[0] >= events:
-            done.set()
-
-    subscriber.on_message = on_message
-    subscriber.connect("127.0.0.1", port)
-    subscriber.subscribe("bb/+/captions", qos=1)
-    subscriber.loop_start()
-    bridge_list = []
-    try:
-        import nats
-
-        nc = loop.call(nats.connect(urls), 30)
-        js = nc.jetstream()
-        config = ClusterConfig(servers=urls, name=f"bridge{bridges}", box="bench", lease={"ack_wait_s": 4.0})
-        names = loop.call(ensure_layout(js, config, []), 30)
-        payload = '{"v":1,"type":"caption","id":"%s","source":"cam%d","ts":0,"text":"an empty yard"}'
-
-        async def fill() -> None:
-            for start in range(0, events, 200):
-                await asyncio.gather(*(js.publish(
-                    names.event_subject(f"cam{i % 12}"), (payload % (f"e{i}", i % 12)).encode(),
-                    headers={"Nats-Msg-Id": f"e{i}", H_KIND: "event", H_BOX: "bench", H_EPOCH: "1"},
-                ) for i in range(start, min(events, start + 200))))
-
-        loop.call(fill(), 120)
-        mqtt_config = MqttConfig(port=port, topic_prefix="bb", client_id="bench")
-        started = time.monotonic()
-        for index in range(bridges):
-            bridge = MqttBridge(loop, js, names, mqtt_config, f"b{index}", hold_limit_s=2.0)
-            bridge.start()
-            bridge_list.append(bridge)
-        finished = done.wait(600)
-        seconds = time.monotonic() - started
-        return {"events": events, "bridges": bridges, "forwarded": got[0], "seconds": round(seconds, 2),
-                "events_per_s": round(got[0] / seconds, 1), "complete": finished}
-    finally:
-        for bridge in bridge_list:
-            bridge.stop()
-        subscriber.loop_stop()
-        try:
-            loop.call(nc.close(), 5)
-        except Exception:
-            pass
-        loop.stop()
-        broker.kill()
-        broker.wait()
+    row = measure(events=events, boxes=bridges, cameras=12, partitions=8, batch=64, work=work)
+    return {"events": events, "bridges": bridges, "forwarded": events - row["lost"], "seconds": row["seconds"],
+            "events_per_s": row["events_per_s"], "complete": row["complete"] and not row["duplicated"] and not row["out_of_order"]}
 
 
 def _server_cpu(cluster: Any) -> float:
@@ -383,8 +297,8 @@ def table(results: dict) -> str:
         ]
     if results.get("bridge"):
         lines += [
-            "Bridge: stored captions to MQTT (one message in flight cluster-wide, acked after PUBACK); the bridge "
-            "workers run in this one process",
+            "Bridge: stored captions to MQTT (8 partitions, batches of 64, acked after PUBACK), the bridge workers "
+            "in their own processes (`streamproc bench bridge` has the details)",
             "",
             "| bridge workers | events | events/s | seconds |",
             "|---|---|---|---|",

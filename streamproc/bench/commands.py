@@ -203,6 +203,20 @@ COMMANDS: tuple[BenchCommand, ...] = (
         ),
     ),
     BenchCommand(
+        "bridge", "cluster mode: events stream to MQTT with bridge workers in their own processes", "bridge:run_command",
+        "Stores captions in a local 3-node JetStream cluster's events stream, then forwards them to a local mosquitto "
+        "with 1..N bridge processes (the bridge a `streamproc run` box runs); events/s, lost, duplicated, out of "
+        "order, and the CPU each process used per event. See docs/benchmarks.md.",
+        (
+            Option("--events", "captions stored and forwarded", 1000),
+            Option("--boxes", "bridge processes, comma-separated runs", "1,3", type=lambda text: [int(x) for x in text.split(",")]),
+            Option("--cameras", "cameras the captions come from", 12),
+            Option("--partitions", "bridge partitions (cluster.bridge_partitions)", 8),
+            Option("--batch", "events per partition batch (cluster.bridge_batch)", 64),
+            Option("--profile", "run the bridge processes under py-spy and list the hottest functions", flag_only=True),
+        ),
+    ),
+    BenchCommand(
         "doctor", "seconds `streamproc doctor` takes for a config with nothing to load, quiet and busy machine",
         "doctor:run_command",
         "Runs `streamproc doctor CONFIG` as new processes, first as the machine is, then with 2 x cores CPU-bound "

@@ -75,6 +75,9 @@ class ClusterConfig(Section):
     events_max_age_s: float = Field(86400.0, gt=0, description="how long the events stream keeps events")
     duplicate_window_s: float = Field(300.0, gt=0, description="events with the same id inside this window are stored once")
     bridge: bool = Field(True, description="forward the events stream to MQTT (sinks.mqtt) from this box")
+    bridge_partitions: int = Field(8, ge=1, le=256, description="the events stream's cameras are forwarded to MQTT in this "
+                                   "many partitions, in parallel (each camera in order); the same on every box")
+    bridge_batch: int = Field(64, ge=1, le=1024, description="events of a partition forwarded at once (one ack, one wait for the broker)")
     connect_timeout_s: float = Field(5.0, gt=0)
 
     @model_validator(mode="after")

@@ -106,11 +106,11 @@ def _captions_since(site: Site, since: float) -> set[str]:
 
 def _check_history(site: Site, frozen_epochs: dict[str, int], stopped_at: float) -> None:
     stored = site.tap.stream_events()
-    forwarded_up_to = site.tap.bridge_info().ack_floor.stream_seq
+    forwarded_up_to = site.tap.forwarded_up_to()  # per camera: its bridge partition's ack floor
     events = [r for r in stored if r["event"] is not None]
     # everything stored before the stop was forwarded (the bridge keeps up); nothing is lost
-    assert all(r["seq"] <= forwarded_up_to for r in events if r["event"]["ts"] < stopped_at - 5), "the bridge fell behind"
-    expected = [r["event"]["id"] for r in events if r["seq"] <= forwarded_up_to]
+    assert all(r["seq"] <= forwarded_up_to[r["camera"]] for r in events if r["event"]["ts"] < stopped_at - 5), "the bridge fell behind"
+    expected = [r["event"]["id"] for r in events if r["seq"] <= forwarded_up_to[r["camera"]]]
     mqtt = site.mqtt_events()
     received = [e["id"] for e in mqtt]
     assert len(expected) == len(set(expected)), "the stream stored an event twice"
