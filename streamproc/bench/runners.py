@@ -195,3 +195,16 @@ def run_capacity(args) -> str:
                                     caption_tokens=args.caption_tokens, progress=progress) for busy in (1, 2)]
         text += "\n\nmixed site, joint call, urgency policy:\n\n" + capacity.mixed_table(rows)
     return text
+
+
+def run_live(args) -> str:
+    from . import capacity, live
+    from .service import _tokenizer_dir
+
+    if args.cameras < 1 or args.speed <= 0 or args.seconds < 60 or not 0 < args.activity < 1 or args.rules < 0:
+        raise UsageError("--cameras >= 1, --speed > 0, --seconds >= 60, --activity in (0, 1), --rules >= 0")
+    profile = _profile(capacity, args.profile or capacity.DEFAULT_PROFILE)
+    DEFAULT_CACHE.mkdir(parents=True, exist_ok=True)
+    setup = live.Setup(cameras=args.cameras, speed=args.speed, seconds=args.seconds, activity=args.activity,
+                       rules=args.rules, seed=args.seed)
+    return live.table(live.run(setup, profile, _tokenizer_dir(DEFAULT_CACHE), progress=_progress))

@@ -3,9 +3,10 @@
 A tape is recorded once per camera scene (or per real clip, `record_clip`), independent of how
 many cameras share the chip: where segments end depends only on the camera's own frames. Every
 frame goes through the real `SceneGate` (default config); segments are cut as the urgency policy
-says (bench/policy.py): `frames` frames each, or closed early `onset_s` seconds after change starts
-in a quiet camera (no frame-to-frame change in its last `onset_s` seconds, by the gate's own
-check, `SceneGate.moved`).
+says (streamproc/urgency.py), by the service's own Segmenter: `frames` frames each, or closed
+early `onset_s` seconds after change starts in a quiet camera (no frame-to-frame change in its
+last `quiet_s` seconds, by the gate's own check, `SceneGate.moved`), or `hold_s` after change
+starts in a camera that was not quiet.
 
 Truth comes from the scene's events: a segment shows a change if an event changed pixels between
 the previous segment's last frame and its own last frame; each change's start time is an *event*
@@ -21,6 +22,8 @@ from ..config.gate import GateConfig, SourceGateConfig
 from ..frames import Frame, Segment
 from ..gate.gate import SceneGate
 from ..ingest.sampling import tokens_per_frame_pair
+from ..ingest.segmenter import Segmenter, SegmentPlan, segment_stream
+from ..urgency import Cuts, OnsetCutter
 from .scenes import Scene
 
 
@@ -46,46 +49,14 @@ class Tape:
     length: float
 
 
-def _cut(frames: Iterable[Frame], gate: SceneGate, plan_frames: int, cuts: "Cuts"):
-    """(segment, decision, onset) as the policy cuts them: a segment closes when full, or
-    `onset` frames after change starts in a quiet camera (no frame-to-frame change in its last
-    `quiet` frames), or `hold` frames after the first changed frame it holds (an even count in
-    all)."""
-    buffer: list[Frame] = []
-    still, first, onset, index, last = 0, None, False, 0, None
-    for frame in frames:
-        buffer.append(frame)
-        if cuts.enabled and last is not None:
-            moved = gate.moved(last.image, frame.image)
-            if moved and first is None:
-                first, onset = len(buffer) - 1, still >= cuts.quiet
-            still = 0 if moved else still + 1
-        last = frame
-        full = len(buffer) >= plan_frames
-        wait = None if first is None else cuts.onset if onset else cuts.hold
-        early = wait is not None and len(buffer) >= first + wait and len(buffer) % 2 == 0
-        if full or early:
-            segment = Segment(frame.source, index, tuple(buffer), buffer[0].media_time, frame.media_time + 1.0, 1.0)
-            decision = gate.decide(segment)
-            yield segment, decision, onset and early and not full
-            first, onset, index, buffer = None, False, index + 1, []
-
-
-@dataclass(frozen=True)
-class Cuts:
-    """The policy's early cuts, in frames (1 fps: seconds); enabled=False: fixed segments only."""
-
-    enabled: bool
-    onset: int = 4
-    quiet: int = 2
-    hold: int = 1 << 30
-
-    @classmethod
-    def of(cls, policy) -> "Cuts":
-        if policy.onset_s is None:
-            return cls(False)
-        hold = 1 << 30 if policy.hold_s is None else max(2, int(round(policy.hold_s)))
-        return cls(True, max(1, int(round(policy.onset_s))), max(1, int(round(policy.quiet_s))), hold)
+def _cut(frames: Iterable[Frame], gate: SceneGate, plan_frames: int, cuts: Cuts):
+    """(segment, decision, onset) as the service cuts them: its own Segmenter with the policy's
+    onset and hold cuts (`urgency.OnsetCutter` over the gate's frame-to-frame check), the gate
+    deciding each segment as the intake thread would (after the segmenter releases it)."""
+    plan = SegmentPlan(plan_frames, 0, 0, 0, 1.0)
+    segmenter = Segmenter("tape", 1.0, lambda height, width: plan, OnsetCutter(cuts, gate.moved))
+    for segment in segment_stream(frames, segmenter):
+        yield segment, gate.decide(segment), segment.onset
 
 
 def record(frames: Iterable[Frame], plan_frames: int, cuts: Cuts, truth: Optional[Scene] = None,

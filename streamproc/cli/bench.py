@@ -24,9 +24,6 @@ def add_parser(subparsers) -> None:
             option.add_to(bench)
         bench.add_argument("--out", type=Path, default=None, help="also write the table (markdown) here")
         bench.set_defaults(func=_runs(command))
-    from ..bench.cluster import add_parser as add_cluster  # bench cluster
-
-    add_cluster(sub)
     parser.set_defaults(func=lambda args: parser.print_help() or 2)
 
 

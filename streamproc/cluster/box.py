@@ -27,10 +27,10 @@ def run_box(config: Any, *, install_signals: bool = True, poll_s: float = 0.5) -
     from ..app import App
     from ..app.lifecycle import stop_signals
     from ..sinks import create_sinks
-    from .bridge import MqttBridge
     from .layout import ensure_layout
     from .leases import LeaseManager
     from .ownership import Ownership
+    from .sitemqtt import cluster_mqtt
 
     cluster = config.cluster
     cameras = [s.name for s in config.sources if s.enabled]
@@ -40,23 +40,20 @@ def run_box(config: Any, *, install_signals: bool = True, poll_s: float = 0.5) -
     loop = LoopThread()
     nc = None
     app = None
-    bridge = None
     try:
         nc = loop.call(connect(cluster, f"streamproc-{cluster.box}"), timeout=cluster.connect_timeout_s * 3)
         js = nc.jetstream()
         names = loop.call(ensure_layout(js, cluster, cameras), timeout=30)
         leases: Any = None
-        ownership = Ownership(loop, js, names, cluster.box, lambda: leases is not None and leases.valid())
+        ownership = Ownership(loop, js, names, cluster.box, lambda: leases is not None and leases.valid(), nc=nc)
         loop.call(ownership.open(), timeout=10)
         leases = LeaseManager(nc, js, cluster, cameras, ownership)
-        local = config.sinks.model_copy(update={"mqtt": None})  # MQTT is fed by the bridge
-        app = App(config, plugins=create_sinks(local, config.rules, cameras),
+        local = config.sinks.model_copy(update={"mqtt": None})  # MQTT: the bridge and the site's side (sitemqtt.py)
+        site_mqtt = cluster_mqtt(config, lambda camera: camera in ownership.holdings)
+        app = App(config, plugins=create_sinks(local, config.rules, cameras) + ([site_mqtt] if site_mqtt else []),
                   publisher_for=lambda bus: CommitThenPublish(ownership, bus), start_sources=False)
         ownership.host = app  # the leases start and stop its cameras
         app.start()
-        if cluster.bridge and config.sinks.mqtt is not None and config.sinks.mqtt.enabled:
-            bridge = MqttBridge(loop, js, names, config.sinks.mqtt, cluster.box, cluster.lease.fence)
-            bridge.start()
         loop.call(leases.start(), timeout=30)
         log.info(
             "cluster: box %s joined %s (%d camera(s), capacity %d, ack_wait %.1f s, fence after %.1f s)",
@@ -69,14 +66,13 @@ def run_box(config: Any, *, install_signals: bool = True, poll_s: float = 0.5) -
                           cluster.box, EXIT_BACKEND)
                 code = EXIT_BACKEND
                 break
-        loop.call(leases.shutdown(drain_s=cluster.lease.fence), timeout=cluster.lease.ack_wait_s * 2)
+        # within fence_after_s: half of it for the segments in flight, the rest bounded by short timeouts
+        loop.call(leases.shutdown(drain_s=cluster.lease.fence / 2), timeout=cluster.lease.fence)
         log.info("cluster: box %s left; counters %s %s", cluster.box, ownership.counters, leases.counters)
         return code
     except TimeoutError:
         raise ClusterError("the NATS cluster did not answer in time") from None
     finally:
-        if bridge is not None:
-            bridge.stop()
         if app is not None:
             app.stop(timeout_s=10.0)
         if nc is not None:

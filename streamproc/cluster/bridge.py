@@ -1,185 +1,282 @@
-"""The events stream to MQTT: one logical bridge, run by every box.
+"""The events stream to MQTT: one logical bridge, run by every box, in partitions.
 
-All boxes pull from one durable consumer with max_ack_pending 1, so exactly one message is in
-flight cluster-wide and MQTT gets every camera's events in stream order. A message is acked only
-after the broker's PUBACK; if the box forwarding it dies, JetStream hands it to another box
-after ack_wait. No election is needed and no box's disk holds events the others cannot reach
-(the choice against per-box outboxes is explained in docs/scale-out.md).
+Cameras are spread over N partitions (cluster/partitions.py), each a durable consumer with
+AckPolicy ALL and max_ack_pending = one batch. Every box pulls every partition; a partition's
+next batch goes to whichever box asks first once the last one is acked, so the N partitions run
+in parallel across boxes and each camera's events reach MQTT in stream order. A batch is sent
+to the broker pipelined (QoS 1, up to `max_inflight` unacknowledged), the box waits once for all
+its PUBACKs, then acks the batch's last message (which settles the batch). If the box
+forwarding it dies, JetStream hands the batch to another box after ack_wait. No election is
+needed and no box's disk holds events the others cannot reach (docs/scale-out.md says why not
+per-box outboxes). Payloads go out as stored: no JSON is re-encoded.
 
-A box that dies (or freezes) after the broker took a message but before its JetStream ack would
-make the next box send it again. Two checks close that window: every bridge subscribes to the
-topics it feeds and remembers the event ids the broker has delivered, skipping any it has seen
-(a redelivery comes ack_wait later, long after the broker routed the first copy); and a bridge
-that held a message for longer than fence_after_s (it was frozen) does not send it at all, since
-another box may have it by now. Retained rule states are sent in any case (they are idempotent).
+The bridge has its own NATS connection, on the MQTT link's loop thread (mqttlink.py), not the
+box's main one: forwarding a burst must not delay the lease heartbeats on the box's connection.
+
+A box that dies (or freezes) after the broker took a batch but before its JetStream ack would
+make the next box send it again. Two checks close that window: every bridge subscribes (QoS 0)
+to the topics it feeds and remembers a digest of every payload the broker delivered, and a
+message whose payload the broker already routed is not sent again (a redelivery comes ack_wait
+later, long after the broker routed the first copy; after a consumer leader change it may even
+come with a delivery count of 1); and a
+bridge that held a batch for longer than fence_after_s (it was frozen) does not send it at all,
+since another box may have it by now. Retained topics (rule states, the last caption) are sent
+in any case: they are idempotent.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-import threading
 import time
-from collections import deque
-from typing import Any
+from typing import Any, Optional
 
-from ..sinks.topics import STATE_OFF, STATE_ON, Topics
+from ..sinks.topics import STATE_OFF, STATE_ON
+from .connection import connect
 from .layout import H_BOX, H_EPOCH, H_KIND, Names
+from .mqttlink import MqttLink, Outgoing
+from .partitions import PRIORITY_GROUP, consumer_name
+from .presence import Presence
 
 log = logging.getLogger(__name__)
 
 
+class PartitionPuller:
+    """Pull requests on one partition's consumer, as a member of its priority group.
+
+    nats-py has no priority groups, so the requests are made by hand: `group`, and once the
+    server pinned this box (the `Nats-Pin-Id` header of a delivered message), that `id`. While
+    another box is pinned the server holds this box's requests; 423 says the pin moved on.
+    A batch: whatever is there now (no_wait); if nothing, wait up to a second for one message,
+    then take what came with it."""
+
+    def __init__(self, nc: Any, stream: str, consumer: str, batch: int):
+        self.nc = nc
+        self.subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
+        self.batch = batch
+        self.pin: Optional[str] = None
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.sub: Any = None
+
+    async def open(self) -> None:
+        self.inbox = self.nc.new_inbox()
+        self.sub = await self.nc.subscribe(self.inbox, cb=self._received)
+
+    async def close(self) -> None:
+        try:
+            await self.sub.unsubscribe()
+        except Exception:
+            pass
+
+    async def _received(self, message: Any) -> None:
+        self.queue.put_nowait(message)
+
+    @property
+    def pinned(self) -> bool:
+        return self.pin is not None
+
+    async def unpin(self) -> None:
+        """Hand the partition on (between batches: nothing of it is out here)."""
+        self.pin = None
+        await self.nc.request(self.subject.replace(".MSG.NEXT.", ".UNPIN."),
+                              json.dumps({"group": PRIORITY_GROUP}).encode(), timeout=5)
+
+    async def next_batch(self) -> list:
+        messages = await self._pull(self.batch, wait_s=None)
+        if messages:
+            return messages
+        first = await self._pull(1, wait_s=1.0)
+        if not first or self.batch == 1:
+            return first
+        return first + await self._pull(self.batch - 1, wait_s=None)
+
+    async def _pull(self, count: int, wait_s: Optional[float]) -> list:
+        request: dict[str, Any] = {"batch": count, "group": PRIORITY_GROUP}
+        if self.pin is not None:
+            request["id"] = self.pin
+        if wait_s is None:
+            request["no_wait"] = True
+        else:
+            request["expires"] = int(wait_s * 1e9)
+        await self.nc.publish(self.subject, json.dumps(request).encode(), reply=self.inbox)
+        messages: list = []
+        deadline = time.monotonic() + (wait_s or 0.0) + 2.0
+        while len(messages) < count:
+            try:
+                message = await asyncio.wait_for(self.queue.get(), max(0.01, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                break
+            headers = message.headers or {}
+            status = headers.get("Status")
+            if status is None and message.reply:
+                pin = headers.get("Nats-Pin-Id")
+                if pin is not None:
+                    self.pin = pin
+                messages.append(message)
+            elif status == "423":  # pinned to another box now: ask again without the old pin
+                self.pin = None
+                break
+            elif status != "100":  # 404 no messages, 408 expired, 409: this request is over
+                break
+        return messages
+
+
 class MqttBridge:
-    def __init__(self, loop: Any, js: Any, names: Names, mqtt_config: Any, box: str, hold_limit_s: float,
-                 remember: int = 20000):
-        self.loop = loop
-        self.js = js
-        self.names = names
-        self.config = mqtt_config
-        self.box = box
-        self.topics = Topics(mqtt_config.topic_prefix)
+    """Forwards the events stream's partitions to MQTT through `link`."""
+
+    def __init__(self, cluster: Any, link: MqttLink, *, partitions: Optional[int] = None, batch: Optional[int] = None):
+        self.cluster = cluster
+        self.names = Names(cluster.name)
+        self.link = link
+        self.box = cluster.box
+        self.topics = link.topics
+        self.qos = link.config.qos
+        self.partitions = partitions or cluster.bridge_partitions
+        self.batch = batch or cluster.bridge_batch
+        self.hold_limit_s = cluster.lease.fence
         self.epochs: dict[str, int] = {}  # newest epoch this box has seen per camera
-        self.hold_limit_s = hold_limit_s
-        self.counters = {"forwarded": 0, "stale_dropped": 0, "markers": 0, "mqtt_failures": 0, "already_sent": 0,
-                         "held_too_long": 0}
-        self._seen: set[str] = set()  # event ids the broker has delivered (to our own subscription)
-        self._seen_order: deque = deque(maxlen=remember)
-        self._seen_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="mqtt-bridge", daemon=True)
-        self._client: Any = None
-        self._psub: Any = None
+        self.counters = {"forwarded": 0, "batches": 0, "stale_dropped": 0, "markers": 0, "mqtt_failures": 0,
+                         "already_sent": 0, "held_too_long": 0}
+        self.loop: Any = None  # the link's loop: the pumps write their batches themselves (mqttlink.py)
+        self._nc: Any = None
+        self._stopping: Optional[asyncio.Event] = None
+        self._pumps: Any = None
+        self._pullers: list[PartitionPuller] = []
+        self.presence: Any = None
+
+    def connect(self) -> None:
+        """The bridge's own NATS connection (start() makes it if this was not called)."""
+        if self._nc is None:
+            self.loop = self.link.loop
+            self._nc = self.loop.call(connect(self.cluster, f"streamproc-{self.box}-bridge"),
+                                      timeout=self.cluster.connect_timeout_s * 3)
+            self.presence = Presence(self._nc, f"{self.cluster.name}.bridges", self.box)  # how many share the partitions
+            self.loop.call(self.presence.start(), timeout=10)
 
     def start(self) -> None:
-        self._client = self._connect()
-        self._psub = self.loop.call(self.js.pull_subscribe_bind(durable=self.names.bridge_consumer, stream=self.names.events))
-        self._thread.start()
+        self.connect()
+        self._pumps = self.loop.spawn(self._run())
 
-    def _connect(self) -> Any:
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
+    async def _run(self) -> None:
+        self._stopping = asyncio.Event()
+        await asyncio.gather(*(self._pump(p) for p in range(self.partitions)))
 
-        from ..sinks.mqtt_publisher import make_tls_context
-
-        base = self.config.client_id or "streamproc"
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{base}-bridge-{self.box}")
-        if self.config.username is not None:
-            password = self.config.password.get_secret_value() if self.config.password else None
-            client.username_pw_set(self.config.username, password)
-        context = make_tls_context(self.config)
-        if context is not None:
-            client.tls_set_context(context)
-        client.reconnect_delay_set(self.config.reconnect_min_delay_s, self.config.reconnect_max_delay_s)
-        client.on_connect = self._on_connect
-        client.on_message = self._on_message
-        client.connect_async(self.config.host, self.config.port, self.config.keepalive_s)
-        client.loop_start()
-        return client
-
-    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
-        if not reason_code.is_failure:
-            prefix = self.topics.prefix
-            client.subscribe([(f"{prefix}/+/captions", 1), (f"{prefix}/+/alerts", 1)])
-
-    def _on_message(self, client, userdata, message) -> None:
+    async def _pump(self, partition: int) -> None:
+        """Pull partition `partition` batch after batch until the bridge stops, while this box
+        holds no more than its share of the partitions."""
+        puller = PartitionPuller(self._nc, self.names.events, consumer_name(partition), self.batch)
+        self._pullers.append(puller)
+        await puller.open()
         try:
-            event_id = json.loads(message.payload)["id"]
-        except (ValueError, KeyError, TypeError):
-            return
-        with self._seen_lock:
-            if event_id not in self._seen:
-                if len(self._seen_order) == self._seen_order.maxlen:
-                    self._seen.discard(self._seen_order[0])
-                self._seen_order.append(event_id)
-                self._seen.add(event_id)
+            while not self._stopping.is_set():
+                held, share = sum(p.pinned for p in self._pullers), -(-self.partitions // self.presence.alive())
+                try:
+                    if held > share and puller.pinned:  # a box joined: give this one to it
+                        await puller.unpin()
+                    if not puller.pinned and held >= share:
+                        await asyncio.sleep(0.5)
+                        continue
+                    messages = await puller.next_batch()
+                except Exception as error:  # no leader for a moment, a reconnect: try again shortly
+                    log.debug("bridge: pulling partition %d failed: %s", partition, error)
+                    await asyncio.sleep(0.5)
+                    continue
+                if messages:
+                    try:
+                        await self._forward(messages, time.monotonic())
+                    except Exception:  # a bug: the batch comes back after ack_wait; this pump goes on
+                        log.exception("bridge: forwarding a batch of partition %d failed", partition)
+            if puller.pinned:  # stopping between batches: the next box need not wait for the pin to expire
+                await puller.unpin()
+        finally:
+            await puller.close()
 
-    def already_sent(self, event_id: str) -> bool:
-        with self._seen_lock:
-            return event_id in self._seen
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
-        if self._client is not None:
-            self._client.loop_stop()
-            self._client.disconnect()
-
-    def _run(self) -> None:
-        import nats.errors
-
-        while not self._stop.is_set():
-            try:
-                messages = self.loop.call(self._psub.fetch(1, timeout=1.0), timeout=10)
-            except (nats.errors.TimeoutError, TimeoutError):
-                continue
-            except Exception as error:
-                log.debug("bridge: fetch failed: %s", error)
-                self._stop.wait(0.5)
-                continue
-            fetched = time.monotonic()
-            for message in messages:
-                self._forward(message, fetched)
-
-    def _forward(self, message: Any, fetched: float) -> None:
-        headers = message.headers or {}
-        camera = self.names.camera_of(message.subject)
-        epoch = int(headers.get(H_EPOCH, "0") or 0)
-        if epoch < self.epochs.get(camera, 0):  # the stream's fences make this impossible; count it if not
-            self.counters["stale_dropped"] += 1
-            log.error("bridge: dropped an event of %s from stale epoch %d (now %d)", camera, epoch, self.epochs[camera])
-            self._ack(message)
-            return
-        self.epochs[camera] = epoch
-        if headers.get(H_KIND) != "event":
-            self.counters["markers"] += 1
-            log.debug("bridge: %s is owned by %s from epoch %d", camera, headers.get(H_BOX), epoch)
-            self._ack(message)
-            return
-        outgoing = self._messages(message.data)
-        if self.already_sent(json.loads(message.data)["id"]):  # another box sent it and then died
-            self.counters["already_sent"] += 1
-            outgoing = [m for m in outgoing if m[3]]  # the retained state only
-        if time.monotonic() - fetched > self.hold_limit_s:  # frozen: it may be someone else's now
+    async def _forward(self, messages: list, fetched: float) -> None:
+        outgoing = self._outgoing(messages)
+        if time.monotonic() - fetched > self.hold_limit_s:  # frozen: the batch may be someone else's now
             self.counters["held_too_long"] += 1
-            log.warning("bridge: held an event for %.1f s; leaving it to the next box", time.monotonic() - fetched)
+            log.warning("bridge: held a batch for %.1f s; leaving it to the next box", time.monotonic() - fetched)
             return
-        if not self._publish_all(outgoing):
-            self.counters["mqtt_failures"] += 1
-            self.loop.call(message.nak(delay=1.0), timeout=10)  # in order: it comes back first
+        if outgoing and not self.link.connected:  # not handed to paho at all: it would send it on
+            self.counters["mqtt_failures"] += 1  # reconnecting as well as this batch's redelivery
+            await self._give_back(messages)
+            await asyncio.sleep(0.5)
             return
-        self.counters["forwarded"] += 1
-        self._ack(message)
+        if outgoing:
+            infos = self.link.publish(outgoing)
+            self.link.flush()  # into the kernel before anything else runs here (a freeze now cannot delay it)
+            timeout = max(0.1, self.hold_limit_s - (time.monotonic() - fetched))
+            if not await self.link.sent(infos, timeout):  # a drop mid-batch: paho resends after the
+                self.counters["mqtt_failures"] += 1  # reconnect; what it routed by then is skipped (digests)
+                log.warning("bridge: MQTT did not take a batch of %d message(s); it comes back in order", len(outgoing))
+                await self._give_back(messages)
+                return
+        self.counters["batches"] += 1
+        await self._settle(messages[-1].ack())  # AckPolicy ALL: the whole batch
 
-    def _messages(self, payload: bytes) -> list[tuple[str, bytes, int, bool]]:
+    async def _give_back(self, messages: list) -> None:
+        for message in messages:  # in order: the batch comes back first
+            await self._settle(message.nak(delay=1.0))
+
+    def _outgoing(self, messages: list) -> list[Outgoing]:
+        """The MQTT messages of a batch, in order: each event's topics, then each camera's last caption."""
+        outgoing: list[Outgoing] = []
+        last_caption: dict[str, bytes] = {}
+        for message in messages:
+            headers = message.headers or {}
+            camera = self.names.camera_of(message.subject)
+            epoch = int(headers.get(H_EPOCH, "0") or 0)
+            if epoch < self.epochs.get(camera, 0):  # the stream's fences make this impossible; count it if not
+                self.counters["stale_dropped"] += 1
+                log.error("bridge: dropped an event of %s from stale epoch %d (now %d)", camera, epoch, self.epochs[camera])
+                continue
+            self.epochs[camera] = epoch
+            if headers.get(H_KIND) != "event":
+                self.counters["markers"] += 1
+                log.debug("bridge: %s is owned by %s from epoch %d", camera, headers.get(H_BOX), epoch)
+                continue
+            # routed already: another box sent it and died before its ack, or an ack lost in a consumer
+            # leader change (the new leader may count that delivery as the first: no num_delivered test)
+            sent = message.data in self.link.sent_payloads
+            self.counters["already_sent" if sent else "forwarded"] += 1
+            outgoing += self._messages(camera, message.data, last_caption, retained_only=sent)
+        outgoing += [(self.topics.last_caption(camera), payload, self.qos.state, True) for camera, payload in last_caption.items()]
+        return outgoing
+
+    def _messages(self, camera: str, payload: bytes, last_caption: dict[str, bytes], retained_only: bool) -> list[Outgoing]:
         data = json.loads(payload)
-        source, qos = data["source"], self.config.qos
         if data["type"] == "caption":
-            return [(self.topics.captions(source), payload, qos.captions, False)]
+            last_caption[camera] = payload
+            return [] if retained_only else [(self.topics.captions(camera), payload, self.qos.captions, False)]
         if data["type"] == "alert":
             state = STATE_ON if data["transition"] == "raised" else STATE_OFF
-            return [
-                (self.topics.alerts(source), payload, qos.alerts, False),
-                (self.topics.rule_state(source, data["rule"]), state.encode(), qos.state, True),
-            ]
+            retained = [(self.topics.rule_state(camera, data["rule"]), state.encode(), self.qos.state, True)]
+            return retained if retained_only else [(self.topics.alerts(camera), payload, self.qos.alerts, False)] + retained
         return []
 
-    def _publish_all(self, messages: list[tuple[str, bytes, int, bool]]) -> bool:
-        for topic, payload, qos, retain in messages:
-            info = self._client.publish(topic, payload, qos=qos, retain=retain)
-            try:
-                info.wait_for_publish(timeout=5.0)
-            except (RuntimeError, ValueError):  # not connected (yet)
-                pass
-            if not info.is_published():
-                log.warning("bridge: MQTT did not take %s; trying again", topic)
-                self._stop.wait(0.5)
-                return False
-        return True
-
-    def _ack(self, message: Any) -> None:
+    @staticmethod
+    async def _settle(ack: Any) -> None:
         try:
-            self.loop.call(message.ack(), timeout=10)  # in order on the connection; a lost ack means a redelivery, which already_sent() catches
+            await ack  # in order on the connection; a lost ack means a redelivery, which the digests catch
         except Exception as error:  # it comes back after ack_wait: MQTT may see it twice
-            log.warning("bridge: ack failed (%s); the event may be forwarded again", error)
+            log.warning("bridge: ack failed (%s); the batch may be forwarded again", error)
+
+    def stop(self) -> None:
+        if self.loop is None:
+            return
+        if self._stopping is not None:
+            self.loop.loop.call_soon_threadsafe(self._stopping.set)
+        try:
+            if self._pumps is not None:
+                self._pumps.result(5.0)
+        except Exception as error:
+            log.debug("bridge: stopping: %s", error)
+        try:
+            if self.presence is not None:
+                self.loop.call(self.presence.leave(), timeout=5)  # the others take its share at once
+            self.loop.call(self._nc.close(), timeout=5)
+        except Exception:
+            pass
 
     def stats(self) -> dict[str, Any]:
         return dict(self.counters)

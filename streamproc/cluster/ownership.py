@@ -22,6 +22,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
@@ -53,15 +54,22 @@ class Holding:
     last_seq: int = 0  # last sequence on the camera's events subject
     acquired_wall: float = field(default_factory=time.time)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    confirmed: float = field(default_factory=time.monotonic)  # the last renewal the consumer's leader answered
+    fence_at: float = math.inf  # monotonic time at which this box stops the camera (the lease manager's)
+    renewals_missed: int = 0  # renewals in a row that got no answer
+
+    def valid(self) -> bool:
+        return time.monotonic() < self.fence_at
 
 
 class Ownership:
     """The cameras a box holds. Coroutines run on the cluster loop; `commit` is called from the
     pipeline's worker threads (one segment per camera at a time)."""
 
-    def __init__(self, loop: Any, js: Any, names: Names, box: str, lease_valid: Callable[[], bool]):
+    def __init__(self, loop: Any, js: Any, names: Names, box: str, lease_valid: Callable[[], bool], nc: Any = None):
         self.loop = loop
         self.js = js
+        self.nc = nc  # for requests the consumer's leader answers (a confirmed nak); None: plain nak
         self.names = names
         self.box = box
         self.lease_valid = lease_valid
@@ -76,9 +84,13 @@ class Ownership:
 
     # -- acquire -----------------------------------------------------------------------------
 
-    async def acquire(self, camera: str, token: Any) -> None:
-        """Take `camera` over with the lease `token` (its delivery count is the epoch)."""
-        holding = Holding(camera, int(token.metadata.num_delivered), token)
+    async def acquire(self, camera: str, token: Any, *, confirmed: Optional[float] = None,
+                      fence_at: float = math.inf) -> None:
+        """Take `camera` over with the lease `token` (its delivery count is the epoch), confirmed at
+        `confirmed` (monotonic; the lease holds for ack_wait after it) and to be fenced at `fence_at`."""
+        holding = Holding(camera, int(token.metadata.num_delivered), token, fence_at=fence_at)
+        if confirmed is not None:
+            holding.confirmed = confirmed
         self.holdings[camera] = holding  # heartbeats cover it from now on
         try:
             async with holding.lock:
@@ -113,7 +125,7 @@ class Ownership:
         subject = self.names.event_subject(holding.camera)
         for _ in range(20):  # the old owner may still be finishing a segment
             try:
-                last = await self._retry(lambda: self.js.get_last_msg(self.names.events, subject))
+                last = await self._retry(lambda: self.js.get_last_msg(self.names.events, subject), holding)
                 last_seq, last_epoch = last.seq, int((last.headers or {}).get(H_EPOCH, 0))
                 last_id = json.loads(last.data)["id"] if last.data else ""
             except NotFoundError:
@@ -126,7 +138,7 @@ class Ownership:
                         H_KIND: "acquire", H_BOX: self.box, H_EPOCH: str(holding.epoch),
                         "Nats-Expected-Last-Subject-Sequence": str(last_seq),
                     },
-                ))
+                ), holding)
                 return marker.seq, last_id
             except Exception as error:
                 if not is_wrong_last_sequence(error):
@@ -139,7 +151,7 @@ class Ownership:
 
         while True:
             try:
-                entry = await self._retry(lambda: self.kv.get(holding.camera))
+                entry = await self._retry(lambda: self.kv.get(holding.camera), holding)
                 record, revision = json.loads(entry.value or b"{}"), entry.revision
             except KeyNotFoundError:
                 record, revision = {}, 0
@@ -149,9 +161,9 @@ class Ownership:
             try:
                 payload = json.dumps(claimed).encode()
                 if revision:
-                    holding.revision = await self._retry(lambda: self.kv.update(holding.camera, payload, last=revision))
+                    holding.revision = await self._retry(lambda: self.kv.update(holding.camera, payload, last=revision), holding)
                 else:
-                    holding.revision = await self._retry(lambda: self.kv.create(holding.camera, payload))
+                    holding.revision = await self._retry(lambda: self.kv.create(holding.camera, payload), holding)
                 return record
             except KeyWrongLastSequenceError:
                 continue  # the old owner committed a segment just now: read it again
@@ -174,7 +186,7 @@ class Ownership:
     async def _commit(self, segment: Any, events: list[Event]) -> list[Event]:
         camera = segment.source
         holding = self.holdings.get(camera)
-        if holding is None or not self.lease_valid() or segment.start_wall < holding.acquired_wall - 1.0:
+        if holding is None or not self._holds(holding) or segment.start_wall < holding.acquired_wall - 1.0:
             self.counters["stale_dropped"] += 1
             log.info("cluster: %s segment %d dropped: not owned by this epoch", camera, segment.index)
             return []
@@ -207,16 +219,16 @@ class Ownership:
 
         payload = json.dumps(record).encode()
         try:
-            holding.revision = await self._retry(lambda: self.kv.update(holding.camera, payload, last=holding.revision))
+            holding.revision = await self._retry(lambda: self.kv.update(holding.camera, payload, last=holding.revision), holding)
         except KeyWrongLastSequenceError:
             # Our own earlier attempt may have landed with its answer lost (a leader change).
-            entry = await self._retry(lambda: self.kv.get(holding.camera))
+            entry = await self._retry(lambda: self.kv.get(holding.camera), holding)
             current = json.loads(entry.value or b"{}")
             if current.get("box") != self.box or current.get("epoch") != holding.epoch:
                 raise LostCamera(f"{current.get('box')} owns it (epoch {current.get('epoch')})") from None
             holding.revision = entry.revision
             if entry.value != payload:
-                holding.revision = await self._retry(lambda: self.kv.update(holding.camera, payload, last=entry.revision))
+                holding.revision = await self._retry(lambda: self.kv.update(holding.camera, payload, last=entry.revision), holding)
 
     async def _publish(self, holding: Holding, event: Event) -> None:
         event = self._stamp(event, holding)  # a republished event is this epoch's now
@@ -231,16 +243,20 @@ class Ownership:
             )
 
         try:
-            ack = await self._retry(send)
+            ack = await self._retry(send, holding)
         except Exception as error:
             if is_wrong_last_sequence(error):
                 raise LostCamera("another box published on its events subject") from None
             raise
         holding.last_seq = max(holding.last_seq, ack.seq)  # a duplicate answers with the first copy's
 
-    async def _retry(self, attempt: Callable[[], Any]) -> Any:
+    def _holds(self, holding: Holding) -> bool:
+        """This box may still act for `holding`: its link works and the camera is not fenced."""
+        return self.lease_valid() and holding.valid()
+
+    async def _retry(self, attempt: Callable[[], Any], holding: Holding) -> Any:
         """`attempt()` again while the cluster has no leader (timeouts, no responders), as long
-        as the lease holds."""
+        as the lease of `holding` holds."""
         import nats.errors
         import nats.js.errors
 
@@ -251,12 +267,12 @@ class Ownership:
             try:
                 return await attempt()
             except transient as error:
-                if not self.lease_valid():
+                if not self._holds(holding):
                     raise LostCamera("the lease ran out while the cluster did not answer") from error
                 await asyncio.sleep(_RETRY_S)
             except Exception as error:
                 if getattr(error, "code", None) == 503:  # JetStream without a leader for a moment
-                    if not self.lease_valid():
+                    if not self._holds(holding):
                         raise LostCamera("the lease ran out while the cluster did not answer") from error
                     await asyncio.sleep(_RETRY_S)
                     continue
@@ -272,19 +288,34 @@ class Ownership:
             return
         await asyncio.to_thread(self.host.stop_source, camera)
         deadline = time.monotonic() + drain_s
-        while time.monotonic() < deadline and self._busy(camera) and self.lease_valid():
+        while time.monotonic() < deadline and self._busy(camera) and self._holds(holding):
             await asyncio.sleep(0.1)
         async with holding.lock:
             if self.holdings.get(camera) is not holding:
                 return
             del self.holdings[camera]
-        if self.lease_valid():
-            try:
-                await holding.token.nak()
-            except Exception as error:  # it comes back after ack_wait anyway
-                log.warning("cluster: giving %s back failed (%s); it moves after the lease", camera, error)
+        if self._holds(holding):
+            await self._give_back(holding)
         self.counters["released"] += 1
         log.info("cluster: %s gave %s back (epoch %d)", self.box, camera, holding.epoch)
+
+    async def _give_back(self, holding: Holding) -> None:
+        """Nak the token, as a request the consumer's leader answers (a nak sent while a leader is
+        being elected is lost); tried again while the lease holds, at most a few seconds."""
+        deadline = min(holding.fence_at, time.monotonic() + 3.0)
+        while True:
+            try:
+                if self.nc is None:
+                    await holding.token.nak()
+                else:
+                    await self.nc.request(holding.token.reply, b"-NAK", timeout=0.5)
+                return
+            except Exception as error:
+                if time.monotonic() + _RETRY_S >= deadline:  # it comes back after ack_wait anyway
+                    log.warning("cluster: giving %s back got no answer (%s); it moves after the lease",
+                                holding.camera, error)
+                    return
+                await asyncio.sleep(_RETRY_S)
 
     def _busy(self, camera: str) -> bool:
         return not self.host.lanes.idle(camera)

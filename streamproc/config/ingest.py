@@ -42,6 +42,7 @@ class SourceConfig(Section):
     reconnect: ReconnectConfig = ReconnectConfig()
     decoder_threads: int = Field(0, ge=0, description="0 = let FFmpeg choose")
     realtime: bool = Field(False, description="read a file at its own pace, like a camera (demos, soak tests)")
+    speed: float = Field(1.0, gt=0, le=1000, description="with realtime: read at this many times the file's pace (time-scaled benches)")
     gate: SourceGateConfig = SourceGateConfig()  # `always` and ignore regions for the scene-change gate
 
     @field_validator("url")

@@ -77,7 +77,15 @@ class GateStage:
         with self._lock:
             self._counts.setdefault(segment.source, Counter())[outcome] += 1
             self._scores[segment.source] = decision.score
-        return segment if decision.describe else SkippedSegment.of(segment, decision)
+        if decision.describe:  # the lanes rank it by the reason (streamproc/urgency.py)
+            return dataclasses.replace(segment, gate_reason=decision.reason)
+        return SkippedSegment.of(segment, decision)
+
+    def moved_check(self, source: str) -> Optional[Callable[[np.ndarray, np.ndarray], bool]]:
+        """The source's frame-to-frame change check (`SceneGate.moved`), for the urgency policy's
+        onset cuts; None when the gate is off for it (then segments are never cut early)."""
+        gate = self._gates.get(source)
+        return gate.moved if gate is not None and gate.enabled else None
 
     def forget(self, source: str) -> None:
         """A segment of `source` the gate passed was not described (dropped or failed): its

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
-from typing import Iterable, Iterator, Optional
+from typing import TYPE_CHECKING, Iterable, Iterator, Optional
 
 from ..config.ingest import SamplingConfig, SegmentingConfig
 from ..errors import InputTooLarge
 from ..frames import Frame, Gap, Segment
 from .sampling import PATCH_FACTOR, tokens_per_frame_pair
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..urgency import OnsetCutter
 
 log = logging.getLogger(__name__)
 
@@ -91,12 +94,17 @@ class Segmenter:
     callback `planner(height, width)`; a change of frame size closes the current segment.
     A full segment is released with the next frame (or at the end), so the final segment of a
     stream is always marked `last`.
+
+    With a `cutter` (the urgency policy's onset and hold cuts, `streamproc.urgency.OnsetCutter`)
+    a segment also closes early, a few frames after change starts; an onset cut is marked
+    `onset` and goes to the model first.
     """
 
-    def __init__(self, source: str, fps: float, planner):
+    def __init__(self, source: str, fps: float, planner, cutter: Optional["OnsetCutter"] = None):
         self.source = source
         self.fps = fps
         self._planner = planner
+        self._cutter = cutter
         self._plan: SegmentPlan | None = None
         self._size: tuple[int, int] | None = None
         self._frames: list[Frame] = []
@@ -111,20 +119,30 @@ class Segmenter:
 
     def push(self, item: Frame | Gap) -> list[Segment]:
         out = self._release()
+        cutter = self._cutter
         if isinstance(item, Gap):
             out += self._flush()
             self._gap_pending = True
+            if cutter is not None:
+                cutter.reset()
             return out
         size = (item.height, item.width)
         if size != self._size:
             out += self._flush()
             self._size = size
             self._plan = self._planner(*size)
+            if cutter is not None:
+                cutter.reset()
         self._frames.append(item)
         self._fresh += 1
         assert self._plan is not None
-        if len(self._frames) >= self._plan.frames:
-            self._held = self._emit(self._frames)
+        full = len(self._frames) >= self._plan.frames
+        early = cutter is not None and cutter.observe(item.image, len(self._frames))
+        if full or early:
+            onset = early and not full and cutter is not None and cutter.onset_started
+            self._held = replace(self._emit(self._frames), onset=onset)
+            if cutter is not None:
+                cutter.closed()
             keep = self._plan.overlap_frames
             self._frames = self._frames[-keep:] if keep else []
             self._fresh = 0
@@ -144,6 +162,8 @@ class Segmenter:
     def _flush(self) -> list[Segment]:
         frames, fresh = self._frames, self._fresh
         self._frames, self._fresh = [], 0
+        if self._cutter is not None:
+            self._cutter.closed()
         if fresh == 0:  # only overlap left: nothing new to describe
             return []
         return [self._emit(frames)]
@@ -162,6 +182,7 @@ class Segmenter:
             fps=self.fps,
             gap_before=self._gap_pending,
             padded=padded,
+            budget_frames=self._plan.frames if self._plan is not None else 0,
         )
         self._index += 1
         self._gap_pending = False

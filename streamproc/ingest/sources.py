@@ -235,7 +235,8 @@ class VideoSource:
                 if start is None:
                     start = pts
                 media_time = max(0.0, pts - start)
-                if self.config.realtime and stop.wait(max(0.0, paced_from + media_time - time.monotonic())):
+                due = paced_from + media_time / self.config.speed
+                if self.config.realtime and stop.wait(max(0.0, due - time.monotonic())):
                     break
                 yield self._frame(media_time, pts, self._to_array(frame))
         except (av.error.FFmpegError, OSError) as exc:

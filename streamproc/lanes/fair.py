@@ -12,8 +12,13 @@ Each lane is bounded, with a `LanePolicy` when full:
   BLOCK        the producer waits (file sources: nothing is lost, reading just slows down)
   DROP_OLDEST  the oldest waiting segment is dropped and counted (live sources: stay current)
   DROP_NEWEST  the new segment is dropped and counted
-Workers take segments round robin across the sources that have nothing in flight, so a busy
-camera cannot starve the others.
+  COALESCE     nothing is dropped: a take hands out the camera's waiting segments merged into one
+               (frames thinned to the model's budget, lanes/urgent.py); a full lane merges what
+               waits at once, so it holds at most `capacity` segments' frames
+Workers take segments from the sources that have nothing in flight, round robin (the old way) or
+by urgency (`Order.URGENCY`, streamproc/urgency.py: onset segments first, then other changed
+ones, then heartbeats; the oldest first within a class). Either way a camera's own segments
+come out in its order.
 
 A light segment (`Segment.light`: a `SkippedSegment`: the scene-change gate found nothing
 new, so no model time is needed and its images are gone) waits in its lane to keep the source's
@@ -29,6 +34,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional, Protocol
 
 from ..frames import Segment
+from ..urgency import Order
+from .urgent import coalesce, rank, run_to_take
 
 
 class LanePolicy(enum.Enum):
@@ -37,6 +44,7 @@ class LanePolicy(enum.Enum):
     BLOCK = "block"  # the producer waits (files: nothing lost)
     DROP_OLDEST = "drop_oldest"  # the oldest waiting segment goes (live: stay current)
     DROP_NEWEST = "drop_newest"  # the new segment goes
+    COALESCE = "coalesce"  # nothing goes: waiting segments merge into one, frames thinned (urgent.py)
 
 
 class SegmentLanes(Protocol):
@@ -77,6 +85,9 @@ class SegmentLanes(Protocol):
     def dropped(self, source: str) -> int:
         """Segments of `source` dropped by its policy so far."""
 
+    def coalesced(self, source: str) -> int:
+        """Segments of `source` merged into others (COALESCE: described, thinned) so far."""
+
     def discard_waiting(self) -> int:
         """Drop every waiting segment (graceful stop); returns how many."""
 
@@ -88,6 +99,7 @@ class _Lane:
     items: deque = field(default_factory=deque)
     heavy: int = 0  # items that count against the capacity (not light)
     dropped: int = 0
+    coalesced: int = 0
     accepted: int = 0
     closed: bool = False  # the producer is done
     in_flight: Optional[int] = None  # index of the segment taken and not yet acked
@@ -97,7 +109,10 @@ class FairSegmentQueue:
     """The in-process `SegmentLanes`. Thread-safe; any number of producers (one per source) and
     consumers (workers)."""
 
-    def __init__(self, on_drop: Optional[Callable[[Segment], None]] = None):
+    def __init__(self, on_drop: Optional[Callable[[Segment], None]] = None, order: Order = Order.ROUND_ROBIN,
+                 on_coalesce: Optional[Callable[[str, int], None]] = None):
+        self.order = order
+        self._on_coalesce = on_coalesce  # (source, segments merged into another): counted in metrics
         self._lanes: dict[str, _Lane] = {}
         self._order: list[str] = []
         self._next = 0
@@ -120,7 +135,9 @@ class FairSegmentQueue:
                 self._cond.wait()
             if self._shutdown:
                 return False
-            if not light and lane.heavy >= lane.capacity:
+            if not light and lane.heavy >= lane.capacity and lane.policy is LanePolicy.COALESCE:
+                self._merge_waiting(lane)
+            elif not light and lane.heavy >= lane.capacity:
                 lane.dropped += 1
                 if lane.policy is LanePolicy.DROP_NEWEST:
                     dropped = segment
@@ -144,8 +161,8 @@ class FairSegmentQueue:
             self._cond.notify_all()
 
     def get(self, timeout: Optional[float] = None) -> Optional[Segment]:
-        """The next segment, round robin across sources with nothing in flight; None on timeout
-        or shutdown."""
+        """The next segment of a source with nothing in flight (by urgency or round robin, as
+        `order` says); None on timeout or shutdown."""
         # A deadline, not `timeout` per wait: every put, take and close wakes all waiters, and a
         # consumer woken for nothing would otherwise start its timeout again, for as long as the
         # others keep busy (workers poll their stop flag on this timeout).
@@ -168,16 +185,46 @@ class FairSegmentQueue:
 
     def _take(self) -> Optional[Segment]:
         count = len(self._order)
-        for step in range(count):
-            index = (self._next + step) % count
-            lane = self._lanes[self._order[index]]
-            if lane.items and lane.in_flight is None:
-                self._next = (index + 1) % count
-                segment = lane.items.popleft()
-                lane.heavy -= 0 if segment.light else 1
-                lane.in_flight = segment.index
-                return segment
-        return None
+        ready = [(index, self._lanes[self._order[index]]) for index in range(count)]
+        ready = [(index, lane) for index, lane in ready if lane.items and lane.in_flight is None]
+        if not ready:
+            return None
+        if self.order is Order.URGENCY:  # ties go to the camera listed first, as in the simulator
+            index, lane = min(ready, key=lambda pair: (rank(pair[1].items), pair[0]))
+        else:  # round robin: the first ready camera from the one after the last taken
+            index, lane = min(ready, key=lambda pair: (pair[0] - self._next) % count)
+        self._next = (index + 1) % count
+        if lane.policy is LanePolicy.COALESCE:
+            segment = self._merge_head(lane)
+        else:
+            segment = lane.items.popleft()
+            lane.heavy -= 0 if segment.light else 1
+        lane.in_flight = segment.index
+        return segment
+
+    def _merge_head(self, lane: _Lane) -> Segment:
+        """The lane's head run (a light segment alone, or everything up to the last described
+        one) as one segment, removed from the lane."""
+        run = [lane.items.popleft() for _ in range(run_to_take(lane.items))]
+        lane.heavy -= sum(1 for s in run if not s.light)
+        self._count_coalesced(run[0].source, lane, len(run) - 1)
+        return coalesce(run)
+
+    def _count_coalesced(self, source: str, lane: _Lane, merged: int) -> None:
+        lane.coalesced += merged
+        if merged and self._on_coalesce is not None:  # a metric's inc: safe under the lanes' lock
+            self._on_coalesce(source, merged)
+
+    def _merge_waiting(self, lane: _Lane) -> None:
+        """A full coalescing lane: its described segments waiting (and the lights between them)
+        become one, in place; lights before and after keep their places."""
+        items = list(lane.items)
+        heavy = [i for i, s in enumerate(items) if not s.light]
+        first, last = heavy[0], heavy[-1]
+        merged = coalesce(items[first:last + 1])
+        self._count_coalesced(merged.source, lane, last - first)
+        lane.items = deque(items[:first] + [merged] + items[last + 1:])
+        lane.heavy = 1
 
     def ack(self, segment: Segment) -> None:
         """A segment from get() is finished with (described, skipped or failed)."""
@@ -221,6 +268,10 @@ class FairSegmentQueue:
     def dropped(self, source: str) -> int:
         with self._cond:
             return self._lanes[source].dropped
+
+    def coalesced(self, source: str) -> int:
+        with self._cond:
+            return self._lanes[source].coalesced
 
     def discard_waiting(self) -> int:
         """Drop every waiting segment (graceful stop: only the ones in flight finish)."""

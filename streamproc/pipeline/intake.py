@@ -30,6 +30,7 @@ from ..ingest.sources import SourceStatus, VideoSource
 from ..ingest.state import SourceState, checked_move
 from ..lanes import SegmentLanes
 from ..supervise import Backoff, GiveUp, RestartBudget, Supervisor
+from ..urgency import Cuts, OnsetCutter
 from .worker import SkippedEvents
 
 log = logging.getLogger(__name__)
@@ -55,12 +56,18 @@ class IntakeParts:
     """What every source's intake shares, built once by the pipeline."""
 
     sampling: SamplingConfig
-    make_segmenter: Callable[[str], Segmenter]
+    make_segmenter: Callable[[str, Optional[OnsetCutter]], Segmenter]
     gate: GateStage
     lanes: SegmentLanes
     publisher: Publisher
     skipped_events: SkippedEvents
     metrics: Any
+    cuts: Cuts = Cuts(False)  # the urgency policy's onset and hold cuts (streamproc/urgency.py)
+
+    def cutter(self, source: str) -> Optional[OnsetCutter]:
+        """The source's onset cutter over its gate's change check; None without cuts or gate."""
+        moved = self.gate.moved_check(source) if self.cuts.enabled else None
+        return OnsetCutter(self.cuts, moved) if moved is not None else None
 
 
 class SourceRunner:
@@ -143,7 +150,7 @@ class SourceRunner:
 
     def _read_once(self) -> None:
         self.source = VideoSource(self.config, self.parts.sampling, on_status=self.status)
-        segmenter = self.parts.make_segmenter(self.name)
+        segmenter = self.parts.make_segmenter(self.name, self.parts.cutter(self.name))
         frames, corrupt = self.metrics.frames.labels(self.name), self.metrics.corrupt.labels(self.name)
         counters, seen = self.source.counters, 0
         for item in self.source.items(self.stop):

@@ -5,8 +5,8 @@ it the lanes, the gate stage, the describers (one per loaded backend), the publi
 bus, or the cluster's fenced commit before it) and the control switches.
 
 Threads: one intake thread per source (PyAV and the native engine release the GIL), one model
-worker per backend instance, and the stuck-call watchdog. Workers take segments round robin
-across cameras and ack a camera's segment only after its events are published, so each camera's
+worker per backend instance, and the stuck-call watchdog. Workers take segments by the lanes'
+order (urgency or round robin, `service.policy`) and ack a camera's segment only after its events are published, so each camera's
 events come out in segment order whatever the number of workers.
 """
 from __future__ import annotations
@@ -36,7 +36,7 @@ _ABORT_LATE_S = 0.5  # and may take until this long after it to return (an engin
 @dataclass(frozen=True)
 class PipelineSettings:
     queue_size: int  # segments waiting per camera
-    live_policy: LanePolicy  # what a live camera's full lane does (files always block)
+    live_policy: LanePolicy  # what a live camera's full lane does (files read at their own pace block)
     stuck_after_s: float  # a model call running this long is aborted
     start_sources: bool = True  # False in cluster mode: the leases start and stop cameras
 
@@ -75,6 +75,8 @@ class Pipeline:
         lanes, metrics = parts.lanes, parts.metrics
         for source in self.sources:
             policy = settings.live_policy if source.live else LanePolicy.BLOCK
+            if source.realtime and settings.live_policy is LanePolicy.COALESCE:
+                policy = LanePolicy.COALESCE  # a file read at camera pace stands in for a camera; nothing is lost
             lanes.add_source(source.name, settings.queue_size, policy)
         self.workers = [
             ModelWorker(
@@ -150,6 +152,7 @@ class Pipeline:
                 "corrupt_bursts": counters.corrupt_bursts if counters else 0,  # runs of them (one warning each)
                 "queued": lanes.depth(runner.name),
                 "dropped": lanes.dropped(runner.name),
+                "coalesced": lanes.coalesced(runner.name),  # merged into a later call, thinned (service.policy)
                 "error": runner.error,
                 **gate.stats(runner.name),
             }

@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional
 from ..errors import Aborted, ModelError, StreamprocError
 from ..frames import Segment
 from ..supervise import Backoff, RestartBudget, Supervisor
-from .describer import Described, SegmentDescriber
+from .describer import Described, EarlyEvents, SegmentDescriber
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +54,12 @@ class WorkerSupervisor:
     def backend(self) -> Any:
         return self.describer.backend
 
-    def describe(self, segment: Segment) -> Optional[Described]:
-        """The segment described, or None (failed, skipped or aborted). Raises WorkerGaveUp."""
+    def describe(self, segment: Segment, early: Optional[EarlyEvents] = None) -> Optional[Described]:
+        """The segment described, or None (failed, skipped or aborted). Raises WorkerGaveUp.
+        `early`: publishes the rules' alerts as soon as their verdicts stream in."""
         for attempt in range(1 + RETRIES):
             try:
-                described = self.describer.describe(segment)
+                described = self.describer.describe(segment, early)
             except Aborted as error:
                 self._log_aborted(segment, error)
                 return None

@@ -1,7 +1,7 @@
 """A model worker: take a segment from the lanes, describe it, publish its events, ack.
 
 One worker per backend instance (the TPU backend: one engine per worker over one loaded bmodel).
-Workers take segments round robin across cameras (the lanes' job), and ack a segment only after
+Workers take segments in the lanes' order (urgency or round robin: the lanes' job), and ack a segment only after
 its events are published, so a camera's captions, rule states and alerts come out in order.
 """
 from __future__ import annotations
@@ -68,8 +68,12 @@ class ModelWorker:
             return
         self.metrics.queue_depth.labels(segment.source).set(self.lanes.depth(segment.source))
         self.busy_since = time.monotonic()
+        def early(events: list[Event]) -> None:  # alerts from verdicts streamed before the caption
+            if events:
+                self.publisher.publish(events, segment)
+
         try:
-            described = self.supervisor.describe(segment)
+            described = self.supervisor.describe(segment, early)
         finally:
             self.busy_since = None
         if described is None:

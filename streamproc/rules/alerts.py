@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Collection, Iterable, Mapping, Optional, Sequence, Union
 
 from ..events import Event, alert_event
 from .answers import Verdict, parse_answer, question_prompt
@@ -80,6 +80,10 @@ class RuleEngine:
         """{rule name: prompt} to ask the model for each segment of `source` (in config order)."""
         return {r.name: self._prompts[r.name] for r in self.rules_for(source) if r.asks_model}
 
+    def raw_questions_for(self, source: str) -> dict[str, str]:
+        """{rule name: its question as configured} for the joint call (rules.answers.joint_prompt)."""
+        return {r.name: r.question for r in self.rules_for(source) if r.question is not None}
+
     def state(self, rule: str, source: str) -> RuleState:
         with self._lock:
             return self._states.setdefault((rule, source), RuleState())
@@ -108,8 +112,10 @@ class RuleEngine:
         caption_text: str = "",
         answers: Optional[Mapping[str, Union[str, Verdict, None]]] = None,
         now: Optional[float] = None,
+        only: Optional[Collection[str]] = None,
     ) -> list[Event]:
-        """Update every rule of `source` with this segment; the raised/cleared events it caused.
+        """Update every rule of `source` with this segment (or the rules named in `only`); the
+        raised/cleared events it caused.
 
         `answers` maps question-rule names to the model's raw reply (or a parsed Verdict).
         `now` is the rule clock for cooldowns, in seconds; by default the segment's end media time,
@@ -119,6 +125,8 @@ class RuleEngine:
         clock = segment.end if now is None else now
         events: list[Event] = []
         for rule in self.rules_for(source):
+            if only is not None and rule.name not in only:
+                continue
             verdict = self._verdict(rule, caption_text, answers)
             event = self._step(rule, source, segment, verdict, clock)
             if event is not None:

@@ -20,8 +20,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from streamproc.config.cluster import ClusterConfig
 from tests.support.mosquitto import Mosquitto
 from tests.support.mqtt_subscriber import Subscriber
+from streamproc.cluster.local import consumer_census, leaders
 from tests.support.nats import NatsCluster
 from tests.support.service import ServiceProcess, service_config, write_config
 
@@ -32,7 +34,8 @@ PREFIX = "sp"
 class Tap:
     """A core-NATS subscription to `<site>.events.*` on its own loop thread."""
 
-    def __init__(self, urls: list[str]):
+    def __init__(self, urls: list[str], cameras: list[str], partitions: int):
+        self.cameras, self.partitions = cameras, partitions
         self.records: list[dict] = []
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
@@ -63,6 +66,42 @@ class Tap:
     def markers(self, since: float = 0.0) -> list[dict]:
         with self._lock:
             return [r for r in self.records if r["kind"] == "acquire" and r["at"] >= since]
+
+    def stream_leader_apart_from_leases(self, timeout_s: float = 30.0) -> str:
+        """The events stream's leader, once it is not the node leading the lease consumer (the
+        events stream's leader is asked to step down until then)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                found = self.leaders()
+                if found["events_stream"] not in (None, found["lease_consumer"]):
+                    return found["events_stream"]
+                self.call(self.nc.request(f"$JS.API.STREAM.LEADER.STEPDOWN.{SITE}_EVENTS", b"", timeout=5))
+            except Exception:  # no leader for a moment
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError("the events stream stays on the lease consumer's leader")
+            time.sleep(1.0)
+
+    def consumers(self) -> dict:
+        """{"total", "ephemeral", "by_stream"}: the consumers alive in the account."""
+        return self.call(consumer_census(self.nc.jetstream()))
+
+    def leaders(self) -> dict:
+        """Server names leading the lease consumer, the events and the leases stream."""
+        return self.call(leaders(self.nc.jetstream(), SITE))
+
+    async def _records(self, cameras: list[str]) -> dict:
+        kv = await self.nc.jetstream().key_value(f"{SITE}_cameras")
+        out = {}
+        for camera in cameras:
+            record = json.loads((await kv.get(camera)).value)
+            out[camera] = (record["box"], record["epoch"])
+        return out
+
+    def kv_owners(self, cameras: list[str]) -> dict[str, tuple[str, int]]:
+        """camera -> (box, epoch) as the cameras KV stores them (no consumer: a get per key)."""
+        return self.call(self._records(cameras))
 
     async def _stream_events(self) -> list[tuple[int, dict, dict]]:
         js = self.nc.jetstream()
@@ -95,8 +134,18 @@ class Tap:
     def stream_leader(self) -> str:
         return self.call(self._info("stream", f"{SITE}_EVENTS")).cluster.leader
 
-    def bridge_info(self):
-        return self.call(self._info("consumer", "mqtt-bridge"))
+    def forwarded_up_to(self) -> dict[str, int]:
+        """camera -> the stream sequence up to which the bridge forwarded it (its partition's ack floor)."""
+        from streamproc.cluster.partitions import consumer_name, partition_of
+
+        floors: dict[int, int] = {}
+        out = {}
+        for camera in self.cameras:
+            partition = partition_of(camera, self.partitions)
+            if partition not in floors:
+                floors[partition] = self.call(self._info("consumer", consumer_name(partition))).ack_floor.stream_seq
+            out[camera] = floors[partition]
+        return out
 
     def close(self) -> None:
         try:
@@ -108,7 +157,7 @@ class Tap:
 
 class Site:
     def __init__(self, tmp_path: Path, model_dir: Path, video: Path, *, cameras: int = 12, ack_wait_s: float = 3.0,
-                 capacity: int = 6, rules: Optional[list] = None):
+                 capacity: int = 6, rules: Optional[list] = None, homeassistant: bool = False):
         self.tmp_path = tmp_path
         self.model_dir = model_dir
         self.video = video
@@ -118,6 +167,7 @@ class Site:
         self.rules = rules if rules is not None else [
             {"name": "person", "keywords": ["person"], "raise_after": 2, "clear_after": 2},
         ]
+        self.homeassistant = homeassistant
         self.scene = tmp_path / "scene"  # exists = every camera shows a person
         self.boxes: dict[str, ServiceProcess] = {}
         self.nats: Optional[NatsCluster] = None
@@ -128,8 +178,8 @@ class Site:
     def __enter__(self) -> "Site":
         self.nats = NatsCluster(self.tmp_path, 3, name=SITE).start()
         self.broker = Mosquitto(self.tmp_path).start()
-        self.subscriber = Subscriber(self.broker.port, [f"{PREFIX}/#"]).start()
-        self.tap = Tap(self.nats.urls)
+        self.subscriber = Subscriber(self.broker.port, [f"{PREFIX}/#", "homeassistant/#"]).start()
+        self.tap = Tap(self.nats.urls, self.cameras, ClusterConfig(servers=self.nats.urls).bridge_partitions)
         self.config_path = write_config(self.tmp_path, self.config(), "site.yaml")
         return self
 
@@ -158,6 +208,8 @@ class Site:
             service={"queue_size": 2, "shutdown_timeout_s": 5.0},
         )
         config["rules"] = self.rules
+        if self.homeassistant:
+            config["sinks"]["homeassistant"] = {"enabled": True}
         config["cluster"] = {
             "servers": self.nats.urls, "name": SITE, "box": "${STREAMPROC_BOX}", "capacity": self.capacity,
             "lease": {"ack_wait_s": self.ack_wait_s}, "connect_timeout_s": 3.0,

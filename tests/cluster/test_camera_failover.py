@@ -67,12 +67,14 @@ def _run_phases(site: Site) -> None:
     site.wait(lambda: all(site.owners()[c][0] != "b1" for c in frozen_epochs), ACK_WAIT + 10, "b1's cameras moved")
     time.sleep(max(0.0, frozen_at + ACK_WAIT + 1.5 - time.time()))
     site.signal_box("b1", signal.SIGCONT)
-    site.boxes["b1"].wait_log(r"has not reached the cluster for .* stopping its \d+ camera", 20)
+    site.boxes["b1"].wait_log(r"could not confirm cam\d+.s lease for .* stopping it", 20)
     site.wait(lambda: _fair(site.holdings(), {"b1", "b2", "b3"}, cameras), 60, "fair share after b1 came back")
 
     # -- the events stream's leader node dies: nobody loses a camera --------------------------
+    # (a 4 s lease cannot ride out the lease consumer's election, 4-9 s here: that node loss is
+    # test_node_loss's, at the default lease; so the events stream is led from another node)
     owners_before = site.owners()
-    leader = site.tap.stream_leader()
+    leader = site.tap.stream_leader_apart_from_leases()
     node_killed_at = time.time()
     site.nats.kill(site.nats.index_of(leader))
     time.sleep(ACK_WAIT + 3)
@@ -104,11 +106,11 @@ def _captions_since(site: Site, since: float) -> set[str]:
 
 def _check_history(site: Site, frozen_epochs: dict[str, int], stopped_at: float) -> None:
     stored = site.tap.stream_events()
-    forwarded_up_to = site.tap.bridge_info().ack_floor.stream_seq
+    forwarded_up_to = site.tap.forwarded_up_to()  # per camera: its bridge partition's ack floor
     events = [r for r in stored if r["event"] is not None]
     # everything stored before the stop was forwarded (the bridge keeps up); nothing is lost
-    assert all(r["seq"] <= forwarded_up_to for r in events if r["event"]["ts"] < stopped_at - 5), "the bridge fell behind"
-    expected = [r["event"]["id"] for r in events if r["seq"] <= forwarded_up_to]
+    assert all(r["seq"] <= forwarded_up_to[r["camera"]] for r in events if r["event"]["ts"] < stopped_at - 5), "the bridge fell behind"
+    expected = [r["event"]["id"] for r in events if r["seq"] <= forwarded_up_to[r["camera"]]]
     mqtt = site.mqtt_events()
     received = [e["id"] for e in mqtt]
     assert len(expected) == len(set(expected)), "the stream stored an event twice"

@@ -18,12 +18,15 @@ def test_single_box_is_the_default_and_cluster_timing_derives_from_the_lease():
     assert config_from_data(base).cluster is None
     config = config_from_data({**base, "cluster": {"servers": ["nats://n1:4222"], "box": "b1", "lease": {"ack_wait_s": 6}}})
     lease = config.cluster.lease
-    assert (lease.ack_wait_s, lease.fence, lease.heartbeat) == (6, 3, 1)
+    assert (lease.ack_wait_s, lease.fence, lease.heartbeat) == (6, 4, 0.4)
+    default = ClusterConfig().lease  # rides out a leader election twice as long as the slowest measured
+    assert (default.ack_wait_s, default.fence, default.heartbeat) == (30, 20, 2)
+    assert default.fence - default.heartbeat >= 2 * default.election_s
 
 
 @pytest.mark.parametrize("cluster, words", [
     ({"lease": {"ack_wait_s": 4, "fence_after_s": 4}}, "fence_after_s must be shorter than ack_wait_s"),
-    ({"lease": {"ack_wait_s": 4, "heartbeat_s": 2}}, "heartbeat_s must be shorter than fence_after_s"),
+    ({"lease": {"ack_wait_s": 3, "heartbeat_s": 2}}, "heartbeat_s must be shorter than fence_after_s"),
     ({"username": "u", "token": "t"}, "one of credentials, username/password or token"),
     ({"box": "a b"}, "box"),
     ({"replica": 3}, "replica"),
@@ -61,3 +64,23 @@ def test_rule_state_moves_with_its_cooldown_onto_the_new_clock():
     # one more positive reaches raise_after, but 30 s have not passed since the clear: suppressed
     assert new.evaluate("cam1", make_segment("cam1", 0), "person") == []
     assert new.counters["suppressed"] == 1
+
+
+def test_a_lease_too_short_for_a_leader_election_is_warned_about_at_start(caplog):
+    from streamproc.cluster.layout import Names
+    from streamproc.cluster.leases import LeaseManager
+    from streamproc.cluster.ownership import Ownership
+
+    def manager(lease: dict) -> LeaseManager:
+        config = ClusterConfig(box="b1", lease=lease)
+        return LeaseManager(None, None, config, ["cam1"], Ownership(None, None, Names("t"), "b1", lambda: True))
+
+    with caplog.at_level("WARNING", logger="streamproc.cluster.leases"):
+        manager({}).check_timing()  # the default: 18 s of margin, twice the 9 s election
+        assert caplog.records == []
+        manager({"ack_wait_s": 8}).check_timing()
+    assert "raise lease.ack_wait_s to 30 s or more" in caplog.text, caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="streamproc.cluster.leases"):
+        manager({"ack_wait_s": 8, "election_s": 2}).check_timing()  # a site that measured faster elections
+    assert caplog.records == []

@@ -101,13 +101,13 @@ def test_four_workers_keep_each_sources_captions_and_alerts_in_order(make_video,
     lock = threading.Lock()
     describe = SegmentDescriber.describe
 
-    def watched(self, segment):  # the model seam: one segment per source at a time
+    def watched(self, segment, early=None):  # the model seam: one segment per source at a time
         with lock:
             in_model[segment.source] += 1
             if in_model[segment.source] > 1:
                 overlaps.append((segment.source, segment.index))
         try:
-            return describe(self, segment)
+            return describe(self, segment, early)
         finally:
             with lock:
                 in_model[segment.source] -= 1

@@ -51,7 +51,9 @@ def test_a_model_slower_than_real_time_drops_segments_and_memory_stays_bounded(
         sinks=mqtt_section(broker, tmp_path),
         sampling={"fps": FPS, "max_pixels": "112x224"},
         segmenting={"seq_length": 512, "max_duration_s": SEGMENT_S},
-        service={"queue_size": QUEUE_SIZE, "stats_interval_s": 2.0, "metrics": {"enabled": True, "port": 0}},
+        # lanes that drop their oldest (the default coalesces instead: tests/unit/test_urgency.py)
+        service={"queue_size": QUEUE_SIZE, "stats_interval_s": 2.0, "metrics": {"enabled": True, "port": 0},
+                 "policy": {"coalesce": False}},
     )
     path = write_config(tmp_path, config)
     service = service_process(

@@ -40,7 +40,8 @@ def test_run_on_the_qwen3_fixture_with_gate_rules_and_mqtt(tmp_path, runtime_dir
                          "reconnect_max_delay_s": 1.0},
                 "outbox": {"path": str(tmp_path / "outbox.sqlite"), "synchronous": "normal"},
             },
-            "service": {"rule_max_new_tokens": 8, "metrics": {"enabled": False}},
+            # auto: the question as a follow-up turn on this history bmodel
+            "service": {"rule_max_new_tokens": 8, "metrics": {"enabled": False}, "policy": {"rules_call": "auto"}},
         }
         sub = Subscriber(broker.port, ["sp/#"]).start()
         try:

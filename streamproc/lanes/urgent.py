@@ -1,0 +1,54 @@
+"""The urgency policy's part of the lanes (streamproc/urgency.py): which camera goes next, and how
+a camera's waiting segments become one.
+
+- `rank(items)`: a lane's place in the URGENCY order: a light segment at its head first (it
+  costs nothing and keeps the camera's order), then the class of its most urgent waiting
+  segment (onset, changed, heartbeat), then the oldest (the earliest end among them).
+- `coalesce(items)`: a camera's waiting segments up to its last described one, as ONE segment:
+  their frames in time order, thinned evenly to the model's frame budget (the segment plan's
+  frame count, `Segment.budget_frames`). Nothing that changed is dropped, only thinned; a light
+  (unchanged) segment between two described ones is covered by the merged one and leaves no
+  event of its own.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+from ..frames import Segment
+from ..urgency import thin, urgency
+
+LIGHT_FIRST = 0  # rank class of a lane whose head is a light segment
+
+
+def rank(items: Sequence[Segment]) -> tuple[int, float]:
+    """(class, oldest end) of a non-empty lane; lower goes first."""
+    if items[0].light:
+        return LIGHT_FIRST, items[0].end
+    heavy = [s for s in items if not s.light]
+    return min(int(urgency(s.gate_reason, s.onset)) for s in heavy), min(s.end for s in heavy)
+
+
+def run_to_take(items: Sequence[Segment]) -> int:
+    """How many items from the head one take hands out: a light head alone, else every item up
+    to and including the last described one."""
+    if items[0].light:
+        return 1
+    return max(i for i, s in enumerate(items) if not s.light) + 1
+
+
+def coalesce(run: Sequence[Segment]) -> Segment:
+    """One segment for the described segments in `run` (lights among them are covered)."""
+    heavy = [s for s in run if not s.light]
+    if len(run) == 1 or len(heavy) == 1:  # a light one alone, or one described (lights around it covered)
+        return heavy[0] if heavy else run[0]
+    first, last = heavy[0], heavy[-1]
+    budget = max(s.budget_frames or len(s.frames) for s in heavy)
+    frames = thin([f for s in heavy for f in s.frames], budget)
+    span = max(last.end - first.start, 1e-6)
+    most = min(heavy, key=lambda s: int(urgency(s.gate_reason, s.onset)))
+    return dataclasses.replace(
+        first, frames=tuple(frames), end=last.end, fps=len(frames) / span, last=any(s.last for s in heavy),
+        padded=False, onset=any(s.onset for s in heavy), gate_reason=most.gate_reason, budget_frames=budget,
+        parts=sum(s.parts for s in heavy) + sum(1 for s in run if s.light),
+    )
