@@ -35,7 +35,7 @@ from typing import Callable, Optional, Protocol
 
 from ..frames import Segment
 from ..urgency import Order
-from .urgent import coalesce, rank, run_to_take
+from .urgent import coalesce, pick, rank, run_to_take
 
 
 class LanePolicy(enum.Enum):
@@ -193,7 +193,8 @@ class FairSegmentQueue:
         if not ready:
             return None
         if self.order is Order.URGENCY:  # ties go to the camera listed first, as in the simulator
-            index, lane = min(ready, key=lambda pair: (rank(pair[1].items, pair[1].waiting_since), pair[0]))
+            index = pick([(rank(lane.items, lane.waiting_since), index) for index, lane in ready])
+            lane = self._lanes[self._order[index]]
         else:  # round robin: the first ready camera from the one after the last taken
             index, lane = min(ready, key=lambda pair: (pair[0] - self._next) % count)
         self._next = (index + 1) % count

@@ -20,6 +20,19 @@ from ..frames import Segment
 from ..urgency import thin, urgency
 
 LIGHT_FIRST = 0  # rank class of a lane whose head is a light segment
+# Cameras whose waiting began within this many wall seconds of each other are tied, and the one
+# listed first goes: segments that end at the same media moment (cameras started together) are
+# stamped a few ms apart by their threads, and that jitter must not decide the order.
+TIE_S = 0.05
+
+
+def pick(ranked: Sequence[tuple[tuple[int, float], int]]) -> int:
+    """The position to serve among (rank, position) pairs: the best class, then the longest
+    waiting, ties within TIE_S to the lowest position."""
+    best = min(r[0] for r, _ in ranked)
+    same = [(r[1], position) for r, position in ranked if r[0] == best]
+    earliest = min(since for since, _ in same)
+    return min(position for since, position in same if since <= earliest + TIE_S)
 
 
 def rank(items: Sequence[Segment], waiting_since: Optional[float]) -> tuple[int, float]:
