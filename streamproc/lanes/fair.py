@@ -35,7 +35,7 @@ from typing import Callable, Optional, Protocol
 
 from ..frames import Segment
 from ..urgency import Order
-from .urgent import coalesce, rank, run_to_take
+from .urgent import coalesce, pick, rank, run_to_take
 
 
 class LanePolicy(enum.Enum):
@@ -101,6 +101,7 @@ class _Lane:
     dropped: int = 0
     coalesced: int = 0
     accepted: int = 0
+    waiting_since: Optional[float] = None  # end_wall of the oldest described segment waiting since the last take
     closed: bool = False  # the producer is done
     in_flight: Optional[int] = None  # index of the segment taken and not yet acked
 
@@ -149,6 +150,8 @@ class FairSegmentQueue:
                 lane.items.append(segment)
                 lane.accepted += 1
                 lane.heavy += 0 if light else 1
+                if not light and lane.waiting_since is None:
+                    lane.waiting_since = segment.end_wall
             self._cond.notify_all()
         if dropped is not None and self._on_drop is not None:
             self._on_drop(dropped)
@@ -190,7 +193,8 @@ class FairSegmentQueue:
         if not ready:
             return None
         if self.order is Order.URGENCY:  # ties go to the camera listed first, as in the simulator
-            index, lane = min(ready, key=lambda pair: (rank(pair[1].items), pair[0]))
+            index = pick([(rank(lane.items, lane.waiting_since), index) for index, lane in ready])
+            lane = self._lanes[self._order[index]]
         else:  # round robin: the first ready camera from the one after the last taken
             index, lane = min(ready, key=lambda pair: (pair[0] - self._next) % count)
         self._next = (index + 1) % count
@@ -199,6 +203,8 @@ class FairSegmentQueue:
         else:
             segment = lane.items.popleft()
             lane.heavy -= 0 if segment.light else 1
+        heavy = [s.end_wall for s in lane.items if not s.light]
+        lane.waiting_since = min(heavy) if heavy else None
         lane.in_flight = segment.index
         return segment
 
@@ -280,5 +286,6 @@ class FairSegmentQueue:
             for lane in self._lanes.values():
                 lane.items.clear()
                 lane.heavy = 0
+                lane.waiting_since = None
             self._cond.notify_all()
             return count

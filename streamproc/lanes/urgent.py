@@ -3,7 +3,8 @@ a camera's waiting segments become one.
 
 - `rank(items)`: a lane's place in the URGENCY order: a light segment at its head first (it
   costs nothing and keeps the camera's order), then the class of its most urgent waiting
-  segment (onset, changed, heartbeat), then the oldest (the earliest end among them).
+  segment (onset, changed, heartbeat), then the one waiting longest (since the wall time of the
+  oldest described segment it has had waiting since the model last took it).
 - `coalesce(items)`: a camera's waiting segments up to its last described one, as ONE segment:
   their frames in time order, thinned evenly to the model's frame budget (the segment plan's
   frame count, `Segment.budget_frames`). Nothing that changed is dropped, only thinned; a light
@@ -13,20 +14,39 @@ a camera's waiting segments become one.
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from typing import Optional, Sequence
 
 from ..frames import Segment
 from ..urgency import thin, urgency
 
 LIGHT_FIRST = 0  # rank class of a lane whose head is a light segment
+# Cameras whose waiting began within this many wall seconds of each other are tied, and the one
+# listed first goes: segments that end at the same media moment (cameras started together) are
+# stamped a few ms apart by their threads, and that jitter must not decide the order.
+TIE_S = 0.05
 
 
-def rank(items: Sequence[Segment]) -> tuple[int, float]:
-    """(class, oldest end) of a non-empty lane; lower goes first."""
+def pick(ranked: Sequence[tuple[tuple[int, float], int]]) -> int:
+    """The position to serve among (rank, position) pairs: the best class, then the longest
+    waiting, ties within TIE_S to the lowest position."""
+    best = min(r[0] for r, _ in ranked)
+    same = [(r[1], position) for r, position in ranked if r[0] == best]
+    earliest = min(since for since, _ in same)
+    return min(position for since, position in same if since <= earliest + TIE_S)
+
+
+def rank(items: Sequence[Segment], waiting_since: Optional[float]) -> tuple[int, float]:
+    """(class, waiting since) of a non-empty lane; lower goes first. `waiting_since`: the wall
+    time of the last frame of the oldest described segment the camera has had waiting since the
+    model last took it, counted even when a full lane has dropped that segment since (else a
+    camera whose segments end a little earlier would always look older, and win every time).
+    Wall time, not media time: cameras' media clocks are their own (a live one's starts at its
+    connection)."""
     if items[0].light:
-        return LIGHT_FIRST, items[0].end
+        return LIGHT_FIRST, items[0].end_wall
     heavy = [s for s in items if not s.light]
-    return min(int(urgency(s.gate_reason, s.onset)) for s in heavy), min(s.end for s in heavy)
+    since = waiting_since if waiting_since is not None else min(s.end_wall for s in heavy)
+    return min(int(urgency(s.gate_reason, s.onset)) for s in heavy), since
 
 
 def run_to_take(items: Sequence[Segment]) -> int:

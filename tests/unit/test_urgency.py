@@ -55,8 +55,8 @@ def test_thin_keeps_first_last_and_an_even_count():
     assert len(got) == 18 and got[0] == 0 and got[-1] == 39 and got == sorted(got)
 
 
-def _described(index, reason="change", onset=False, start=None, duration=4.0, source="cam1"):
-    segment = make_segment(source, index, duration=duration, start=start)
+def _described(index, reason="change", onset=False, start=None, duration=4.0, source="cam1", wall=None):
+    segment = make_segment(source, index, duration=duration, start=start, wall=wall)
     return dataclasses.replace(segment, gate_reason=reason, onset=onset, budget_frames=6)
 
 
@@ -79,10 +79,11 @@ def test_urgency_order_onset_first_then_changed_then_heartbeat_oldest_first():
     lanes = FairSegmentQueue(order=Order.URGENCY)
     for name in ("a", "b", "c", "d"):
         lanes.add_source(name, 4, LanePolicy.COALESCE)
-    lanes.put(_described(0, "heartbeat", source="a"))
-    lanes.put(_described(0, "change", start=8.0, source="b"))
-    lanes.put(_described(0, "change", start=4.0, source="c"))
-    lanes.put(_described(0, "change", onset=True, start=20.0, source="d"))
+    # oldest by wall time, not media time: each camera's media clock is its own (b's is behind)
+    lanes.put(_described(0, "heartbeat", source="a", wall=1000.0))
+    lanes.put(_described(0, "change", start=8.0, source="b", wall=1008.0))
+    lanes.put(_described(0, "change", start=400.0, source="c", wall=1004.0))
+    lanes.put(_described(0, "change", onset=True, start=20.0, source="d", wall=1020.0))
     taken = [lanes.get(timeout=0).source for _ in range(4)]
     assert taken == ["d", "c", "b", "a"]
 
@@ -125,3 +126,20 @@ def test_a_full_lane_behind_an_unchanged_segment_still_merges_and_keeps_the_orde
     lanes.ack(first)
     rest = lanes.get(timeout=0)
     assert (rest.start, rest.end, rest.parts) == (8.0, 28.0, 5)
+
+
+def test_urgency_order_stays_fair_when_full_lanes_drop_their_oldest():
+    # two cameras at the same pace, b's segments ending 0.5 s after a's: with lanes that drop their
+    # oldest, "oldest waiting segment" alone would pick a every time
+    lanes = FairSegmentQueue(order=Order.URGENCY)
+    for name in ("a", "b"):
+        lanes.add_source(name, 2, LanePolicy.DROP_OLDEST)
+    taken = []
+    for k in range(12):
+        lanes.put(_described(k, source="a", wall=1000.0 + 2 * k))
+        lanes.put(_described(k, source="b", wall=1000.5 + 2 * k))
+        if k % 3 == 2:  # the model takes one segment every 6 s
+            segment = lanes.get(timeout=0)
+            taken.append(segment.source)
+            lanes.ack(segment)
+    assert taken.count("a") == taken.count("b") == 2, taken
