@@ -20,7 +20,7 @@ import glob
 import logging
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
 
@@ -215,7 +215,11 @@ class BatchCaptioner:
         # otherwise fail every file in turn, and be retried by every later run.
         check_sampling(backend.inputs.vision, config.sampling)
         self.rules = RuleEngine(config.rules)
-        self.describer = SegmentDescriber(backend, describe_settings(config), self.rules)
+        settings = describe_settings(config)
+        # an archive has no alert to hurry: its captions keep generation.max_new_tokens, not the
+        # live policy's shorter budget (streamproc/urgency.py)
+        settings = replace(settings, policy=replace(settings.policy, caption_tokens=settings.params.max_new_tokens))
+        self.describer = SegmentDescriber(backend, settings, self.rules)
         self.seq_length = effective_seq_length(backend.capabilities.seq_length, config)
         self.manifest = Manifest(self.out_dir)
 
