@@ -102,16 +102,23 @@ class _Markers:
         return {camera: box for _, camera, box in self.seen}
 
 
-def _site_config(work: Path, urls: list[str], cameras: int, ack_wait: float) -> Path:
+def site_assets(folder: Path) -> tuple[Path, Path]:
+    """The tiny model and the 15-minute camera clip a bench site runs on, made once in `folder`."""
     from ..qwen.tiny import make_tiny_model
     from ..samples import write_video
 
-    model = work / "tiny-model"
+    folder.mkdir(parents=True, exist_ok=True)
+    model = folder / "tiny-model"
     if not (model / "tokenizer.json").exists():
         make_tiny_model(model, seed=0, overwrite=True)
-    clip = work / "camera.mp4"
+    clip = folder / "camera.mp4"
     if not clip.exists():
         write_video(clip, duration_s=900, fps=2, width=112, height=112)
+    return model, clip
+
+
+def _site_config(work: Path, urls: list[str], cameras: int, ack_wait: float) -> Path:
+    model, clip = site_assets(work)
     config = {
         "sources": [{"name": f"cam{i:02d}", "path": str(clip), "realtime": True} for i in range(cameras)],
         "sampling": {"fps": 1.0, "max_pixels": "112x112", "video_area_factor": 1.0},

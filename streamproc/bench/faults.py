@@ -70,16 +70,9 @@ def box_main(argv: list[str]) -> int:
 
 def site_config(assets: Path, work: Path, urls: list[str], mqtt_port: int, *, cameras: int, capacity: int,
                 ack_wait: Optional[float]) -> Path:
-    from ..qwen.tiny import make_tiny_model
-    from ..samples import write_video
+    from .cluster import site_assets
 
-    assets.mkdir(parents=True, exist_ok=True)
-    model = assets / "tiny-model"
-    if not (model / "tokenizer.json").exists():
-        make_tiny_model(model, seed=0, overwrite=True)
-    clip = assets / "camera.mp4"
-    if not clip.exists():
-        write_video(clip, duration_s=900, fps=2, width=112, height=112)
+    model, clip = site_assets(assets)
     lease = {} if ack_wait is None else {"ack_wait_s": ack_wait}
     config = {
         "sources": [{"name": f"cam{i:02d}", "path": str(clip), "realtime": True} for i in range(cameras)],
