@@ -2,8 +2,7 @@
 gate, a keyword rule and a question rule (asked as a follow-up turn in the history bmodel's KV
 cache), and a real mosquitto. Nothing in the config names the family: frame size (32 px tokens),
 segment length (timestamps per frame pair) and the inputs come from the bmodel and its tokenizer
-folder. The video is one short segment (each simulated call takes minutes on a loaded machine),
-so the run exits by itself."""
+folder. The video ends after two short segments, so the run exits by itself."""
 from __future__ import annotations
 
 import json
@@ -24,7 +23,7 @@ def test_run_on_the_qwen3_fixture_with_gate_rules_and_mqtt(tmp_path, runtime_dir
     reason = mosquitto_unavailable_reason()
     if reason:
         unavailable(reason)
-    clip = make_video(duration_s=2.0, fps=2, width=128, height=128, gop=4)
+    clip = make_video(duration_s=4.0, fps=2, width=128, height=128, gop=4)
     with Mosquitto(tmp_path) as broker:
         config = {
             "sources": [{"name": "cam", "path": str(clip)}],
