@@ -27,7 +27,7 @@ def run_box(config: Any, *, install_signals: bool = True, poll_s: float = 0.5) -
     from ..app import App
     from ..app.lifecycle import stop_signals
     from ..sinks import create_sinks
-    from .layout import ensure_layout
+    from .layout import LAYOUT_API_TIMEOUT_S, LAYOUT_BUDGET_S, ensure_layout
     from .leases import LeaseManager
     from .ownership import Ownership
     from .sitemqtt import cluster_mqtt
@@ -41,12 +41,13 @@ def run_box(config: Any, *, install_signals: bool = True, poll_s: float = 0.5) -
     nc = None
     app = None
     try:
-        nc = loop.call(connect(cluster, f"streamproc-{cluster.box}"), timeout=cluster.connect_timeout_s * 3)
+        nc = _step(loop, "connecting", connect(cluster, f"streamproc-{cluster.box}"), cluster.connect_timeout_s * 3)
         js = nc.jetstream()
-        names = loop.call(ensure_layout(js, cluster, cameras), timeout=30)
+        names = _step(loop, "making the layout", ensure_layout(nc.jetstream(timeout=LAYOUT_API_TIMEOUT_S), cluster, cameras),
+                      LAYOUT_BUDGET_S + 2 * LAYOUT_API_TIMEOUT_S)
         leases: Any = None
         ownership = Ownership(loop, js, names, cluster.box, lambda: leases is not None and leases.valid(), nc=nc)
-        loop.call(ownership.open(), timeout=10)
+        _step(loop, "opening the cameras bucket", ownership.open(), 10)
         leases = LeaseManager(nc, js, cluster, cameras, ownership)
         local = config.sinks.model_copy(update={"mqtt": None})  # MQTT: the bridge and the site's side (sitemqtt.py)
         site_mqtt = cluster_mqtt(config, lambda camera: camera in ownership.holdings)
@@ -54,7 +55,7 @@ def run_box(config: Any, *, install_signals: bool = True, poll_s: float = 0.5) -
                   publisher_for=lambda bus: CommitThenPublish(ownership, bus), start_sources=False)
         ownership.host = app  # the leases start and stop its cameras
         app.start()
-        loop.call(leases.start(), timeout=30)
+        _step(loop, "starting the leases", leases.start(), 30)
         log.info(
             "cluster: box %s joined %s (%d camera(s), capacity %d, ack_wait %.1f s, fence after %.1f s)",
             cluster.box, cluster.name, len(cameras), cluster.capacity, cluster.lease.ack_wait_s, cluster.lease.fence,
@@ -67,11 +68,11 @@ def run_box(config: Any, *, install_signals: bool = True, poll_s: float = 0.5) -
                 code = EXIT_BACKEND
                 break
         # within fence_after_s: half of it for the segments in flight, the rest bounded by short timeouts
-        loop.call(leases.shutdown(drain_s=cluster.lease.fence / 2), timeout=cluster.lease.fence)
+        _step(loop, "giving the cameras back", leases.shutdown(drain_s=cluster.lease.fence / 2), cluster.lease.fence)
         log.info("cluster: box %s left; counters %s %s", cluster.box, ownership.counters, leases.counters)
         return code
-    except TimeoutError:
-        raise ClusterError("the NATS cluster did not answer in time") from None
+    except TimeoutError:  # inside a step (the bridge's or the site's connection while the app starts)
+        raise ClusterError("the NATS cluster did not answer in time (starting the app's cluster parts)") from None
     finally:
         if app is not None:
             app.stop(timeout_s=10.0)
@@ -82,6 +83,14 @@ def run_box(config: Any, *, install_signals: bool = True, poll_s: float = 0.5) -
                 pass
         loop.stop()
         signals.close()
+
+
+def _step(loop: LoopThread, what: str, coro: Any, timeout_s: float) -> Any:
+    """Run one step of the box's start or stop on the loop; a timeout names the step."""
+    try:
+        return loop.call(coro, timeout=timeout_s)
+    except TimeoutError:
+        raise ClusterError(f"the NATS cluster did not answer in time ({what}, {timeout_s:.0f} s)") from None
 
 
 class CommitThenPublish:

@@ -14,13 +14,21 @@ The bridge has its own NATS connection, on the MQTT link's loop thread (mqttlink
 box's main one: forwarding a burst must not delay the lease heartbeats on the box's connection.
 
 A box that dies (or freezes) after the broker took a batch but before its JetStream ack would
-make the next box send it again. Two checks close that window: every bridge subscribes (QoS 0)
-to the topics it feeds and remembers a digest of every payload the broker delivered, and a
-message whose payload the broker already routed is not sent again (a redelivery comes ack_wait
-later, long after the broker routed the first copy; after a consumer leader change it may even
-come with a delivery count of 1); and a
+make the next box send it again (after a consumer leader change the redelivery may even come
+with a delivery count of 1). Three checks close that window. Each batch ends with a retained
+marker per camera, `<prefix>/<camera>/bridge/forwarded` = the stream sequence (and stored time)
+of its last event, on the same connection: the broker routes in order, so a routed marker means
+the events before it were routed; every bridge subscribes to the markers (a box that joined
+later gets the retained ones), and a message at or below its camera's marker is not sent again.
+Every bridge also remembers a digest of every payload the broker routed to the topics it feeds
+(QoS 0): that covers a batch the broker routed only in part. Before a batch that may have been
+forwarded already (a redelivery, or the first of a partition just taken over) the bridge waits
+until it has read all the broker routed so far: a token it sends itself comes back after them
+(a loaded box may not have read the marker yet; this was a duplicate under load). And a
 bridge that held a batch for longer than fence_after_s (it was frozen) does not send it at all,
-since another box may have it by now. Retained topics (rule states, the last caption) are sent
+since another box may have it by now; held counts from the pull request the batch answers, not
+from reading it (a box frozen with the batch unread in its socket read it on waking, counted it
+as fresh and sent it after another box had: a duplicate under load). Retained topics (rule states, the last caption) are sent
 in any case: they are idempotent.
 """
 from __future__ import annotations
@@ -34,7 +42,7 @@ from typing import Any, Optional
 from ..sinks.topics import STATE_OFF, STATE_ON
 from .connection import connect
 from .layout import H_BOX, H_EPOCH, H_KIND, Names
-from .mqttlink import MqttLink, Outgoing
+from .mqttlink import ForwardedMarkers, MqttLink, Outgoing
 from .partitions import PRIORITY_GROUP, consumer_name
 from .presence import Presence
 
@@ -55,6 +63,8 @@ class PartitionPuller:
         self.subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
         self.batch = batch
         self.pin: Optional[str] = None
+        self.requested_at = 0.0  # monotonic: when the request that the last batch answers was sent
+        self._open_since: Optional[float] = None  # a request not seen to end (its answer may still come)
         self.queue: asyncio.Queue = asyncio.Queue()
         self.sub: Any = None
 
@@ -82,15 +92,23 @@ class PartitionPuller:
                               json.dumps({"group": PRIORITY_GROUP}).encode(), timeout=5)
 
     async def next_batch(self) -> list:
-        messages = await self._pull(self.batch, wait_s=None)
+        """The next batch; `requested_at` says since when it may have been here. The server may
+        have delivered it as early as the request that brought its first message, or an earlier
+        request not seen to end: a box frozen (or starved) with the batch unread in its socket
+        must count that time as held, not start counting when it reads it on waking."""
+        self.requested_at, messages = await self._pull(self.batch, wait_s=None)
         if messages:
             return messages
-        first = await self._pull(1, wait_s=1.0)
+        self.requested_at, first = await self._pull(1, wait_s=1.0)
         if not first or self.batch == 1:
             return first
-        return first + await self._pull(self.batch - 1, wait_s=None)
+        return first + (await self._pull(self.batch - 1, wait_s=None))[1]
 
-    async def _pull(self, count: int, wait_s: Optional[float]) -> list:
+    async def _pull(self, count: int, wait_s: Optional[float]) -> tuple[float, list]:
+        """(since when the messages may have been delivered, the messages)."""
+        since = self._open_since if self._open_since is not None else time.monotonic()
+        self._open_since = since
+        ended = False
         request: dict[str, Any] = {"batch": count, "group": PRIORITY_GROUP}
         if self.pin is not None:
             request["id"] = self.pin
@@ -115,10 +133,14 @@ class PartitionPuller:
                 messages.append(message)
             elif status == "423":  # pinned to another box now: ask again without the old pin
                 self.pin = None
+                ended = True
                 break
             elif status != "100":  # 404 no messages, 408 expired, 409: this request is over
+                ended = True
                 break
-        return messages
+        if ended or len(messages) == count:  # the server serves requests in order: older ones are over too
+            self._open_since = None
+        return since, messages
 
 
 class MqttBridge:
@@ -176,6 +198,7 @@ class MqttBridge:
                     if not puller.pinned and held >= share:
                         await asyncio.sleep(0.5)
                         continue
+                    newly_pinned = not puller.pinned  # the partition may come from another box
                     messages = await puller.next_batch()
                 except Exception as error:  # no leader for a moment, a reconnect: try again shortly
                     log.debug("bridge: pulling partition %d failed: %s", partition, error)
@@ -183,7 +206,7 @@ class MqttBridge:
                     continue
                 if messages:
                     try:
-                        await self._forward(messages, time.monotonic())
+                        await self._forward(messages, puller.requested_at, newly_pinned)
                     except Exception:  # a bug: the batch comes back after ack_wait; this pump goes on
                         log.exception("bridge: forwarding a batch of partition %d failed", partition)
             if puller.pinned:  # stopping between batches: the next box need not wait for the pin to expire
@@ -191,11 +214,16 @@ class MqttBridge:
         finally:
             await puller.close()
 
-    async def _forward(self, messages: list, fetched: float) -> None:
+    async def _forward(self, messages: list, requested: float, newly_pinned: bool) -> None:
+        """Send a batch (delivered no earlier than `requested`) and ack it, or leave it."""
+        if (newly_pinned or any(m.metadata.num_delivered > 1 for m in messages)) and not await self._caught_up(requested):
+            self.counters["mqtt_failures"] += 1  # what was routed is not known yet: the batch comes back
+            await self._give_back(messages)
+            return
         outgoing = self._outgoing(messages)
-        if time.monotonic() - fetched > self.hold_limit_s:  # frozen: the batch may be someone else's now
+        if time.monotonic() - requested > self.hold_limit_s:  # frozen: the batch may be someone else's now
             self.counters["held_too_long"] += 1
-            log.warning("bridge: held a batch for %.1f s; leaving it to the next box", time.monotonic() - fetched)
+            log.warning("bridge: held a batch for %.1f s; leaving it to the next box", time.monotonic() - requested)
             return
         if outgoing and not self.link.connected:  # not handed to paho at all: it would send it on
             self.counters["mqtt_failures"] += 1  # reconnecting as well as this batch's redelivery
@@ -205,7 +233,7 @@ class MqttBridge:
         if outgoing:
             infos = self.link.publish(outgoing)
             self.link.flush()  # into the kernel before anything else runs here (a freeze now cannot delay it)
-            timeout = max(0.1, self.hold_limit_s - (time.monotonic() - fetched))
+            timeout = max(0.1, self.hold_limit_s - (time.monotonic() - requested))
             if not await self.link.sent(infos, timeout):  # a drop mid-batch: paho resends after the
                 self.counters["mqtt_failures"] += 1  # reconnect; what it routed by then is skipped (digests)
                 log.warning("bridge: MQTT did not take a batch of %d message(s); it comes back in order", len(outgoing))
@@ -213,6 +241,17 @@ class MqttBridge:
                 return
         self.counters["batches"] += 1
         await self._settle(messages[-1].ack())  # AckPolicy ALL: the whole batch
+
+    async def _caught_up(self, requested: float) -> bool:
+        """Before a batch that may have been forwarded already (a redelivery, or the first of a
+        partition this box just took over): wait until this box has read every forwarded marker
+        and payload the broker routed so far. A redelivery comes ack_wait after the first copy,
+        but a loaded box, or one that joined since, may not have read its marker yet."""
+        timeout = self.hold_limit_s - (time.monotonic() - requested)
+        if timeout > 0 and await self.link.synced(timeout):
+            return True
+        log.warning("bridge: could not confirm what the broker routed; a batch comes back")
+        return False
 
     async def _give_back(self, messages: list) -> None:
         for message in messages:  # in order: the batch comes back first
@@ -222,9 +261,11 @@ class MqttBridge:
         """The MQTT messages of a batch, in order: each event's topics, then each camera's last caption."""
         outgoing: list[Outgoing] = []
         last_caption: dict[str, bytes] = {}
+        newest: dict[str, tuple[int, float]] = {}  # per camera: the batch's last event (sequence, stored time)
         for message in messages:
             headers = message.headers or {}
             camera = self.names.camera_of(message.subject)
+            metadata = message.metadata
             epoch = int(headers.get(H_EPOCH, "0") or 0)
             if epoch < self.epochs.get(camera, 0):  # the stream's fences make this impossible; count it if not
                 self.counters["stale_dropped"] += 1
@@ -236,11 +277,19 @@ class MqttBridge:
                 log.debug("bridge: %s is owned by %s from epoch %d", camera, headers.get(H_BOX), epoch)
                 continue
             # routed already: another box sent it and died before its ack, or an ack lost in a consumer
-            # leader change (the new leader may count that delivery as the first: no num_delivered test)
-            sent = message.data in self.link.sent_payloads
+            # leader change (the new leader may count that delivery as the first: no num_delivered test).
+            # The forwarded marker is the broker's record (retained, so a box that joined later has it);
+            # the digests cover a batch the broker routed only in part (a connection lost mid-batch)
+            position = (metadata.sequence.stream, metadata.timestamp.timestamp())
+            newest[camera] = position
+            sent = self.link.forwarded.covers(camera, *position) or message.data in self.link.sent_payloads
             self.counters["already_sent" if sent else "forwarded"] += 1
             outgoing += self._messages(camera, message.data, last_caption, retained_only=sent)
         outgoing += [(self.topics.last_caption(camera), payload, self.qos.state, True) for camera, payload in last_caption.items()]
+        # last, on the same connection: the broker routes in order, so a marker it routed means the
+        # events before it were routed too (QoS 1 at least: it must be confirmed with the batch)
+        outgoing += [(self.topics.forwarded(camera), ForwardedMarkers.encode(*position), max(1, self.qos.state), True)
+                     for camera, position in newest.items() if not self.link.forwarded.covers(camera, *position)]
         return outgoing
 
     def _messages(self, camera: str, payload: bytes, last_caption: dict[str, bytes], retained_only: bool) -> list[Outgoing]:

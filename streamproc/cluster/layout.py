@@ -15,7 +15,9 @@ if its subject holds none (Nats-Expected-Last-Subject-Sequence: 0), so one camer
 """
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -64,8 +66,43 @@ def is_wrong_last_sequence(error: BaseException) -> bool:
     return getattr(error, "err_code", None) in WRONG_LAST_SEQUENCE
 
 
-async def ensure_layout(js: Any, config: Any, cameras: Iterable[str]) -> Names:
-    """Create (or keep) the streams, buckets and consumers, and one token per camera."""
+LAYOUT_BUDGET_S = 45.0  # a box's start waits this long for the layout, trying again meanwhile
+LAYOUT_API_TIMEOUT_S = 10.0  # per JetStream API request while making it (nats-py's default: 5 s)
+_LAYOUT_RETRY_S = 1.0
+
+
+def _transient(error: BaseException) -> bool:
+    """The cluster did not answer this time (no leader yet, reconnecting, slow): try again."""
+    import nats.errors
+    import nats.js.errors
+
+    transient = (nats.errors.TimeoutError, nats.errors.NoRespondersError, asyncio.TimeoutError,
+                 nats.errors.ConnectionReconnectingError, nats.errors.FlushTimeoutError,
+                 nats.js.errors.ServiceUnavailableError, nats.js.errors.NoStreamResponseError)
+    return isinstance(error, transient) or getattr(error, "code", None) == 503
+
+
+async def ensure_layout(js: Any, config: Any, cameras: Iterable[str], budget_s: float = LAYOUT_BUDGET_S) -> Names:
+    """Create (or keep) the streams, buckets and consumers, and one token per camera.
+
+    Every step is idempotent, so the whole is tried again while the cluster does not answer,
+    for up to `budget_s`: on a fresh or loaded cluster creating a replicated stream waits for
+    its group's election and can outlast one API request's timeout, and boxes starting together
+    create the same things at once (a box that gave up here exited, and its cameras waited)."""
+    deadline = time.monotonic() + budget_s
+    cameras = list(cameras)
+    while True:
+        try:
+            return await _make_layout(js, config, cameras)
+        except Exception as error:
+            if not _transient(error) or time.monotonic() + _LAYOUT_RETRY_S > deadline:
+                raise
+            log.info("cluster %s: making the layout: the cluster did not answer (%s); trying again",
+                     config.name, type(error).__name__)
+            await asyncio.sleep(_LAYOUT_RETRY_S)
+
+
+async def _make_layout(js: Any, config: Any, cameras: list[str]) -> Names:
     from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StreamConfig
 
     from .partitions import ensure_partitions

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import socket
 import sys
 import threading
+import uuid
 from collections import deque
 from typing import Any, Optional, Sequence
 
@@ -60,6 +62,38 @@ class SentPayloads:
             return digest in self._seen
 
 
+class ForwardedMarkers:
+    """Per camera, the newest stream message the bridge forwarded: (stream sequence, stored time),
+    read back from the broker's retained marker topics (the broker's own record, so a box that
+    joined later knows what was routed before it listened)."""
+
+    def __init__(self) -> None:
+        self._newest: dict[str, tuple[int, float]] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def encode(sequence: int, stored: float) -> bytes:
+        return json.dumps({"seq": sequence, "stored": stored}).encode()
+
+    def add(self, camera: str, payload: bytes) -> None:
+        try:
+            data = json.loads(payload)
+            marker = (int(data["seq"]), float(data["stored"]))
+        except (ValueError, KeyError, TypeError):
+            log.warning("MQTT (cluster): an unreadable forwarded marker for %s", camera)
+            return
+        with self._lock:
+            if marker > self._newest.get(camera, (0, 0.0)):
+                self._newest[camera] = marker
+
+    def covers(self, camera: str, sequence: int, stored: float) -> bool:
+        """Whether the message (`sequence`, stored at `stored`) was routed already. The stored
+        time guards a recreated stream: its sequences start again, its times do not."""
+        with self._lock:
+            newest = self._newest.get(camera)
+        return newest is not None and sequence <= newest[0] and stored <= newest[1]
+
+
 class MqttLink:
     """This box's MQTT connection: the bridge's batches, the site's messages
     (cluster/sitemqtt.py), and the subscription that remembers what was routed."""
@@ -69,6 +103,9 @@ class MqttLink:
         self.box = box
         self.topics = Topics(mqtt_config.topic_prefix)
         self.sent_payloads = SentPayloads(remember)
+        self.forwarded = ForwardedMarkers()
+        self._sync_topic = f"{self.topics.prefix}/bridge/sync/{box}-{uuid.uuid4().hex[:8]}"
+        self._syncs: dict[bytes, asyncio.Future] = {}  # token -> future, set when the echo comes
         self.will = will
         self.on_connected: list[Any] = []  # callables(link), run on the loop after each connect
         self.subscriptions: dict[str, Any] = {}  # topic filter -> callable(topic, payload), QoS 0
@@ -188,7 +225,10 @@ class MqttLink:
         # paho leaves Nagle on: small publishes would wait for the broker's delayed ACK
         client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         prefix = self.topics.prefix
-        client.subscribe([(f"{prefix}/+/captions", 0), (f"{prefix}/+/alerts", 0)]
+        # markers and sync echoes at QoS 1: the broker keeps the order of one QoS's queue, so a
+        # sync echo comes after every marker routed before it (and after the retained ones)
+        client.subscribe([(f"{prefix}/+/captions", 0), (f"{prefix}/+/alerts", 0),
+                          (self.topics.forwarded("+"), 1), (self._sync_topic, 1)]
                          + [(topic, 0) for topic in self.subscriptions])
         for callback in self.on_connected:
             try:
@@ -200,6 +240,15 @@ class MqttLink:
         topic = message.topic
         if topic.endswith(("/captions", "/alerts")) and topic.count("/") == self.topics.prefix.count("/") + 2:
             self.sent_payloads.add(message.payload)
+            return
+        if topic == self._sync_topic:
+            future = self._syncs.pop(message.payload, None)
+            if future is not None and not future.done():  # paho reads on the link's loop: set it here
+                future.set_result(True)
+            return
+        if _matches(self.topics.forwarded("+"), topic):
+            if message.payload:  # an empty retained message clears the marker: nothing to note
+                self.forwarded.add(topic.split("/")[-3], message.payload)
             return
         for pattern, callback in self.subscriptions.items():
             if _matches(pattern, topic):
@@ -242,6 +291,24 @@ class MqttLink:
         finally:
             for mid in list(left):
                 self._waiting.pop(mid, None)
+
+    async def synced(self, timeout_s: float) -> bool:
+        """On the link's loop: whether this link has now seen every message the broker routed to
+        it before this call (markers and digests): a token sent to itself comes back after them."""
+        if not self.connected:
+            return False
+        token = uuid.uuid4().hex.encode()
+        future = asyncio.get_running_loop().create_future()
+        self._syncs[token] = future
+        self.client.publish(self._sync_topic, token, qos=1)
+        self.flush()
+        try:
+            await asyncio.wait_for(future, timeout_s)
+            return True
+        except asyncio.TimeoutError:
+            return False
+        finally:
+            self._syncs.pop(token, None)
 
     @staticmethod
     def wait(infos: Sequence[Any], timeout_s: float) -> bool:

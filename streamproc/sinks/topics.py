@@ -16,6 +16,7 @@
     <prefix>/rules/<rule>/enabled        ON | OFF                    retained
     <prefix>/rules/<rule>/enabled/set    ON | OFF                    command (Home Assistant switch)
     <prefix>/<source>/summary            summary events (JSON)       retained (the latest)
+    <prefix>/<source>/bridge/forwarded   cluster mode: the last stream sequence forwarded   retained
 """
 from __future__ import annotations
 
@@ -75,6 +76,10 @@ class Topics:
 
     def last_caption(self, source: str) -> str:
         return f"{self.prefix}/{check_level(source, 'source')}/captions/last"
+
+    def forwarded(self, source: str) -> str:
+        """Cluster mode: the newest stream message of `source` the bridge forwarded (retained)."""
+        return f"{self.prefix}/{source if source == '+' else check_level(source, 'source')}/bridge/forwarded"
 
     def alert_snapshot(self, source: str) -> str:
         return f"{self.prefix}/{check_level(source, 'source')}/alerts/snapshot"
