@@ -27,6 +27,7 @@ from typing import Any, Optional
 
 from .membership import Membership
 from .ownership import Holding, LostCamera, Ownership, StaleToken
+from .tokens import TokenPuller
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ class LeaseManager:
                                      heartbeat_s=self.lease.heartbeat)
         self.stopping = False
         self.counters = {"fenced": 0, "renewals": 0, "renewals_unanswered": 0, "longest_unconfirmed_s": 0.0}
-        self._psub: Any = None
+        self._tokens = TokenPuller(nc, self.names.leases, self.names.lease_consumer)
         self._boxes: Any = None
         self._wake = asyncio.Event()  # set when stopping: the loops' pauses end at once
         self._renewing = True
@@ -65,7 +66,7 @@ class LeaseManager:
 
     async def start(self) -> None:
         self.check_timing()
-        self._psub = await self.js.pull_subscribe_bind(durable=self.names.lease_consumer, stream=self.names.leases)
+        await self._tokens.start()
         self._boxes = await self.js.key_value(self.names.boxes_kv)
         self.membership.status = self._status()
         await self.membership.start(settle_s=min(1.0, self.lease.heartbeat))
@@ -177,26 +178,37 @@ class LeaseManager:
                 log.info("cluster: %s holds %d, its fair share is %d: giving %s back", self.config.box, held, want,
                          newest.camera)
                 await self.ownership.release(newest.camera, drain_s=self.lease.fence / 2)
+                await self._hand_back_strays()
                 await self._pause(wait)
             elif held == want:
+                await self._hand_back_strays()
                 await self._pause(wait)
             else:
-                await self._fetch(want - held, wait)
+                await self._fetch(wait)
 
-    async def _fetch(self, count: int, wait: float) -> None:
-        import nats.errors
-
-        asked = time.monotonic()  # the leases of what comes start after this
+    async def _fetch(self, wait: float) -> None:
         try:
-            tokens = await self._psub.fetch(count, timeout=wait)
-        except (nats.errors.TimeoutError, asyncio.TimeoutError):
-            return
+            pulled = await self._tokens.pull(wait)
         except Exception as error:
-            log.debug("cluster: fetching camera tokens failed: %s", error)
+            log.debug("cluster: asking for a camera token failed: %s", error)
             await self._pause(wait)
             return
-        for token in tokens:
-            await self._take(token, asked)
+        if pulled is not None:
+            await self._take(*pulled)
+
+    async def _hand_back_strays(self) -> None:
+        """A token that came after its pull gave up, while this box's share is full: give it back
+        at once (a nak: the consumer delivers it to a box that asks), not after its ack_wait.
+        Checked every heartbeat, so it is always the token's current delivery."""
+        for token, _ in self._tokens.strays():
+            camera = self.names.camera_of(token.subject)
+            if camera in self.ownership.holdings:
+                continue  # an old delivery of a token this box holds
+            log.info("cluster: %s's token came after %s stopped asking; giving it back", camera, self.config.box)
+            try:
+                await token.nak()
+            except Exception as error:
+                log.debug("cluster: giving %s's token back failed: %s", camera, error)
 
     async def _take(self, token: Any, asked: float) -> None:
         camera = self.names.camera_of(token.subject)
@@ -238,6 +250,7 @@ class LeaseManager:
         self._renewing = False
         if "renew" in self._tasks:
             await asyncio.wait([self._tasks["renew"]], timeout=self.lease.heartbeat + 1.0)
+        await self._tokens.stop()
         try:
             await self.membership.leave()
             await asyncio.wait_for(self._boxes.delete(self.config.box), 1.0)

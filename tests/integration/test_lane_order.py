@@ -126,7 +126,7 @@ def test_four_workers_keep_each_sources_captions_and_alerts_in_order(make_video,
 
     assert not overlaps, f"two segments of one source with the model at once: {overlaps[:5]}"
     assert not sink.overlaps, f"two threads emitting one source's events at once: {sink.overlaps[:5]}"
-    total = 0
+    total = flips = 0
     for source in SOURCES:
         stream = [e for e in sink.events if e.source == source and e.type in ("caption", "alert")]
         captions = [e for e in stream if e.type == "caption"]
@@ -153,8 +153,10 @@ def test_four_workers_keep_each_sources_captions_and_alerts_in_order(make_video,
             expected += [e.data["transition"] for e in replay.evaluate(source, segment, caption.data["text"])]
         got = [e.data["transition"] for e in stream if e.type == "alert"]
         assert got == expected, f"{source}: alerts differ from an in-order evaluation"
-        assert len(got) >= 4, "the rule should flip several times"
+        assert len(got) >= 2, f"{source}: the rule should flip"
+        flips += len(got)
     assert total >= 360
+    assert flips >= 16, "the rule should flip often (41 flips here; 3 on one source was seen in CI)"
 
 
 def write_scene(path, scene, seconds: int) -> None:
