@@ -82,7 +82,8 @@ def test_batch_jobs_across_workers(cluster_prerequisites, tmp_path, tiny_model_d
                 workers[name] = ServiceProcess(
                     ["-m", "tests.cluster.fast_backend", "worker", "--queue", queue, "--model", str(tiny_model_dir),
                      "--name", name, "--ack-wait", str(ACK_WAIT), "--max-deliveries", "3"],
-                    tmp_path, name=name, env=env,
+                    # w0 is slow (2 s per call), so the kill lands inside a job even on a loaded machine
+                    tmp_path, name=name, env={**env, "STREAMPROC_TEST_DELAY_S": "2.0"} if name == "w0" else env,
                 )
             killed_job = _kill_mid_job(cluster.urls, workers["w0"])
             assert submit.wait(120) == 1, submit.log()  # 1: the poison file failed
@@ -131,6 +132,10 @@ def _kill_mid_job(urls: list[str], worker: ServiceProcess) -> str:
         for job, state in _states(urls).items():
             if state.get("status") == "running" and state.get("worker") == "w0":
                 worker.close()  # SIGKILL, the whole process group
-                return job
+                # the job w0 was in when it died (it may have finished that one and begun the next
+                # between the read above and the kill); its state stays "running" until ack_wait
+                stuck = [j for j, s in _states(urls).items() if s.get("status") == "running" and s.get("worker") == "w0"]
+                assert stuck, "w0 was between two jobs when it was killed"
+                return stuck[0]
         time.sleep(0.05)
     raise AssertionError("w0 never had a job half done")

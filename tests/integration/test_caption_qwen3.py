@@ -14,7 +14,7 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-pytestmark = [pytest.mark.hf, pytest.mark.slow]
+pytestmark = [pytest.mark.hf, pytest.mark.slow, pytest.mark.cpu_bound]
 
 REPO = Path(__file__).resolve().parents[2]
 

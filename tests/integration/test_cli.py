@@ -13,7 +13,7 @@ import pytest
 
 from streamproc.samples import write_audio_only
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.cpu_bound]
 
 
 def streamproc(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:

@@ -22,7 +22,7 @@ from tests.support.mosquitto import Mosquitto, mosquitto_unavailable_reason
 from tests.support.prerequisites import unavailable
 from tests.support.segments import stand_in_capabilities
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.cpu_bound]
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))

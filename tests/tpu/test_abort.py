@@ -20,7 +20,7 @@ from streamproc.errors import Aborted
 from .conftest import bmodel_path
 from .support import assert_greedy_parity, child_report, run_child
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.cpu_bound]
 
 WORDS = "a person in a yellow jacket walks along the fence while a truck waits at the gate"
 

@@ -12,7 +12,7 @@ from streamproc.ingest.sources import VideoSource
 
 from .support import assert_greedy_parity
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.cpu_bound]
 
 SEQ_LENGTH = 256
 PROMPT = "Describe what happens in this video in one sentence."

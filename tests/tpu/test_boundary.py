@@ -8,7 +8,7 @@ import pytest
 
 from .conftest import bmodel_path
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.cpu_bound]
 
 
 def test_info_times_and_a_failed_call(native, runtime_dir, tiny_builder):

@@ -17,7 +17,7 @@ from streamproc.backends import GenerationParams
 from .conftest import unavailable
 from .support import REPO, assert_greedy_parity
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.cpu_bound]
 
 COMMON = ["--chip", "bm1684x", "--segment-seconds", "4", "--max-pixels", "112x224", "--quantize", "bf16", "--strip-kernel"]
 BUILDS = {  # name: extra flags, expected layout

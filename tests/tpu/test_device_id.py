@@ -14,7 +14,7 @@ from tests.support.cli_runs import write_yaml
 from .conftest import bmodel_path
 from .support import REPO
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.cpu_bound]
 
 
 def streamproc(args, runtime_dir, cwd, timeout=300):

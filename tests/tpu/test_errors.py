@@ -18,7 +18,7 @@ from streamproc.errors import DeviceError, InputTooLarge, ModelError
 from .conftest import bmodel_path
 from .support import assert_greedy_parity, child_report, image, run_child, video
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.cpu_bound]
 
 
 def backend_config(path, tiny_model_dir, runtime_dir):

@@ -23,7 +23,7 @@ from streamproc.ingest.sampling import smart_resize
 from .conftest import FIXTURES, bmodel_path
 from .support import child_report, run_child
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.cpu_bound]
 
 MANIFEST = json.loads((FIXTURES / "MANIFEST.json").read_text())["fixtures"]
 BM1684X = sorted(n for n, f in MANIFEST.items() if f["chip"] == "BM1684X" and n != "not_qwen_add")

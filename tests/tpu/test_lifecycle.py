@@ -10,7 +10,7 @@ from streamproc.qwen import block_mask
 from .conftest import bmodel_path
 from .support import assert_greedy_parity, child_report, image, run_child
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.cpu_bound]
 
 
 LEAK_CHILD = """

@@ -33,7 +33,7 @@ from streamproc.backends import GenerationParams
 from .conftest import bmodel_path
 from .support import assert_greedy_parity, child_report, image, run_child, video
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.cpu_bound]
 
 NEW_TOKENS = 6
 LONG_PROMPT = " ".join(

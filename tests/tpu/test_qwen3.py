@@ -17,7 +17,7 @@ from streamproc.backends import GenerationParams
 from .conftest import bmodel_path
 from .support import assert_greedy_parity, child_report, run_child
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.cpu_bound]
 
 STATIC, HISTORY, BM1688 = "qwen3_static_bf16_s256_i128", "qwen3_history_bf16_s256_c64", "qwen3_bm1688_static_bf16_s256_i128"
 PROMPT = "Describe what happens."

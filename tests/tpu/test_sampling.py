@@ -17,7 +17,7 @@ import pytest
 from streamproc.backends import GenerationParams
 from streamproc.errors import ModelError
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.cpu_bound]
 
 TOKENS = 4
 PROMPT = "Describe what happens in the video."

@@ -18,7 +18,7 @@ from tests.support.serve import data_url, image_part, serve_process, test_image,
 from tests.support.service import REPO  # noqa: E402
 from tests.tpu.conftest import bmodel_path  # noqa: E402
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900), pytest.mark.cpu_bound]
 
 FIXTURE = "dynamic_bf16_s256"  # greedy only (no --do_sample), 256 tokens of context
 QUESTION = "Describe a quiet street."

@@ -16,7 +16,7 @@ from tests.support.service import ServiceProcess, wait_until
 
 from .conftest import bmodel_path, unavailable
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.cpu_bound]
 
 
 def test_run_on_the_qwen3_fixture_with_gate_rules_and_mqtt(tmp_path, runtime_dir, tiny_qwen3_dir, make_video):

@@ -10,7 +10,7 @@ import pytest
 
 from streamproc.bench import gate
 
-pytestmark = pytest.mark.slow  # ~20 s on 2 busy cores: 1,560 frames rendered, some encoded
+pytestmark = [pytest.mark.slow, pytest.mark.cpu_bound]  # ~20 s on 2 busy cores: 1,560 frames rendered, some encoded
 
 
 def test_gate_skips_static_segments_and_misses_no_event():

@@ -20,7 +20,7 @@ from streamproc.config.gate import GateConfig
 from streamproc.gate.gate import SceneGate
 from tests.support.prerequisites import unavailable
 
-pytestmark = pytest.mark.slow  # ~20 s: four clips re-encoded on 2 cores
+pytestmark = [pytest.mark.slow, pytest.mark.cpu_bound]  # ~20 s: four clips re-encoded on 2 cores
 
 TRUTH = Path(__file__).with_name("gate_real_truth.csv")
 

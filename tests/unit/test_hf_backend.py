@@ -16,7 +16,7 @@ from streamproc.config.model import HfBackendConfig  # noqa: E402
 from streamproc.errors import ModelError  # noqa: E402
 from streamproc.qwen import InputBuilder  # noqa: E402
 
-pytestmark = pytest.mark.hf
+pytestmark = [pytest.mark.hf, pytest.mark.cpu_bound]
 
 
 def generate_reference(backend, processor, content, max_new_tokens, **media):
