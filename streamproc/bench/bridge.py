@@ -116,7 +116,7 @@ def check(received: list[bytes], cameras: list[str], events: int) -> dict[str, A
             "out_of_order": out_of_order, "unexpected": len(set(ids) - expected)}
 
 
-def _mosquitto(work: Path) -> tuple[subprocess.Popen, int]:
+def start_mosquitto(work: Path) -> tuple[subprocess.Popen, int]:
     """A mosquitto on a free loopback port, with its defaults (Nagle on, as most brokers run)."""
     import shutil
 
@@ -189,7 +189,7 @@ def measure(*, events: int, boxes: int, cameras: int, partitions: int, batch: in
 
     names = [f"cam{i:02d}" for i in range(cameras)]
     with NatsCluster(work, 3, name="bridge") as nats_cluster:
-        broker, port = _mosquitto(work)
+        broker, port = start_mosquitto(work)
         procs: list[subprocess.Popen] = []
         try:
             cluster = ClusterConfig(servers=nats_cluster.urls, name=SITE, box="bench", bridge_partitions=partitions,

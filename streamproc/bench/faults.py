@@ -508,10 +508,10 @@ def run_once(assets: Path, work: Path, *, cameras: int, capacity: int, ack_wait:
 
     from ..cluster.local import NatsCluster
     from ..config.cluster import LeaseConfig
-    from .cluster import _mosquitto
+    from .bridge import start_mosquitto
 
     lease = LeaseConfig() if ack_wait is None else LeaseConfig(ack_wait_s=ack_wait)
-    broker, port = _mosquitto(work)
+    broker, port = start_mosquitto(work)
     mqtt = MqttLog(port)
     try:
         with NatsCluster(work, 3, name=SITE) as cluster:

@@ -284,10 +284,7 @@ class MqttLink:
         for mid in left:
             self._waiting[mid] = waiter
         try:
-            await asyncio.wait_for(future, timeout_s)
-            return True
-        except asyncio.TimeoutError:
-            return False
+            return await _within(future, timeout_s)
         finally:
             for mid in list(left):
                 self._waiting.pop(mid, None)
@@ -303,10 +300,7 @@ class MqttLink:
         self.client.publish(self._sync_topic, token, qos=1)
         self.flush()
         try:
-            await asyncio.wait_for(future, timeout_s)
-            return True
-        except asyncio.TimeoutError:
-            return False
+            return await _within(future, timeout_s)
         finally:
             self._syncs.pop(token, None)
 
@@ -363,3 +357,12 @@ def _matches(pattern: str, topic: str) -> bool:
         if index >= len(topic_levels) or (level != "+" and level != topic_levels[index]):
             return False
     return len(pattern_levels) == len(topic_levels)
+
+
+async def _within(future: "asyncio.Future", timeout_s: float) -> bool:
+    """Whether `future` completes within `timeout_s`."""
+    try:
+        await asyncio.wait_for(future, timeout_s)
+        return True
+    except asyncio.TimeoutError:
+        return False

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support.mosquitto import mosquitto_unavailable_reason
-from tests.support.nats import nats_unavailable_reason
+from tests.support.nats import NatsCluster, nats_unavailable_reason
 from tests.support.prerequisites import unavailable
 
 
@@ -14,6 +14,16 @@ def cluster_prerequisites() -> None:
     reason = nats_unavailable_reason() or mosquitto_unavailable_reason()
     if reason:
         unavailable(reason)
+
+
+@pytest.fixture
+def nats_url(tmp_path):
+    """The URLs of a one-node JetStream server of the test's own."""
+    reason = nats_unavailable_reason()
+    if reason:
+        unavailable(reason)
+    with NatsCluster(tmp_path, 1, name="single") as cluster:
+        yield cluster.urls
 
 
 @pytest.fixture(scope="session")

@@ -6,22 +6,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-import pytest
-
 from streamproc.cluster.membership import Membership
-from tests.support.nats import NatsCluster, nats_unavailable_reason
-from tests.support.prerequisites import unavailable
 
 WINDOW_S, HEARTBEAT_S = 1.0, 0.2
-
-
-@pytest.fixture
-def nats_url(tmp_path):
-    reason = nats_unavailable_reason()
-    if reason:
-        unavailable(reason)
-    with NatsCluster(tmp_path, 1, name="alive") as cluster:
-        yield cluster.urls
 
 
 async def _box(urls, name: str) -> Membership:

@@ -8,22 +8,9 @@ import asyncio
 import json
 import time
 
-import pytest
-
 from streamproc.cluster.tokens import TokenPuller
-from tests.support.nats import NatsCluster, nats_unavailable_reason
-from tests.support.prerequisites import unavailable
 
 ACK_WAIT_S = 10.0
-
-
-@pytest.fixture
-def nats_url(tmp_path):
-    reason = nats_unavailable_reason()
-    if reason:
-        unavailable(reason)
-    with NatsCluster(tmp_path, 1, name="tokens") as cluster:
-        yield cluster.urls
 
 
 async def _site(urls) -> tuple:
