@@ -14,8 +14,6 @@ from streamproc.config.cluster import ClusterConfig
 from streamproc.config.rules import RuleConfig
 from streamproc.events import caption_event
 from streamproc.rules.alerts import RuleEngine
-from tests.support.nats import NatsCluster, nats_unavailable_reason
-from tests.support.prerequisites import unavailable
 from tests.support.segments import make_result, make_segment
 
 RULES = [RuleConfig(name="person", keywords=["person"], raise_after=1, clear_after=1)]
@@ -53,25 +51,21 @@ class Host:
 
 
 @pytest.fixture
-def site(tmp_path):
-    reason = nats_unavailable_reason()
-    if reason:
-        unavailable(reason)
-    with NatsCluster(tmp_path, 1, name="fence") as cluster:
-        config = ClusterConfig(servers=cluster.urls, name="t", box="a", replicas=1, lease={"ack_wait_s": 4})
-        loop = LoopThread()
-        nc = loop.call(connect(config, "test"), 10)
-        js = nc.jetstream()
-        names = loop.call(ensure_layout(js, config, ["cam1"]), 10)
-        owners = []
-        for box in ("a", "b"):
-            owner = Ownership(loop, js, names, box, lambda: True)
-            owner.host = Host()
-            loop.call(owner.open(), 10)
-            owners.append(owner)
-        yield loop, js, names, owners
-        loop.call(nc.close(), 5)
-        loop.stop()
+def site(nats_url):
+    config = ClusterConfig(servers=nats_url, name="t", box="a", replicas=1, lease={"ack_wait_s": 4})
+    loop = LoopThread()
+    nc = loop.call(connect(config, "test"), 10)
+    js = nc.jetstream()
+    names = loop.call(ensure_layout(js, config, ["cam1"]), 10)
+    owners = []
+    for box in ("a", "b"):
+        owner = Ownership(loop, js, names, box, lambda: True)
+        owner.host = Host()
+        loop.call(owner.open(), 10)
+        owners.append(owner)
+    yield loop, js, names, owners
+    loop.call(nc.close(), 5)
+    loop.stop()
 
 
 def _segment_events(owner: Ownership, index: int, text: str):
