@@ -41,6 +41,7 @@ SITE = "bench"
 PREFIX = "benchsite"
 LOG_ERRORS = r"Traceback|InvalidStateError|Task exception was never retrieved|Exception in callback"
 LOG_ERROR_CAUSE = r"^(?:\w+\.)*\w*(?:Error|Exception)\b.*$"  # the line that names it (after the traceback)
+_FENCED = re.compile(r"could not confirm \S+'s lease")  # leases.py's fence line, one per camera
 
 
 # -- the boxes ------------------------------------------------------------------------------------
@@ -160,7 +161,11 @@ class Site:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def fenced(self) -> int:
-        return sum(self.log(name).count("could not confirm") for name in self.procs)
+        return sum(self.fenced_in(name) for name in self.procs)
+
+    def fenced_in(self, name: str) -> int:
+        """Cameras box `name` fenced (the bridge's "could not confirm what the broker routed" is not one)."""
+        return len(_FENCED.findall(self.log(name)))
 
     async def epochs(self) -> dict[str, int]:
         kv = await self.js.key_value(f"{SITE}_cameras")
@@ -282,7 +287,7 @@ async def box_freeze(site: Site, victim: str, boxes: set[str], lease: Any) -> Ph
     moved = await site.epochs()
     phase.owner_changes = _diff(moved, epochs)
     os.kill(site.procs[victim].pid, signal.SIGCONT)
-    await wait_for(lambda: site.log(victim).count("could not confirm") >= len(held), 30, f"{victim} fencing itself")
+    await wait_for(lambda: site.fenced_in(victim) >= len(held), 30, f"{victim} fencing itself")
     await _settled(site, boxes, lease)
     phase.rebalanced = await _changes(site, moved)
     phase.fenced = site.fenced() - fenced
