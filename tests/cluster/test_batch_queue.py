@@ -125,17 +125,20 @@ def _wait_for(predicate, timeout_s: float, process: ServiceProcess) -> None:
         time.sleep(0.1)
 
 
+def _running_on_w0(urls: list[str]) -> list[str]:
+    return [job for job, state in _states(urls).items() if state.get("status") == "running" and state.get("worker") == "w0"]
+
+
 def _kill_mid_job(urls: list[str], worker: ServiceProcess) -> str:
     """SIGKILL `worker` while it is in the middle of a job; that job's id."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        for job, state in _states(urls).items():
-            if state.get("status") == "running" and state.get("worker") == "w0":
-                worker.close()  # SIGKILL, the whole process group
-                # the job w0 was in when it died (it may have finished that one and begun the next
-                # between the read above and the kill); its state stays "running" until ack_wait
-                stuck = [j for j, s in _states(urls).items() if s.get("status") == "running" and s.get("worker") == "w0"]
-                assert stuck, "w0 was between two jobs when it was killed"
-                return stuck[0]
+        if _running_on_w0(urls):
+            worker.close()  # SIGKILL, the whole process group
+            # the job w0 was in when it died (it may have finished that one and begun the next
+            # between the read above and the kill); its state stays "running" until ack_wait
+            stuck = _running_on_w0(urls)
+            assert stuck, "w0 was between two jobs when it was killed"
+            return stuck[0]
         time.sleep(0.05)
     raise AssertionError("w0 never had a job half done")

@@ -8,6 +8,7 @@ imported from a package counts as its submodule when a file of that name exists.
     graph.edges["streamproc.app"]           # modules streamproc.app imports
     graph.folder_edges()                    # "pipeline" -> {"lanes", "gate", ...}
     graph.cycles(graph.edges)               # strongly connected groups of more than one node
+    graph.names                             # (where, module, name) of every `from streamproc... import name`
 """
 from __future__ import annotations
 
@@ -22,6 +23,15 @@ def _module_name(root: Path, path: Path) -> str:
     if parts[-1] == "__init__":
         parts.pop()
     return ".".join(parts)
+
+
+def _from_target(base_parts: list[str], node: ast.ImportFrom) -> str:
+    """The module a `from X import ...` reads, relative ones resolved against `base_parts` (the
+    importing module's package)."""
+    if not node.level:
+        return node.module or ""
+    anchor = base_parts[: len(base_parts) - (node.level - 1)]
+    return ".".join(anchor + ([node.module] if node.module else []))
 
 
 def _runtime_nodes(tree: ast.AST) -> Iterable[ast.AST]:
@@ -41,29 +51,35 @@ class ImportGraph:
     package: str
     modules: set[str]
     edges: dict[str, set[str]] = field(default_factory=dict)
+    # ("file:line", module, name) of every `from <this package>... import name`, those under
+    # `if TYPE_CHECKING:` included: each name must exist in its module
+    names: list[tuple[str, str, str]] = field(default_factory=list)
 
     @classmethod
     def of_package(cls, root: Path) -> "ImportGraph":
         files = {_module_name(root, path): path for path in root.rglob("*.py")}
         # the C++ extension (native/, built by CMake into the package) is a module too, built or not
         graph = cls(root.name, set(files) | {f"{root.name}._native"})
-        for name, path in files.items():
-            is_package = path.name == "__init__.py"
-            graph.edges[name] = graph._imports(name, is_package, ast.parse(path.read_text(encoding="utf-8")))
+        for name, path in sorted(files.items()):
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            base_parts = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+            graph.edges[name] = graph._imports(name, base_parts, tree)
+            where = path.relative_to(root.parent)
+            graph.names += [
+                (f"{where}:{node.lineno}", target, alias.name)
+                for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                for target in [_from_target(base_parts, node)] if target.split(".")[0] == graph.package
+                for alias in node.names
+            ]
         return graph
 
-    def _imports(self, module: str, is_package: bool, tree: ast.AST) -> set[str]:
+    def _imports(self, module: str, base_parts: list[str], tree: ast.AST) -> set[str]:
         found: set[str] = set()
-        base_parts = module.split(".") if is_package else module.split(".")[:-1]
         for node in _runtime_nodes(tree):
             if isinstance(node, ast.Import):
                 found.update(self._resolve(alias.name) for alias in node.names)
             elif isinstance(node, ast.ImportFrom):
-                if node.level:
-                    anchor = base_parts[: len(base_parts) - (node.level - 1)]
-                    target = ".".join(anchor + ([node.module] if node.module else []))
-                else:
-                    target = node.module or ""
+                target = _from_target(base_parts, node)
                 for alias in node.names:
                     found.add(self._resolve(f"{target}.{alias.name}", fallback=target))
         return {name for name in found if name and name.split(".")[0] == self.package and name != module}

@@ -81,30 +81,6 @@ def test_rules_import_no_sinks_or_backends():
     assert under(modules, "streamproc.sinks", "streamproc.backends", "streamproc.pipeline") == []
 
 
-def _imported_names() -> list[tuple[str, str, str]]:
-    """(importing file:line, module, name) for every `from streamproc... import name` in the
-    package, the lazy ones inside functions included."""
-    import ast
-
-    found = []
-    root = REPO / "streamproc"
-    for path in sorted(root.rglob("*.py")):
-        package = list(path.relative_to(REPO).parts[:-1])  # what a relative import is relative to
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if not isinstance(node, ast.ImportFrom):
-                continue
-            if node.level:
-                base = package[: len(package) - node.level + 1]
-                module = ".".join(base + ([node.module] if node.module else []))
-            elif (node.module or "").startswith("streamproc"):
-                module = node.module
-            else:
-                continue
-            for alias in node.names:
-                found.append((f"{path.relative_to(REPO)}:{node.lineno}", module, alias.name))
-    return found
-
-
 def test_every_name_imported_from_the_package_exists():
     """A lazy import of a name that was renamed or moved fails only when its function runs (the
     fault bench did, once): so every such name is looked up here."""
@@ -112,7 +88,7 @@ def test_every_name_imported_from_the_package_exists():
     import importlib.util
 
     missing = []
-    for where, module, name in _imported_names():
+    for where, module, name in GRAPH.names:
         if name == "*":
             continue
         try:
