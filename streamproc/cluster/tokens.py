@@ -16,8 +16,11 @@ import time
 from collections import deque
 from typing import Any, Optional
 
-_EXPIRY_MARGIN_S = 0.02  # the server ends a pull request this much before the client stops waiting: a
-# token that answers it has reached the box before the next request is sent, so `asked` is never late
+# The server ends a pull request this much before the client stops waiting: a token that answers it
+# has reached the box before the next request is sent, so `asked` is not late. (A box starved or
+# frozen with a token unread may send the next request first; a lease it then thinks it holds longer
+# than it does is caught by the epoch fences of ownership.py, as for any frozen box.)
+_EXPIRY_MARGIN_S = 0.02
 
 
 class TokenPuller:
