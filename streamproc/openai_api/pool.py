@@ -9,7 +9,6 @@ loop keeps serving other requests (and streaming tokens) meanwhile.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import math
 import time
@@ -37,14 +36,6 @@ class Outcome:
     model_s: float  # the whole model call
 
 
-def streams_tokens(backend: Backend) -> bool:
-    """Whether backend.describe takes an `on_token` callback (the TPU backend does)."""
-    try:
-        return "on_token" in inspect.signature(backend.describe).parameters
-    except (TypeError, ValueError):
-        return False
-
-
 def run_job(backend: Backend, job: ChatJob, emit: Optional[Emit], cancelled: Callable[[], bool]) -> Outcome:
     """One request on `backend`, on the calling (worker) thread. `emit` gets text deltas as they
     are generated (streaming); stop strings and a client that went away end generation early."""
@@ -52,7 +43,7 @@ def run_job(backend: Backend, job: ChatJob, emit: Optional[Emit], cancelled: Cal
     started = time.perf_counter()
     first: list[float] = []
     text = TextStream(builder, job.stop)
-    callback_ok = streams_tokens(backend)
+    callback_ok = backend.capabilities.streaming  # declared: describe takes on_token
     needs_callback = bool(emit or job.stop)
 
     def on_token(token: int) -> None:
