@@ -22,7 +22,7 @@ import threading
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from ..cluster.presence import PERIOD_S
 

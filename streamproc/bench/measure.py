@@ -11,7 +11,6 @@ import statistics
 import subprocess
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from ..paths import cache_dir
 

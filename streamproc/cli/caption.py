@@ -1,7 +1,6 @@
 """`streamproc caption`: caption video files in batch into JSONL / SRT / WebVTT files."""
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Optional

@@ -2,7 +2,6 @@
 an image or a video, like the seed's demo: interactive, `clear` starts over, -p answers once."""
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 

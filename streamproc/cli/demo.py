@@ -12,7 +12,6 @@ a private folder removed at the end. Each run has its own MQTT client id and top
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil

@@ -8,7 +8,6 @@ CONNECT, so wrong credentials fail here). Every hint names a command an installe
 """
 from __future__ import annotations
 
-import importlib.util
 import sys
 import time
 from pathlib import Path

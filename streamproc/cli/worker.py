@@ -1,11 +1,9 @@
 """`streamproc worker --queue nats://...`: caption jobs that `streamproc caption --queue` submitted."""
 from __future__ import annotations
 
-import argparse
 import logging
 import signal
 import threading
-from pathlib import Path
 
 EPILOG = """\
 examples:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import time
 
-import pytest
 
 from streamproc.bench.bridge import PREFIX, SITE, Subscriber, check, store_captions
 from streamproc.cluster.bridge import MqttBridge, MqttLink

@@ -7,7 +7,7 @@ import pytest
 from streamproc.config.ingest import SamplingConfig, SegmentingConfig
 from streamproc.errors import InputTooLarge
 from streamproc.frames import Frame, Gap
-from streamproc.ingest.segmenter import Segmenter, plan_segments, segment_stream, segmenter_for
+from streamproc.ingest.segmenter import plan_segments, segment_stream, segmenter_for
 
 
 def frames(count, start=0.0, fps=1.0, size=(336, 448), source="s"):
