@@ -54,6 +54,7 @@ class Segment:
     gate_reason: str = ""  # why the gate passed it (gate.DESCRIBE_REASONS); "" before the gate
     budget_frames: int = 0  # the model's frame budget for it (the segment plan's); 0: its own count
     parts: int = 1  # segments coalesced into this one by the urgent lanes
+    contended: bool = False  # taken while another camera had described work waiting (urgency.py)
     # A light segment needs no model time and holds no images (the gate's SkippedSegment): it
     # keeps its place in its lane but never counts against the lane's capacity.
     light: ClassVar[bool] = False

@@ -39,12 +39,27 @@ Its parameters:
                      3. heartbeat segments of quiet cameras (gate reason heartbeat);
                    ROUND_ROBIN (the old way): cameras in turn, whatever they hold.
   preempt          (simulator only; evaluated, not adopted) an onset that arrives while the chip
-                   runs a lower-class call aborts that call.
+                   runs a lower-class call aborts that call (its chip time is lost).
+  busy_caption_tokens
+                   Under contention (another camera has described work waiting when the model takes
+                   a camera), the call's caption budget is this instead of caption_tokens: a
+                   shorter caption frees the chip sooner for the cameras waiting. None: off.
+  busy_frames      Under contention the call's frames are thinned evenly to this many (first and
+                   last kept): less ViT work; nothing is dropped. None: off.
+  yield_tokens     Once a running call's verdict lines are out (the alert has gone), an onset
+                   segment waiting in ANOTHER camera ends the call's caption within this many more
+                   tokens (at a sentence end if one comes first; the caption so far is kept, its
+                   event says finish_reason "ended"). The call is not aborted: nothing it spent is
+                   lost, only caption words. Needs a streaming backend and at least one rule.
+                   None: off.
   heartbeat_s      The gate's heartbeat (gate.heartbeat_s): a quiet camera is described at
                    least this often, at the lowest priority.
 
-URGENT holds the defaults: onset 4 s after 2 s quiet, hold 8 s, verdicts first, 40-token
-captions, 6 tokens per verdict, joint call, coalescing, urgency order, no preempt. OLD is the
+URGENT holds the defaults: onset 2 s after 2 s quiet, hold 8 s, verdicts first, 40-token
+captions (16 and at most 8 frames under contention, a caption ended within 8 tokens for an onset
+elsewhere), 6 tokens per verdict, joint call, coalescing, urgency order, no preempt.
+docs/benchmarks.md ("Cameras per chip") has the figures behind these values and the
+alternatives tried. OLD is the
 service before issue 22. The service takes them as `service.policy.preset` (config/service.py).
 
 Skipped (unchanged) segments never take the chip; their events go out at once when their camera
@@ -91,7 +106,7 @@ class Preset(enum.Enum):
 
 @dataclass(frozen=True)
 class Policy:
-    onset_s: Optional[float] = 4.0
+    onset_s: Optional[float] = 2.0
     quiet_s: float = 2.0
     hold_s: Optional[float] = 8.0
     verdicts_first: bool = True
@@ -103,6 +118,15 @@ class Policy:
     order: Order = Order.URGENCY
     queue_size: int = 4  # only without coalescing
     heartbeat_s: Optional[float] = 600.0
+    busy_caption_tokens: Optional[int] = 16
+    busy_frames: Optional[int] = 8
+    yield_tokens: Optional[int] = 8
+
+    def caption_budget(self, contended: bool) -> int:
+        """The caption's token budget for a call taken with (or without) other cameras waiting."""
+        if contended and self.busy_caption_tokens is not None:
+            return min(self.caption_tokens, self.busy_caption_tokens)
+        return self.caption_tokens
 
     def describe(self) -> str:
         onset = (f"onset {self.onset_s:g} s after {self.quiet_s:g} s quiet, hold {self.hold_s:g} s"
@@ -112,6 +136,11 @@ class Policy:
             onset += ", verdicts first"
         if self.preempt:
             onset += ", onset preempts"
+        if self.busy_caption_tokens is not None or self.busy_frames is not None:
+            onset += (f", under contention {self.busy_caption_tokens or self.caption_tokens}-token captions"
+                      f"{f' and {self.busy_frames} frames' if self.busy_frames else ''}")
+        if self.yield_tokens is not None:
+            onset += f", a caption ends within {self.yield_tokens} tokens for an onset elsewhere"
         lanes = "coalesced" if self.coalesce else f"lanes of {self.queue_size}, drop oldest"
         return (f"{self.rules_mode.value} rules, {self.caption_tokens}-token captions, {onset}, {lanes}, "
                 f"{self.order.value.replace('_', ' ')}")
@@ -121,7 +150,7 @@ URGENT = Policy()
 # what the service did before issue 22: follow-up turns, 80-token captions, fixed segments,
 # round robin over lanes of 4 that drop their oldest
 OLD = Policy(onset_s=None, hold_s=None, verdicts_first=False, caption_tokens=80, rules_mode=RulesMode.FOLLOWUP,
-             coalesce=False, order=Order.ROUND_ROBIN)
+             coalesce=False, order=Order.ROUND_ROBIN, busy_caption_tokens=None, busy_frames=None, yield_tokens=None)
 PRESETS = {Preset.URGENT: URGENT, Preset.OLD: OLD}
 
 

@@ -79,7 +79,8 @@ class App:
                 self.metrics.gate.labels(name, "described", "change")
         self.policy = config.service.policy.resolve()  # the urgency policy (streamproc/urgency.py)
         self.lanes = FairSegmentQueue(on_drop=DroppedSegments(self.metrics, self.gate.forget), order=self.policy.order,
-                                      on_coalesce=lambda source, merged: self.metrics.coalesced.labels(source).inc(merged))
+                                      on_coalesce=lambda source, merged: self.metrics.coalesced.labels(source).inc(merged),
+                                      busy_frames=self.policy.busy_frames)
         self.backend_factory = backend_factory or (lambda: create_backend(config.backend))
         self.serve_http = config.http.enabled if serve_http is None else serve_http
         self.bus = EventBus(self._plugins(plugins, names), on_error=lambda name, error: self.metrics.errors.labels("sink").inc())
@@ -147,8 +148,11 @@ class App:
     def _pipeline(self, config: Config, sizer: Any) -> Pipeline:
         settings = describe_settings(config, self.live_sources)
 
+        def describer(backend: Any) -> SegmentDescriber:
+            return SegmentDescriber(backend, settings, self.rules, onset_elsewhere=self.lanes.onset_waiting)
+
         def remake() -> SegmentDescriber:  # a backend that keeps failing is made anew
-            return SegmentDescriber(self.backend_factory(), settings, self.rules)
+            return describer(self.backend_factory())
 
         parts = IntakeParts(
             sampling=config.sampling, make_segmenter=sizer.segmenter, gate=self.gate, lanes=self.lanes,
@@ -158,7 +162,7 @@ class App:
         service = config.service
         live_policy = LanePolicy.COALESCE if self.policy.coalesce else LanePolicy(service.live_drop_policy)
         return Pipeline(
-            self.sources, parts, [SegmentDescriber(b, settings, self.rules) for b in self.backends], remake,
+            self.sources, parts, [describer(b) for b in self.backends], remake,
             self.control.is_paused,
             PipelineSettings(service.queue_size, live_policy, service.stuck_after_s, self.start_sources),
         )

@@ -66,7 +66,7 @@ class Result:
     visual_tokens: int
     generated_tokens: int
     model: str
-    finish_reason: str = "stop"  # stop (a stop token) | length (max_new_tokens)
+    finish_reason: str = "stop"  # stop (a stop token) | length (max_new_tokens) | ended (on_token ended it)
     timings: Timings = field(default_factory=Timings)
     token_ids: tuple[int, ...] = ()
 
@@ -152,7 +152,9 @@ class BackendCapabilities:
     keeps_history: bool  # follow_up prefills only the new turn: the KV cache of the last one is kept
     follow_up: bool  # answers further turns (inputs from the builder's follow_up); False: one-shot requests only
     sampling: bool  # do_sample=True is honoured (a bmodel needs --do_sample heads)
-    streaming: bool  # describe/follow_up take on_token=callable and call it per generated token
+    # describe/follow_up take on_token=callable and call it per generated token; a true return
+    # ends the answer after that token (the result so far, finish_reason "ended")
+    streaming: bool
     geometry: Optional[ModelGeometry] = None  # sizes the model takes (None: not stated)
 
 

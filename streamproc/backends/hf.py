@@ -218,8 +218,9 @@ class HfBackend:
         finish = "length"
         while True:
             generated.append(token)
-            if on_token is not None:
-                on_token(token)
+            if on_token is not None and on_token(token) and token not in stop_ids:
+                finish = "ended"  # the caller's on_token ended the answer here
+                break
             if token in stop_ids:
                 finish = "stop"
                 break

@@ -37,7 +37,7 @@ from .bmodel_nets import read_bmodel_nets
 log = logging.getLogger(__name__)
 
 _open_backends: "weakref.WeakSet[TpuBackend]" = weakref.WeakSet()
-OnToken = Callable[[int], None]
+OnToken = Callable[[int], Optional[bool]]  # True: end the answer after this token
 
 
 @atexit.register
@@ -339,15 +339,18 @@ class TpuBackend:
         """Per ViT call: whole temporal grids that fit MAX_PATCHES (see `vision_chunks`)."""
         return vision_chunks(inputs, self.max_patches, start, self._max_grids)
 
-    def _stream(self, engine, first: int, params: GenerationParams, sampling, on_token: "OnToken") -> list[int]:
-        """generate(), one token at a time so each can be shown as it comes."""
+    def _stream(self, engine, first: int, params: GenerationParams, sampling, on_token: "OnToken") -> tuple[list[int], bool]:
+        """generate(), one token at a time so each can be shown as it comes; (tokens, whether
+        on_token ended the answer)."""
         stops = set(self.builder.stop_ids)
         tokens = [first]
-        on_token(first)
+        if on_token(first) and first not in stops:
+            return tokens, True
         while tokens[-1] not in stops and len(tokens) < params.max_new_tokens and engine.history_length < self.seq_length:
             tokens.append(engine.decode(tokens[-1], sampling))
-            on_token(tokens[-1])
-        return tokens
+            if on_token(tokens[-1]) and tokens[-1] not in stops:
+                return tokens, True
+        return tokens, False
 
     def _run(
         self, inputs: ModelInputs, params: GenerationParams, start: int, on_token: Optional[OnToken] = None
@@ -376,10 +379,11 @@ class TpuBackend:
         history_before = engine.history_length
         try:
             first = engine.prefill(ids, positions, chunks, next_position=inputs.next_position, sampling=sampling)
+            ended = False
             if on_token is None:  # the whole loop in C++, without the GIL
                 tokens = engine.generate(first, params.max_new_tokens, list(self.builder.stop_ids), sampling)
             else:
-                tokens = self._stream(engine, first, params, sampling, on_token)
+                tokens, ended = self._stream(engine, first, params, sampling, on_token)
         except BaseException as exc:
             # The request's history as before it, whatever failed (a native call, an on_token
             # callback): each native call restores what it found, but generate's starts after prefill.
@@ -406,7 +410,7 @@ class TpuBackend:
             visual_tokens=int(inputs.visual_tokens),
             generated_tokens=len(tokens),
             model=self.model_id,
-            finish_reason="stop" if stopped else "length",
+            finish_reason="stop" if stopped else "ended" if ended else "length",
             timings=timings,
             token_ids=tuple(int(t) for t in tokens),
         )

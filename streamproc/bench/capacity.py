@@ -44,8 +44,10 @@ class Mode:
 
 def modes(caption_tokens: int) -> list[Mode]:
     urgent = replace(URGENT, caption_tokens=caption_tokens)
+    calm = replace(urgent, busy_caption_tokens=None, busy_frames=None, yield_tokens=None)
     joint_old = replace(OLD, rules_mode=RulesMode.JOINT, caption_tokens=caption_tokens)
     return [Mode("joint call, urgency policy", urgent, False),
+            Mode("joint call, urgency policy without contention rules", calm, False),
             Mode("joint call, old policy", joint_old, False),
             Mode("follow-ups, old policy, no history", OLD, False),
             Mode("follow-ups, old policy, history KV", OLD, True)]

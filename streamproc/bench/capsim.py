@@ -9,7 +9,10 @@ cost / k has every delay divided by k).
 Model: one chip serves one job at a time (engines on one device take turns). A job is what the
 policy (streamproc/urgency.py) takes from one camera: its coalesced waiting segments, or its oldest
 segment; it costs `profile.call_cost` for its visual tokens (frames thinned to the segment plan's
-budget). Camera c replays tape c mod len(tapes), rotated in time by c // len(tapes) shares of its
+budget). Under contention (another camera has described work waiting when the job starts) the
+job is priced with the policy's busy caption budget and frames; an onset arriving in another
+camera while a job runs ends that job's caption `yield_tokens` after its verdicts (or at once
+if they are out), as the service's describer does. Camera c replays tape c mod len(tapes), rotated in time by c // len(tapes) shares of its
 length so that copies do not change at the same moments. The first `warmup_s` seconds are start-up
 (every camera's first segment is due at once): drops and delays there are not judged.
 """
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
 from .policy import Order, Policy, urgency
@@ -65,6 +68,8 @@ class Outcome:
     events: int = 0
     calls: int = 0
     aborted: int = 0  # calls aborted for an onset (policy.preempt)
+    contended: int = 0  # calls taken while another camera had described work waiting
+    ended: int = 0  # captions ended early for an onset in another camera (policy.yield_tokens)
 
     @staticmethod
     def _pick(values: list[float], q: float) -> float:
@@ -129,6 +134,7 @@ class _Chip:
     job: list[Recorded] = field(default_factory=list)
     rank: int = 0
     until: float = 0.0
+    alert_at: float = 0.0  # when the running job's verdicts are out
     busy_s: float = 0.0
 
 
@@ -152,6 +158,23 @@ def _arrive(s: Scenario, cameras: list[_Camera], chip: _Chip, clock: float, c: i
         chip.busy_s -= chip.until - clock
         chip.until, chip.job = clock, []
         outcome.aborted += 1
+    elif record.onset and chip.job and c != chip.camera and clock < chip.until:
+        _end_caption(s, cameras[chip.camera], chip, clock, outcome)
+
+
+def _end_caption(s: Scenario, owner: _Camera, chip: _Chip, clock: float, outcome: Outcome) -> None:
+    """An onset elsewhere: the running job's caption ends `yield_tokens` tokens after its
+    verdicts are out (or after now, if they already are)."""
+    if s.policy.yield_tokens is None or not s.rules:
+        return
+    end = max(chip.alert_at, clock) + s.profile.decode(s.policy.yield_tokens)
+    if end >= chip.until:
+        return
+    chip.busy_s -= chip.until - end
+    chip.until = end
+    for r in chip.job:
+        owner.done[r.index] = (end, owner.done[r.index][1])
+    outcome.ended += 1
 
 
 def _serve(s: Scenario, cameras: list[_Camera], chip: _Chip, clock: float, outcome: Outcome) -> None:
@@ -159,10 +182,15 @@ def _serve(s: Scenario, cameras: list[_Camera], chip: _Chip, clock: float, outco
     assert c is not None
     job = _take(cameras[c], s.policy)
     frames = min(s.plan_frames, sum(r.frames for r in job))
-    cost = call_cost(s.profile, s.policy, s.rules, frames // 2 * cameras[c].tape.tokens_per_pair)
+    policy = s.policy
+    if any(camera.waiting for k, camera in enumerate(cameras) if k != c):  # contention: others wait
+        policy = replace(policy, caption_tokens=policy.caption_budget(True))
+        frames = min(frames, policy.busy_frames or frames)
+        outcome.contended += 1
+    cost = call_cost(s.profile, policy, s.rules, frames // 2 * cameras[c].tape.tokens_per_pair)
     for r in job:
         cameras[c].done[r.index] = (clock + cost.caption_at, clock + cost.alert_at)
-    chip.camera, chip.job, chip.until = c, job, clock + cost.total
+    chip.camera, chip.job, chip.until, chip.alert_at = c, job, clock + cost.total, clock + cost.alert_at
     chip.rank = min(urgency(r.reason, r.onset) for r in job)
     chip.busy_s += cost.total
     outcome.calls += 1
@@ -175,7 +203,8 @@ def simulate(scenario: Scenario) -> Outcome:
     outcome, chip = Outcome(s.cameras), _Chip()
     clock, i = 0.0, 0
     while i < len(arrivals) or any(camera.waiting for camera in cameras):
-        if i < len(arrivals) and (arrivals[i][0] <= chip.until or not any(c.waiting for c in cameras)):
+        # arrivals up to the moment the chip is free (or now) first: segments that end together wait together
+        if i < len(arrivals) and (arrivals[i][0] <= max(chip.until, clock) or not any(c.waiting for c in cameras)):
             clock, c, record = arrivals[i]
             i += 1
             _arrive(s, cameras, chip, clock, c, record, outcome)
@@ -222,7 +251,7 @@ def pooled(scenario: Scenario) -> Outcome:
         out.load = max(out.load, one.load)
         out.caption_delays += one.caption_delays
         out.alert_delays += one.alert_delays
-        for name in ("missed", "dropped", "dropped_warmup", "events", "calls", "aborted"):
+        for name in ("missed", "dropped", "dropped_warmup", "events", "calls", "aborted", "contended", "ended"):
             setattr(out, name, getattr(out, name) + getattr(one, name))
     return out
 

@@ -25,7 +25,7 @@ import math
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -75,6 +75,7 @@ class ScaledRequest:
     visual_tokens: int
     prompt: str
     source: str
+    contended: bool = False  # taken while other cameras waited: the policy's busy caption budget
 
 
 class ScaledInputs:
@@ -91,7 +92,11 @@ class ScaledInputs:
 
     def build_segment(self, segment: Any, prompt: str, system: Any = None, answer_reserve: int = 0) -> ScaledRequest:
         height, width = segment.frame_size
-        return ScaledRequest(len(segment.frames) // 2 * tokens_per_frame_pair(height, width), prompt, segment.source)
+        return ScaledRequest(len(segment.frames) // 2 * tokens_per_frame_pair(height, width), prompt, segment.source,
+                             segment.contended)
+
+
+CAPTION_WORDS = "caption: a person walks past a parked car and on along the fence "  # no sentence end
 
 
 class ScaledBackend:
@@ -112,21 +117,35 @@ class ScaledBackend:
         self.busy_s = 0.0
         self._stop = threading.Event()
 
-    def describe(self, inputs: ScaledRequest, params: Any, on_token: Optional[Callable[[int], None]] = None) -> Result:
+    def describe(self, inputs: ScaledRequest, params: Any, on_token: Optional[Callable[[int], Any]] = None) -> Result:
+        """Sleeps until the verdicts are due and streams them, then streams the caption's tokens at
+        the profile's decode rate; a true on_token return ends the caption there (the describer's
+        yield for an onset elsewhere)."""
         started = time.monotonic()
-        cost = call_cost(self.profile, self.policy, self.rules, inputs.visual_tokens)
+        policy = replace(self.policy, caption_tokens=self.policy.caption_budget(inputs.contended))
+        cost = call_cost(self.profile, policy, self.rules, inputs.visual_tokens)
         self.calls += 1
         turn = self._answered[inputs.source] = self._answered.get(inputs.source, 0) + 1
         verdicts = "".join(f"r{j}: {'yes' if j == 0 and turn % 2 else 'no'}\n" for j in range(self.rules))
-        caption = "caption: a person walks past a parked car"
         encode = self.inputs.tokenizer.encode
         self._until(started + cost.alert_at / self.speed)
         for token in encode(verdicts) if on_token is not None else ():
             on_token(token)
-        self._until(started + cost.total / self.speed)
+        words = encode(CAPTION_WORDS)
+        caption: list[int] = []
+        for i in range(policy.caption_tokens if on_token is not None and cost.alert_at < cost.total else 0):
+            self._until(started + (cost.alert_at + self.profile.decode(i + 1)) / self.speed)
+            caption.append(words[i % len(words)])
+            if on_token(caption[-1]):
+                break
+        if not caption:
+            self._until(started + cost.total / self.speed)
         self.busy_s += time.monotonic() - started
-        return Result(verdicts + caption, len(encode(inputs.prompt)) + inputs.visual_tokens, inputs.visual_tokens,
-                      len(encode(verdicts + caption)), self.model_id)
+        text = verdicts + self.inputs.tokenizer.decode(caption) if caption else verdicts + "caption: " + CAPTION_WORDS
+        ended = bool(caption) and len(caption) < policy.caption_tokens
+        return Result(text, len(encode(inputs.prompt)) + inputs.visual_tokens, inputs.visual_tokens,
+                      len(encode(verdicts)) + (len(caption) or policy.caption_tokens), self.model_id,
+                      finish_reason="ended" if ended else "length")
 
     def _until(self, deadline: float) -> None:
         self._stop.wait(max(0.0, deadline - time.monotonic()))
@@ -188,11 +207,20 @@ def _config(paths: list[Path], setup: Setup, frames: int) -> Any:
                   for j in range(setup.rules)],
         "service": {"stats_interval_s": 3600, "queue_size": policy.queue_size, "policy": {
             "preset": "urgent", "caption_tokens": policy.caption_tokens, "verdicts_first": policy.verdicts_first,
-            "coalesce": policy.coalesce, "order": policy.order.value, "rules_call": "joint",
+            "coalesce": policy.coalesce, "order": policy.order.value, "rules_call": "joint", **_contention(policy),
             **({"fixed_segments": True} if policy.onset_s is None else
                {"onset_s": policy.onset_s, "quiet_s": policy.quiet_s, "hold_s": policy.hold_s})}},
         "http": {"enabled": False},
+        # alert snapshots are part of the service's work: kept beside the files, not in the working directory
+        "sinks": {"attachments": {"dir": str(paths[0].parent / "attachments")}},
     })
+
+
+def _contention(policy: Policy) -> dict:
+    values = {name: getattr(policy, name) for name in ("busy_caption_tokens", "busy_frames", "yield_tokens")}
+    if all(v is None for v in values.values()):
+        return {"contention": False}
+    return {name: value for name, value in values.items() if value is not None}
 
 
 def run_live(paths: list[Path], setup: Setup, profile: Profile, frames: int, tokenizer_dir: Path) -> tuple[Timeline, dict]:

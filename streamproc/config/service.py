@@ -32,6 +32,17 @@ class PolicyConfig(Section):
     fixed_segments: Optional[bool] = Field(None, description="true: no onset or hold cuts")
     coalesce: Optional[bool] = Field(None, description="a live camera's waiting segments become one call, frames thinned")
     order: Optional[Literal["urgency", "round_robin"]] = Field(None, description="which camera the model takes next")
+    busy_caption_tokens: Optional[int] = Field(
+        None, ge=4, le=1024, description="the caption budget of a call taken while other cameras have work waiting"
+    )
+    busy_frames: Optional[int] = Field(None, ge=2, le=1024, description="such a call's frames are thinned to this many")
+    yield_tokens: Optional[int] = Field(
+        None, ge=1, le=1024, description="an onset waiting in another camera ends a call's caption within this many "
+        "tokens once its verdicts are out"
+    )
+    contention: Optional[bool] = Field(
+        None, description="false: no shorter captions, thinner calls or early caption ends while others wait"
+    )
 
     def resolve(self) -> Policy:
         policy = PRESETS[Preset(self.preset)]
@@ -40,7 +51,10 @@ class PolicyConfig(Section):
             changes["rules_mode"] = RulesMode(self.rules_call)
         if self.order is not None:
             changes["order"] = Order(self.order)
-        for name in ("caption_tokens", "verdicts_first", "quiet_s", "coalesce"):
+        if self.contention is False:
+            changes.update(busy_caption_tokens=None, busy_frames=None, yield_tokens=None)
+        for name in ("caption_tokens", "verdicts_first", "quiet_s", "coalesce", "busy_caption_tokens", "busy_frames",
+                     "yield_tokens"):
             if getattr(self, name) is not None:
                 changes[name] = getattr(self, name)
         if self.fixed_segments:

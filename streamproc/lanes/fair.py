@@ -35,7 +35,7 @@ from typing import Callable, Optional, Protocol
 
 from ..frames import Segment
 from ..urgency import Order
-from .urgent import coalesce, pick, rank, run_to_take
+from .urgent import coalesce, contend, pick, rank, run_to_take
 
 
 class LanePolicy(enum.Enum):
@@ -64,7 +64,9 @@ class SegmentLanes(Protocol):
         """The source will put nothing more."""
 
     def get(self, timeout: Optional[float] = None) -> Optional[Segment]:
-        """The next segment of a source with none in flight; None on timeout or shutdown."""
+        """The next segment of a source with none in flight; None on timeout or shutdown. A
+        described segment taken while another source has described work waiting comes marked
+        `contended` (and thinned to the policy's busy frame budget: urgent.contend)."""
 
     def ack(self, segment: Segment) -> None:
         """`segment` (from get) is finished with: described, skipped or failed. Its source's next
@@ -91,6 +93,10 @@ class SegmentLanes(Protocol):
     def discard_waiting(self) -> int:
         """Drop every waiting segment (graceful stop); returns how many."""
 
+    def onset_waiting(self, besides: str) -> bool:
+        """Does a source other than `besides` have an onset segment waiting? (The describer then
+        ends the running call's caption early: urgency.Policy.yield_tokens.)"""
+
 
 @dataclass
 class _Lane:
@@ -111,8 +117,9 @@ class FairSegmentQueue:
     consumers (workers)."""
 
     def __init__(self, on_drop: Optional[Callable[[Segment], None]] = None, order: Order = Order.ROUND_ROBIN,
-                 on_coalesce: Optional[Callable[[str, int], None]] = None):
+                 on_coalesce: Optional[Callable[[str, int], None]] = None, busy_frames: Optional[int] = None):
         self.order = order
+        self.busy_frames = busy_frames  # a segment taken while others wait is thinned to this (urgent.contend)
         self._on_coalesce = on_coalesce  # (source, segments merged into another): counted in metrics
         self._lanes: dict[str, _Lane] = {}
         self._order: list[str] = []
@@ -206,6 +213,8 @@ class FairSegmentQueue:
         heavy = [s.end_wall for s in lane.items if not s.light]
         lane.waiting_since = min(heavy) if heavy else None
         lane.in_flight = segment.index
+        if not segment.light and any(other.heavy for other in self._lanes.values() if other is not lane):
+            segment = contend(segment, self.busy_frames)
         return segment
 
     def _merge_head(self, lane: _Lane) -> Segment:
@@ -278,6 +287,11 @@ class FairSegmentQueue:
     def coalesced(self, source: str) -> int:
         with self._cond:
             return self._lanes[source].coalesced
+
+    def onset_waiting(self, besides: str) -> bool:
+        with self._cond:
+            return any(name != besides and any(s.onset and not s.light for s in lane.items)
+                       for name, lane in self._lanes.items())
 
     def discard_waiting(self) -> int:
         """Drop every waiting segment (graceful stop: only the ones in flight finish)."""

@@ -10,6 +10,9 @@ a camera's waiting segments become one.
   frame count, `Segment.budget_frames`). Nothing that changed is dropped, only thinned; a light
   (unchanged) segment between two described ones is covered by the merged one and leaves no
   event of its own.
+- `contend(segment, busy_frames)`: the segment as the model takes it while another camera has
+  described work waiting: marked `contended` (the describer then asks for the policy's shorter
+  caption) and its frames thinned evenly to `busy_frames` (streamproc/urgency.py).
 """
 from __future__ import annotations
 
@@ -72,3 +75,12 @@ def coalesce(run: Sequence[Segment]) -> Segment:
         padded=False, onset=any(s.onset for s in heavy), gate_reason=most.gate_reason, budget_frames=budget,
         parts=sum(s.parts for s in heavy) + sum(1 for s in run if s.light),
     )
+
+
+def contend(segment: Segment, busy_frames: Optional[int]) -> Segment:
+    """`segment` taken under contention: marked, and thinned to `busy_frames` (None: kept)."""
+    frames = segment.frames if busy_frames is None else tuple(thin(segment.frames, busy_frames))
+    if len(frames) == len(segment.frames):
+        return dataclasses.replace(segment, contended=True)
+    span = max(segment.end - segment.start, 1e-6)
+    return dataclasses.replace(segment, frames=frames, fps=len(frames) / span, padded=False, contended=True)

@@ -92,8 +92,14 @@ class DescribeSettings:
         """The caption's budget: the policy's, within generation.max_new_tokens (a cap on any answer)."""
         return min(self.policy.caption_tokens, self.params.max_new_tokens)
 
+    def caption_budget(self, segment: Segment) -> int:
+        """The caption's budget for this segment: shorter when it was taken under contention."""
+        return min(self.policy.caption_budget(segment.contended), self.params.max_new_tokens)
+
 
 EarlyEvents = Callable[[list[Event]], None]  # publishes a segment's alerts before its caption
+OnsetElsewhere = Callable[[str], bool]  # is an onset segment of another source waiting? (the lanes')
+SENTENCE_ENDS = (".", "!", "?")
 
 
 class SegmentDescriber:
@@ -103,12 +109,17 @@ class SegmentDescriber:
     rule (`rules.answers.joint_prompt`: verdict lines first, then the caption). With a streaming
     backend the verdict lines are parsed as they are decoded and the rules' alerts handed to
     `early` before the caption is done. FOLLOWUP: a caption call, then a follow-up turn per rule
-    (cheap on a backend that keeps its KV history; AUTO picks it there)."""
+    (cheap on a backend that keeps its KV history; AUTO picks it there).
 
-    def __init__(self, backend: Backend, settings: DescribeSettings, rules: Any):
+    `onset_elsewhere` (the lanes' `onset_waiting`): once a joint call's verdicts are out, an onset
+    waiting in another camera ends its caption within the policy's `yield_tokens` (urgency.py)."""
+
+    def __init__(self, backend: Backend, settings: DescribeSettings, rules: Any,
+                 onset_elsewhere: Optional[OnsetElsewhere] = None):
         self.backend = backend
         self.settings = settings
         self.rules = rules
+        self.onset_elsewhere = onset_elsewhere
         capabilities = backend.capabilities
         self.mode = settings.policy.rules_mode.resolve(capabilities.keeps_history)
         self._evaluated: Optional[tuple[str, int]] = None  # rules already stepped for this segment
@@ -137,10 +148,11 @@ class SegmentDescriber:
         questions = self.rules.raw_questions_for(source)
         names = list(questions)
         policy = settings.policy
-        prompt = joint_prompt(settings.prompt_for(source), questions, settings.caption_tokens)
+        budget = settings.caption_budget(segment)
+        prompt = joint_prompt(settings.prompt_for(source), questions, budget)
         encode = self.backend.inputs.tokenizer.encode
         verdict_tokens = sum(max(policy.verdict_tokens, len(encode(f"{name}: yes\n"))) for name in names)
-        answer = settings.caption_tokens + verdict_tokens + (len(encode(f"{CAPTION_LABEL}: ")) if names else 0)
+        answer = budget + verdict_tokens + (len(encode(f"{CAPTION_LABEL}: ")) if names else 0)
         params = replace(settings.params, max_new_tokens=answer)
         build, _ = self._build(segment, prompt, answer)
         on_token = self._watcher(segment, names, early) if names and early is not None else None
@@ -161,18 +173,24 @@ class SegmentDescriber:
         self._evaluated = None
         return Described(segment, result, {n: v.answer for n, v in verdicts.items()}, events, raw_answer=answer_text)
 
-    def _watcher(self, segment: Segment, names: list[str], early: EarlyEvents) -> Optional[Callable[[int], None]]:
+    def _watcher(self, segment: Segment, names: list[str], early: EarlyEvents) -> Optional[Callable[[int], bool]]:
         """An on_token callable that evaluates the question rules as soon as their lines are
-        decoded and hands the events to `early`; None where the policy or the backend does not
+        decoded and hands the events to `early`, then (policy.yield_tokens) ends the caption
+        early for an onset waiting elsewhere; None where the policy or the backend does not
         stream verdicts."""
         if not (self.settings.policy.verdicts_first and self.backend.capabilities.streaming):
             return None
-        stream = VerdictStream(names, self.backend.inputs.tokenizer.decode)
+        decode = self.backend.inputs.tokenizer.decode
+        stream = VerdictStream(names, decode)
+        ending = _CaptionEnd(self.settings.policy.yield_tokens, self.onset_elsewhere, segment.source, decode)
 
-        def on_token(token_id: int) -> None:
-            if stream.feed(token_id) and self._evaluated != (segment.source, segment.index):  # not again on a retry
-                self._evaluated = (segment.source, segment.index)
-                early(self.rules.evaluate(segment.source, segment, "", stream.verdicts, only=names))
+        def on_token(token_id: int) -> bool:
+            if stream.feed(token_id):
+                if self._evaluated != (segment.source, segment.index):  # not again on a retry
+                    self._evaluated = (segment.source, segment.index)
+                    early(self.rules.evaluate(segment.source, segment, "", stream.verdicts, only=names))
+                return False
+            return stream.ready and ending.after(token_id)
 
         return on_token
 
@@ -199,6 +217,28 @@ class SegmentDescriber:
             answers[rule] = reply.text
             log.debug("%s segment %d, rule %s: %r", segment.source, segment.index, rule, reply.text)
         return answers
+
+
+class _CaptionEnd:
+    """Counts a joint answer's caption tokens once an onset waits in another camera: ends the
+    caption at the first sentence end, or after `tokens` of them (urgency.Policy.yield_tokens)."""
+
+    def __init__(self, tokens: Optional[int], onset_elsewhere: Optional[OnsetElsewhere], source: str,
+                 decode: Callable[[list[int]], str]):
+        self.tokens, self.onset_elsewhere, self.source, self.decode = tokens, onset_elsewhere, source, decode
+        self.left: Optional[int] = None  # tokens still allowed, once an onset waits
+
+    def after(self, token_id: int) -> bool:
+        """True: end the answer after this token."""
+        if self.tokens is None or self.onset_elsewhere is None:
+            return False
+        if self.left is None:
+            if not self.onset_elsewhere(self.source):
+                return False
+            self.left = self.tokens
+            log.debug("%s: an onset waits elsewhere, the caption ends within %d tokens", self.source, self.tokens)
+        self.left -= 1
+        return self.left <= 0 or self.decode([token_id]).rstrip().endswith(SENTENCE_ENDS)
 
 
 def describe_settings(config: Any, live_sources: frozenset[str] = frozenset()) -> DescribeSettings:

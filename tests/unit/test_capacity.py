@@ -17,6 +17,7 @@ from streamproc.bench.tapes import Cuts, Recorded, Tape, record_scene
 
 pytestmark = pytest.mark.timeout(120)
 SEED = Profile.load(PROFILES / "bm1684x-3b-2k.json")
+CALM = replace(URGENT, busy_caption_tokens=None, busy_frames=None, yield_tokens=None)  # no contention rules
 
 
 def test_shipped_profiles_load_and_mark_every_figure():
@@ -110,9 +111,9 @@ def test_urgency_serves_onset_before_heartbeats_round_robin_does_not():
     onset = tape([(6, 10, True, "change", True)], events=[7.0], length=60)
     busy = tape([(0, 9, True, "first", False)], length=60)  # the chip is busy when both arrive
     layout = ([beat, onset], 3, [busy])
-    first = simulate(scenario(layout[0], layout[1], URGENT, fixed=layout[2]))
-    turn = simulate(scenario(layout[0], layout[1], replace(URGENT, order=Order.ROUND_ROBIN), fixed=layout[2]))
-    onset_call = call_cost(SEED, URGENT, 2, 4 // 2 * 192)
+    first = simulate(scenario(layout[0], layout[1], CALM, fixed=layout[2]))
+    turn = simulate(scenario(layout[0], layout[1], replace(CALM, order=Order.ROUND_ROBIN), fixed=layout[2]))
+    onset_call = call_cost(SEED, CALM, 2, 4 // 2 * 192)
     assert first.alert_delays[0] < turn.alert_delays[0]
     assert turn.alert_delays[0] - first.alert_delays[0] == pytest.approx(onset_call.total)  # the heartbeat's call
 
@@ -135,7 +136,9 @@ def test_change_starting_in_a_quiet_camera_closes_the_segment_early():
     assert all(r.frames == 18 for r in fixed.segments)
     onsets = [r for r in urgent.segments if r.onset]
     assert onsets and onsets[0].describe and onsets[0].change and onsets[0].reason == "change"
-    assert onsets[0].end == pytest.approx(46.0)  # the object shows at 41 s; 4 frames later (an even count)
+    assert onsets[0].end == pytest.approx(44.0)  # the object shows at 41 s; 2 frames later (onset_s 2): 42, 43
+    later = [r for r in record_scene(scene, 126, 18, Cuts.of(replace(URGENT, onset_s=4))).segments if r.onset]
+    assert later[0].end == pytest.approx(46.0)  # onset_s 4: 4 frames later (an even count)
     assert not [r for r in urgent.segments if r.change and not r.describe]  # the gate misses nothing
     assert urgent.events and urgent.events[0] == pytest.approx(40.5)
 
@@ -175,3 +178,30 @@ def test_a_count_is_judged_on_every_scene_not_only_the_first():
     b = tape([(0, 10, True, "first", False), (30, 36, True, "change", True)], events=[31.0], length=60)
     assert simulate(scenario([a, b], 1, URGENT)).events == 1  # one camera: the first scene only
     assert pooled(scenario([a, b], 1, URGENT)).events == 2
+
+
+def test_a_call_taken_while_others_wait_has_the_short_caption_and_fewer_frames():
+    wide = tape([(0, 18, True, "change", False)], length=100, frames=18)
+    out = simulate(scenario([wide, wide], 2, URGENT))
+    busy = call_cost(SEED, replace(URGENT, caption_tokens=16), 2, 8 // 2 * 192)  # thinned to busy_frames
+    calm = call_cost(SEED, URGENT, 2, 18 // 2 * 192)  # the last one: nobody waits behind it
+    assert out.contended == 1 and out.calls == 2  # both end at 18 s: the first call taken has the other waiting
+    assert out.load * 100 == pytest.approx(busy.total + calm.total)
+    plain = simulate(scenario([wide, wide], 2, CALM))
+    assert plain.contended == 1 and plain.load * 100 == pytest.approx(2 * calm.total)
+
+
+def test_an_onset_elsewhere_ends_the_running_caption_after_the_verdicts():
+    running = tape([(0, 10, True, "first", False)], length=100)
+    onset = tape([(11, 15, True, "change", True)], events=[12.0], length=100)
+    out = simulate(scenario([running, onset], 2, URGENT))
+    first = call_cost(SEED, URGENT, 2, 4 // 2 * 192)  # 10 s + ~4.0 s to the verdicts, ~6.6 s in all
+    assert 10 + first.alert_at < 15 < 10 + first.total
+    ended = 15 + 8 / 15.5  # the onset arrives at 15 s: 8 more caption tokens
+    assert out.ended == 1
+    assert out.alert_delays == [pytest.approx(ended + first.alert_at - 12.0)]  # the onset's own call starts then
+    assert out.load * 100 == pytest.approx(ended - 10 + first.total)
+    without_rules = simulate(scenario([running, onset], 2, URGENT, rules=0))
+    assert without_rules.ended == 0  # no verdicts out: the caption is the alert and is never cut
+    calm = simulate(scenario([running, onset], 2, CALM))
+    assert calm.ended == 0 and calm.alert_delays == [pytest.approx(10 + first.total + first.alert_at - 12.0)]

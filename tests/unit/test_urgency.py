@@ -31,10 +31,12 @@ def _cut(changed_at: set[int], seconds: int, cuts: Cuts, plan: int = 18):
 
 
 def test_change_in_a_quiet_camera_closes_a_short_onset_segment():
-    # change starts at t=10 after 10 quiet s: the segment closes after frames 10..13 (4 s), an onset
+    # change starts at t=10 after 10 quiet s: the segment closes after frames 10, 11 (onset_s 2), an onset
     got = _cut({10, 11, 12}, 40, Cuts.of(URGENT))
-    assert got[0] == (0.0, 14.0, True, 18)
-    assert got[1][0] == 14.0 and not got[1][2]
+    assert got[0] == (0.0, 12.0, True, 18)
+    assert got[1][0] == 12.0 and not got[1][2]
+    later = _cut({10, 11, 12}, 40, Cuts.of(dataclasses.replace(URGENT, onset_s=4)))
+    assert later[0] == (0.0, 14.0, True, 18)  # onset_s 4: frames 10..13
 
 
 def test_change_in_a_busy_camera_is_held_at_most_hold_frames():
