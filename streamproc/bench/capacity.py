@@ -33,6 +33,7 @@ from .scenes import activity_scene
 from .tapes import Cuts, Tape, record_scene
 
 PROMPT_RESERVE = 64 + 3 * 24  # chat template and prompt, and three rule questions
+TRUTH_VERSION = 2  # in cached tapes' names: 2 judges a door by its drawn panel (scenes.changed_between)
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,8 @@ class TapeCache:
             return None
         cuts = key[2]
         name = (f"{self.profile.frame[0]}x{self.profile.frame[1]}-f{self.frames}-n{self.count}-s{self.seconds}-"
-                f"a{key[0]:g}-seed{key[1]}-cuts{int(cuts.enabled)}-{cuts.onset}-{cuts.quiet}-{min(cuts.hold, 999)}")
+                f"a{key[0]:g}-seed{key[1]}-cuts{int(cuts.enabled)}-{cuts.onset}-{cuts.quiet}-{min(cuts.hold, 999)}"
+                f"-truth{TRUTH_VERSION}")
         return self.folder / f"{name}.pickle"
 
     def _load(self, key) -> list[Tape] | None:

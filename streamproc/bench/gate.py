@@ -106,7 +106,7 @@ def run_clip(clip: Clip, config: GateConfig, segment_frames: int = 10, fps: floa
         if index == 0:
             continue  # always described: nothing to compare with
         result.segments += 1
-        truth = scene.changed_between((first - 1) / fps, (first + segment_frames - 1) / fps)
+        truth = scene.changed_between((first - 1) / fps, (first + segment_frames - 1) / fps, 1.0 / fps)
         if truth:
             result.true_change += 1
             if decision.describe:

@@ -60,7 +60,8 @@ class Event:
     def visible_changes(self, width: int, height: int) -> list[tuple[float, float]]:
         """`changes`, trimmed to when the change shows: a person entering is seen once 16 px of
         it are in the frame, and gone once less than 16 px are left; a door's panel must have
-        narrowed by 2 px (its first moments are lost to rounding)."""
+        narrowed by 2 px (its first moments are lost to rounding; `changed_between` judges a door
+        by its drawn panel)."""
         changes = self.changes
         if self.kind == "door" and self.duration > 0:
             dw = int(height * 0.13)
@@ -130,11 +131,11 @@ class Scene:
             draw_clock(image, t)
         return np.clip(image, 0, 255).astype(np.uint8)
 
-    def changed_between(self, t0: float, t1: float) -> bool:
+    def changed_between(self, t0: float, t1: float, step: float = 1.0) -> bool:
         """True if an event changes pixels in (t0, t1]. A person walking out counts as gone once
         less than 16 px of it are left at the frame's right edge (the gate's thumbnail leaves out
         a margin of up to half a cell, and a sliver at the edge is not a person any more)."""
-        return changed_between(self.events, t0, t1, self.width, self.height)
+        return changed_between(self.events, t0, t1, self.width, self.height, step)
 
     def frames(self, start: float, count: int, fps: float = 1.0) -> Iterator[tuple[float, np.ndarray]]:
         for i in range(count):
@@ -142,9 +143,28 @@ class Scene:
             yield t, self.frame(t, int(round(t * fps)))
 
 
-def changed_between(events: Sequence[Event], t0: float, t1: float, width: int = 504, height: int = 280) -> bool:
-    """True if an event changes pixels in (t0, t1]: between the frame at t0 and the one at t1."""
-    return any(a < t1 and b > t0 for event in events for a, b in event.visible_changes(width, height))
+def changed_between(events: Sequence[Event], t0: float, t1: float, width: int = 504, height: int = 280,
+                    step: float = 1.0) -> bool:
+    """True if an event changes pixels in (t0, t1]: between the frame at t0 and the one at t1
+    (frames `step` seconds apart). A door counts only if its drawn panel differs between two of
+    those frames: the first and last hundredths of a second of its swing round to the same width."""
+    for event in events:
+        if not any(a < t1 and b > t0 for a, b in event.visible_changes(width, height)):
+            continue
+        if event.kind != "door":
+            return True
+        frames = max(1, int(round((t1 - t0) / step)))
+        if len({door_panel(event, t0 + k * step, height) for k in range(frames + 1)}) > 1:
+            return True
+    return False
+
+
+def door_panel(event: Event, t: float, height: int) -> int:
+    """The width in pixels of a door's panel at time t (full when closed, narrow when open)."""
+    opened = min(1.0, max(0.0, (t - event.start) / max(event.duration, 1e-3)))
+    if event.until is not None and t >= event.until:
+        opened = max(0.0, 1.0 - (t - event.until) / max(event.duration, 1e-3))
+    return int(round(int(height * 0.13) * math.cos(opened * math.pi / 2 * 0.9)))
 
 
 def compress(frames: Sequence[np.ndarray], fps: float = 1.0, bitrate: int = 150_000, gop: int = 10) -> list[np.ndarray]:
@@ -259,11 +279,8 @@ def _draw_event(image: np.ndarray, event: Event, t: float) -> None:
         bottom = int(height * 0.55)
         x0 = int(event.x * width)
         image[bottom - dh - 3:bottom, x0 - 3:x0 + dw + 3] = 45  # frame
-        opened = min(1.0, max(0.0, (t - event.start) / max(event.duration, 1e-3)))
-        if event.until is not None and t >= event.until:
-            opened = max(0.0, 1.0 - (t - event.until) / max(event.duration, 1e-3))
         image[bottom - dh:bottom, x0:x0 + dw] = 18  # the dark room behind
-        panel = int(round(dw * math.cos(opened * math.pi / 2 * 0.9)))
+        panel = door_panel(event, t, height)
         if panel > 0:
             image[bottom - dh:bottom, x0:x0 + panel] = (150, 110, 70)
             image[bottom - dh + 6:bottom - 6:14, x0 + 2:x0 + panel - 2] = (120, 85, 55)  # panels
