@@ -33,7 +33,7 @@ from .scenes import activity_scene
 from .tapes import Cuts, Tape, record_scene
 
 PROMPT_RESERVE = 64 + 3 * 24  # chat template and prompt, and three rule questions
-TRUTH_VERSION = 2  # in cached tapes' names: 2 judges a door by its drawn panel (scenes.changed_between)
+TRUTH_VERSION = 3  # in cached tapes' names: 3 judges a door by its drawn panel moving 2 px (scenes.changed_between)
 
 
 @dataclass(frozen=True)

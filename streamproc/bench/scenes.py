@@ -146,15 +146,18 @@ class Scene:
 def changed_between(events: Sequence[Event], t0: float, t1: float, width: int = 504, height: int = 280,
                     step: float = 1.0) -> bool:
     """True if an event changes pixels in (t0, t1]: between the frame at t0 and the one at t1
-    (frames `step` seconds apart). A door counts only if its drawn panel differs between two of
-    those frames: the first and last hundredths of a second of its swing round to the same width."""
+    (frames `step` seconds apart). A door counts only if its drawn panel's width differs by 2 px
+    or more between two of those frames (the bar `Event.visible_changes` sets for a door that
+    starts to open): the first and last moments of a swing round to the same width or move one
+    pixel column."""
     for event in events:
         if not any(a < t1 and b > t0 for a, b in event.visible_changes(width, height)):
             continue
         if event.kind != "door":
             return True
         frames = max(1, int(round((t1 - t0) / step)))
-        if len({door_panel(event, t0 + k * step, height) for k in range(frames + 1)}) > 1:
+        panels = [door_panel(event, t0 + k * step, height) for k in range(frames + 1)]
+        if max(panels) - min(panels) >= 2:
             return True
     return False
 

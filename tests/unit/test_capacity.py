@@ -207,7 +207,7 @@ def test_an_onset_elsewhere_ends_the_running_caption_after_the_verdicts():
     assert calm.ended == 0 and calm.alert_delays == [pytest.approx(10 + first.total + first.alert_at - 12.0)]
 
 
-def test_a_door_counts_as_change_only_where_its_drawn_panel_moves():
+def test_a_door_counts_as_change_only_where_its_drawn_panel_moves_2_px():
     from streamproc.bench.scenes import door_panel
 
     door = Event("door", 100.0, 2.4, x=0.3, until=130.99)  # closes from 130.99 s: 0.01 s of it before frame 131
@@ -215,3 +215,6 @@ def test_a_door_counts_as_change_only_where_its_drawn_panel_moves():
     assert door_panel(door, 130.0, 336) == door_panel(door, 131.0, 336)  # rounded to the same width
     assert not scene.changed_between(113.0, 131.0)  # a segment ending at frame 131 saw nothing move
     assert scene.changed_between(113.0, 132.0) and scene.changed_between(99.0, 101.0)
+    assert [door_panel(door, float(t), 336) for t in range(130, 136)] == [7, 7, 29, 42, 43, 43]
+    assert not scene.changed_between(133.0, 151.0)  # the swing's last step, 42 -> 43 px: one column is not a change
+    assert scene.changed_between(132.0, 150.0)
