@@ -16,6 +16,7 @@ import pytest
 
 from streamproc.backends import GenerationParams
 from streamproc.errors import Aborted
+from tests.support.ending import check_on_token_ends_the_answer
 
 from .conftest import bmodel_path
 from .support import assert_greedy_parity, child_report, run_child
@@ -166,18 +167,6 @@ emit(outcome)
     assert results == [{"error": "AbortedError"}], child_report(proc)
 
 
+
 def test_on_token_can_end_the_answer(tpu_backend):
-    backend = tpu_backend("dynamic_bf16_s256")
-    inputs = backend.inputs.build("Describe what happens in the video.")
-    reference = backend.describe(inputs, GenerationParams(max_new_tokens=4))
-    seen: list[int] = []
-
-    def on_token(token: int) -> bool:
-        seen.append(token)
-        return len(seen) == 2  # the describer's early caption end (an onset waits elsewhere)
-
-    ended = backend.describe(inputs, GenerationParams(max_new_tokens=100), on_token=on_token)
-    if reference.finish_reason == "stop" and len(reference.token_ids) <= 2:
-        pytest.skip("the tiny model stops by itself within 2 tokens")
-    assert ended.token_ids == reference.token_ids[:2] and ended.finish_reason == "ended" and len(seen) == 2
-    assert backend.describe(inputs, GenerationParams(max_new_tokens=4)).token_ids == reference.token_ids
+    check_on_token_ends_the_answer(tpu_backend("dynamic_bf16_s256"), 4)

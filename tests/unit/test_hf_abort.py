@@ -11,6 +11,7 @@ pytest.importorskip("transformers")
 
 from streamproc.backends import GenerationParams  # noqa: E402
 from streamproc.errors import Aborted  # noqa: E402
+from tests.support.ending import check_on_token_ends_the_answer  # noqa: E402
 
 pytestmark = pytest.mark.hf
 
@@ -35,18 +36,6 @@ def test_abort_stops_the_request_in_progress(tiny_hf_backend):
     assert backend.describe(inputs, GenerationParams(max_new_tokens=4)).token_ids == reference
 
 
+
 def test_on_token_can_end_the_answer_and_the_backend_answers_normally_after(tiny_hf_backend):
-    backend = tiny_hf_backend
-    inputs = backend.inputs.build("Describe what happens in the video.")
-    reference = backend.describe(inputs, GenerationParams(max_new_tokens=6))
-    seen: list[int] = []
-
-    def on_token(token: int) -> bool:
-        seen.append(token)
-        return len(seen) == 2  # the describer's early caption end (an onset waits elsewhere)
-
-    ended = backend.describe(inputs, GenerationParams(max_new_tokens=50), on_token=on_token)
-    if reference.finish_reason == "stop" and len(reference.token_ids) <= 2:
-        pytest.skip("the tiny model stops by itself within 2 tokens")
-    assert ended.token_ids == reference.token_ids[:2] and ended.finish_reason == "ended" and len(seen) == 2
-    assert backend.describe(inputs, GenerationParams(max_new_tokens=6)).token_ids == reference.token_ids
+    check_on_token_ends_the_answer(tiny_hf_backend, 6)
