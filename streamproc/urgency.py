@@ -41,13 +41,14 @@ Its parameters:
   preempt          (simulator only; evaluated, not adopted) an onset that arrives while the chip
                    runs a lower-class call aborts that call (its chip time is lost).
   busy_caption_tokens
-                   Under contention (another camera has described work waiting when the model takes
-                   a camera), the call's caption budget is this instead of caption_tokens: a
+                   Under contention (another live camera has described work waiting when the model
+                   takes a live camera; files read as fast as they decode neither contend nor
+                   count), the call's caption budget is this instead of caption_tokens: a
                    shorter caption frees the chip sooner for the cameras waiting. None: off.
   busy_frames      Under contention the call's frames are thinned evenly to this many (first and
                    last kept): less ViT work; nothing is dropped. None: off.
   yield_tokens     Once a running call's verdict lines are out (the alert has gone), an onset
-                   segment waiting in ANOTHER camera ends the call's caption within this many more
+                   segment waiting in ANOTHER live camera ends the call's caption within this many more
                    tokens (at a sentence end if one comes first; the caption so far is kept, its
                    event says finish_reason "ended"). The call is not aborted: nothing it spent is
                    lost, only caption words. Needs a streaming backend and at least one rule.

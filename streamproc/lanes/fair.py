@@ -64,9 +64,10 @@ class SegmentLanes(Protocol):
         """The source will put nothing more."""
 
     def get(self, timeout: Optional[float] = None) -> Optional[Segment]:
-        """The next segment of a source with none in flight; None on timeout or shutdown. A
-        described segment taken while another source has described work waiting comes marked
-        `contended` (and thinned to the policy's busy frame budget: urgent.contend)."""
+        """The next segment of a source with none in flight; None on timeout or shutdown. A live
+        camera's (COALESCE lane's) described segment taken while another live camera has described
+        work waiting comes marked `contended` (and thinned to the policy's busy frame budget:
+        urgent.contend)."""
 
     def ack(self, segment: Segment) -> None:
         """`segment` (from get) is finished with: described, skipped or failed. Its source's next
@@ -94,8 +95,8 @@ class SegmentLanes(Protocol):
         """Drop every waiting segment (graceful stop); returns how many."""
 
     def onset_waiting(self, besides: str) -> bool:
-        """Does a source other than `besides` have an onset segment waiting? (The describer then
-        ends the running call's caption early: urgency.Policy.yield_tokens.)"""
+        """Does a live camera (COALESCE lane) other than `besides` have an onset segment waiting?
+        (The describer then ends the running call's caption early: urgency.Policy.yield_tokens.)"""
 
 
 @dataclass
@@ -213,9 +214,16 @@ class FairSegmentQueue:
         heavy = [s.end_wall for s in lane.items if not s.light]
         lane.waiting_since = min(heavy) if heavy else None
         lane.in_flight = segment.index
-        if not segment.light and any(other.heavy for other in self._lanes.values() if other is not lane):
+        if not segment.light and self._contended(lane):
             segment = contend(segment, self.busy_frames)
         return segment
+
+    def _contended(self, lane: _Lane) -> bool:
+        """A live camera's segment taken while another live camera has described work waiting.
+        Files read as fast as they decode (BLOCK lanes) always have work waiting and no deadline:
+        they neither count nor are counted."""
+        live = LanePolicy.COALESCE
+        return lane.policy is live and any(o.heavy for o in self._lanes.values() if o is not lane and o.policy is live)
 
     def _merge_head(self, lane: _Lane) -> Segment:
         """The lane's head run (a light segment alone, or everything up to the last described
@@ -290,8 +298,8 @@ class FairSegmentQueue:
 
     def onset_waiting(self, besides: str) -> bool:
         with self._cond:
-            return any(name != besides and any(s.onset and not s.light for s in lane.items)
-                       for name, lane in self._lanes.items())
+            return any(name != besides and lane.policy is LanePolicy.COALESCE
+                       and any(s.onset and not s.light for s in lane.items) for name, lane in self._lanes.items())
 
     def discard_waiting(self) -> int:
         """Drop every waiting segment (graceful stop: only the ones in flight finish)."""

@@ -21,14 +21,21 @@ QUEUE_NAME = "archive"
 def _states(urls: list[str]) -> dict[str, dict]:
     async def read() -> dict[str, dict]:
         import nats
+        from nats.js.errors import NoKeysError
 
         nc = await nats.connect(urls)
         try:
-            kv = await nc.jetstream().key_value(f"{QUEUE_NAME}_jobstate")
-            try:
-                keys = await kv.keys()
-            except Exception:
-                return {}
+            kv = await nc.jetstream(timeout=15).key_value(f"{QUEUE_NAME}_jobstate")
+            for attempt in range(5):  # listing keys makes a consumer: on a loaded machine it can time out
+                try:
+                    keys = await kv.keys()
+                    break
+                except NoKeysError:
+                    return {}
+                except Exception:
+                    if attempt == 4:
+                        raise
+                    await asyncio.sleep(1)
             return {key: json.loads((await kv.get(key)).value) for key in keys}
         finally:
             await nc.close()

@@ -48,6 +48,20 @@ def test_a_segment_taken_while_another_camera_waits_is_marked_and_thinned():
     assert second.source != first.source and not second.contended and len(second.frames) == 12
 
 
+def test_files_read_at_full_speed_neither_contend_nor_are_contended():
+    lanes = FairSegmentQueue(order=Order.URGENCY, busy_frames=URGENT.busy_frames)
+    lanes.add_source("file1", 4, LanePolicy.BLOCK)  # a file read as fast as it decodes: always work waiting
+    lanes.add_source("file2", 4, LanePolicy.BLOCK)
+    lanes.add_source("cam1", 4, LanePolicy.COALESCE)
+    lanes.put(_described("file1", 0))
+    lanes.put(_described("file2", 0, onset=True))
+    lanes.put(_described("cam1", 0))
+    assert not lanes.onset_waiting(besides="cam1")  # a file's onset has no deadline to keep
+    taken = [lanes.get(timeout=1) for _ in range(3)]
+    assert {s.source for s in taken} == {"file1", "file2", "cam1"}
+    assert not any(s.contended for s in taken) and all(len(s.frames) == 12 for s in taken)
+
+
 def test_the_lanes_say_whether_an_onset_waits_in_another_camera():
     lanes = _lanes("cam1", "cam2")
     lanes.put(_described("cam2", 0, seconds=2.0, onset=True))
