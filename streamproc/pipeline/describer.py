@@ -196,7 +196,7 @@ class SegmentDescriber:
 
     def _followup(self, segment: Segment) -> Described:
         settings, source = self.settings, segment.source
-        budget = settings.caption_tokens
+        budget = settings.caption_budget(segment)  # shorter under contention, as in the joint call
         prompt = joint_prompt(settings.prompt_for(source), {}, budget)
         params = replace(settings.params, max_new_tokens=budget)
         build, made = self._build(segment, prompt, budget)

@@ -17,7 +17,7 @@ from streamproc.metrics import Metrics
 from streamproc.pipeline.describer import DescribeSettings, SegmentDescriber
 from streamproc.pipeline.supervisor import WorkerSupervisor
 from streamproc.rules.alerts import RuleEngine
-from streamproc.urgency import URGENT, Order
+from streamproc.urgency import URGENT, Order, RulesMode
 from tests.support.segments import make_segment
 
 CAPTION = "caption: A man walks along the fence and climbs over it, then he runs off toward the road. He is gone."
@@ -88,7 +88,7 @@ class StoppableStreamer:
         sent, finish = [], "stop"
         for token in ids:
             sent.append(token)
-            if on_token(token):
+            if on_token is not None and on_token(token):
                 finish = "ended"
                 break
         text = self.inputs.tokenizer.decode(sent)
@@ -132,6 +132,17 @@ def test_a_contended_segment_asks_for_the_short_caption(tiny_builder):
     _, _, backend = _describe(tiny_builder, None, contended)
     _, _, calm = _describe(tiny_builder, None)
     assert calm.max_new_tokens[0] - backend.max_new_tokens[0] == URGENT.caption_tokens - URGENT.busy_caption_tokens
+
+
+def test_the_follow_up_way_asks_for_the_short_caption_too(tiny_builder):
+    settings = DescribeSettings({}, "Describe what happens in this video.", None, 96, GenerationParams(max_new_tokens=64),
+                                GenerationParams(max_new_tokens=24), policy=dataclasses.replace(URGENT, rules_mode=RulesMode.FOLLOWUP))
+    backend = StoppableStreamer(tiny_builder, "A man walks along the fence.")
+    describer = SegmentDescriber(backend, settings, RuleEngine([RuleConfig(name="walker", keywords=["walks"])]))
+    segment = make_segment("cam1", 0, duration=2.0, size=(56, 56))
+    describer.describe(dataclasses.replace(segment, contended=True))
+    describer.describe(segment)
+    assert backend.max_new_tokens == [URGENT.busy_caption_tokens, URGENT.caption_tokens]
 
 
 @pytest.mark.parametrize("data, expected", [
