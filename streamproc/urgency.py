@@ -138,7 +138,7 @@ class Policy:
         if self.preempt:
             onset += ", onset preempts"
         if self.busy_caption_tokens is not None or self.busy_frames is not None:
-            onset += (f", under contention {self.busy_caption_tokens or self.caption_tokens}-token captions"
+            onset += (f", under contention {self.caption_budget(True)}-token captions"
                       f"{f' and {self.busy_frames} frames' if self.busy_frames else ''}")
         if self.yield_tokens is not None:
             onset += f", a caption ends within {self.yield_tokens} tokens for an onset elsewhere"

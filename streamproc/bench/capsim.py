@@ -12,8 +12,9 @@ segment; it costs `profile.call_cost` for its visual tokens (frames thinned to t
 budget). Under contention (another camera has described work waiting when the job starts) the
 job is priced with the policy's busy caption budget and frames; an onset arriving in another
 camera while a job runs ends that job's caption `yield_tokens` after its verdicts (or at once
-if they are out), as the service's describer does. Camera c replays tape c mod len(tapes), rotated in time by c // len(tapes) shares of its
-length so that copies do not change at the same moments. The first `warmup_s` seconds are start-up
+if they are out), as the service's describer does. Camera c replays tape c mod len(tapes),
+rotated in time by c // len(tapes) shares of its length so that copies do not change at the same
+moments. The first `warmup_s` seconds are start-up
 (every camera's first segment is due at once): drops and delays there are not judged.
 """
 from __future__ import annotations

@@ -87,13 +87,9 @@ class DescribeSettings:
     def prompt_for(self, source: str) -> str:
         return self.prompts.get(source, self.default_prompt)
 
-    @property
-    def caption_tokens(self) -> int:
-        """The caption's budget: the policy's, within generation.max_new_tokens (a cap on any answer)."""
-        return min(self.policy.caption_tokens, self.params.max_new_tokens)
-
     def caption_budget(self, segment: Segment) -> int:
-        """The caption's budget for this segment: shorter when it was taken under contention."""
+        """The caption's budget for this segment: the policy's (shorter when the segment was taken
+        under contention), within generation.max_new_tokens (a cap on any answer)."""
         return min(self.policy.caption_budget(segment.contended), self.params.max_new_tokens)
 
 
