@@ -105,9 +105,10 @@ def probe_duration(path: Path) -> float:
 
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
+        time_base = stream.time_base  # read while open: newer PyAV refuses a closed container's stream
         times = [(p.pts, p.duration or 0) for p in container.demux(stream) if p.pts is not None]
     if not times:
         return 0.0
     start = min(t for t, _ in times)
     end = max(t + d for t, d in times)
-    return float((end - start) * stream.time_base)
+    return float((end - start) * time_base)
