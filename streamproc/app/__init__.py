@@ -265,6 +265,8 @@ class App:
         if self.pipeline is not None:
             # the plug-ins' flush gets a share of the one budget: shutdown_timeout_s bounds the whole stop
             self.pipeline.stop(max(0.0, timeout_s - min(_BUS_STOP_SHARE_S, timeout_s / 4)))
+            # the run's final counters: a run shorter than stats_interval_s would otherwise publish none
+            self.bus.publish([stats_event(self.stats())])
         self.bus.publish([status_event(s.name, "offline", "service stopped") for s in self.sources])
         delivered = self.bus.stop(max(0.1, deadline - time.monotonic()))
         self._close_backends()
