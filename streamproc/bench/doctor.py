@@ -26,10 +26,11 @@ GOAL_S = 3.0
 
 def run_command(args) -> str:
     from ..errors import UsageError
+    from .measure import progress
 
     if args.runs < 1:
         raise UsageError("--runs must be at least 1")
-    config = args.config or default_config(progress=lambda m: print(m, file=sys.stderr))
+    config = args.config or default_config(progress=progress)
     if not Path(config).is_file():
         raise UsageError(f"--config {config}: no such file")
     busy = args.busy if args.busy is not None else 2 * (os.cpu_count() or 1)

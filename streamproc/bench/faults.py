@@ -25,7 +25,6 @@ import asyncio
 import os
 import re
 import signal
-import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -370,7 +369,7 @@ def run_command(args: Any) -> str:
     """`streamproc bench cluster`: `--runs` fault runs (0: none), then the older measures if asked."""
     from ..errors import UsageError
     from . import cluster
-    from .measure import DEFAULT_CACHE
+    from .measure import DEFAULT_CACHE, progress
 
     if args.runs < 0 or args.cameras < 3 or args.down < 1:
         raise UsageError("--runs >= 0, --cameras >= 3 and --down >= 1 please")
@@ -382,7 +381,7 @@ def run_command(args: Any) -> str:
             result = run_once(DEFAULT_CACHE / "cluster-faults", work, cameras=args.cameras, capacity=args.cameras,
                               ack_wait=args.ack_wait, down_s=args.down)
         results.append(result)
-        print(f"run {index + 1}/{args.runs}\n\n{run_table(result)}", file=sys.stderr, flush=True)
+        progress(f"run {index + 1}/{args.runs}\n\n{run_table(result)}")
     if results:
         r = results[0]
         parts.append(f"Fault runs: {args.cameras} cameras, 3 boxes (capacity {args.cameras}), ack_wait "

@@ -30,6 +30,11 @@ class Measurement:
 DEFAULT_CACHE = cache_dir() / "bench"
 
 
+def progress(message: str) -> None:
+    """A bench's progress line: on stderr, so that the table on stdout stays clean."""
+    print(message, file=sys.stderr, flush=True)
+
+
 def run_worker(module: str, args: list[str], timeout_s: float = 1800) -> dict:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.run(

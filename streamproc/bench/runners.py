@@ -2,15 +2,11 @@
 then the bench's own module; each returns the results table (markdown), which the CLI prints."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from ..errors import UsageError
 from .measure import DEFAULT_CACHE
-
-
-def _progress(message: str) -> None:
-    print(message, file=sys.stderr)
+from .measure import progress as _progress
 
 
 def run_ingest(args) -> str:
@@ -54,7 +50,7 @@ def run_engine(args) -> str:
     DEFAULT_CACHE.mkdir(parents=True, exist_ok=True)
     tokenizer = args.tokenizer or engine.tiny_tokenizer(DEFAULT_CACHE)
     _fits_the_bmodel(bmodel, tokenizer, args)  # before the engine loads, by the rule every command uses
-    print(f"bmodel: {bmodel}; tokenizer: {tokenizer}", file=sys.stderr)
+    _progress(f"bmodel: {bmodel}; tokenizer: {tokenizer}")
     report = engine.run(
         bmodel=bmodel, tokenizer=tokenizer, runtime_dir=args.runtime_dir, clip=args.clip, cache=DEFAULT_CACHE,
         segments=args.segments, segment_s=args.segment_seconds, frame_pixels=args.frame_pixels,
@@ -179,7 +175,7 @@ def run_capacity(args) -> str:
 
         DEFAULT_CACHE.mkdir(parents=True, exist_ok=True)
         profile = capacity.measure_profile(args.bmodel, args.tokenizer, args.runtime_dir, DEFAULT_CACHE, progress)
-        print(f"measured profile: {capacity.describe(profile)}", file=sys.stderr)
+        _progress(f"measured profile: {capacity.describe(profile)}")
     else:
         profile = _profile(capacity, args.profile or capacity.DEFAULT_PROFILE)
     others = tuple(_profile(capacity, Path(name.strip())) for name in args.others.split(",") if name.strip())
