@@ -57,7 +57,7 @@ Its parameters:
                    least this often, at the lowest priority.
 
 URGENT holds the defaults: onset 2 s after 2 s quiet, hold 8 s, verdicts first, 40-token
-captions (16 and at most 8 frames under contention, a caption ended within 8 tokens for an onset
+captions (16 and at most 6 frames under contention, a caption ended within 8 tokens for an onset
 elsewhere), 6 tokens per verdict, joint call, coalescing, urgency order, no preempt.
 docs/benchmarks.md ("Cameras per chip") has the figures behind these values and the
 alternatives tried. OLD is the
@@ -120,7 +120,7 @@ class Policy:
     queue_size: int = 4  # only without coalescing
     heartbeat_s: Optional[float] = 600.0
     busy_caption_tokens: Optional[int] = 16
-    busy_frames: Optional[int] = 8
+    busy_frames: Optional[int] = 6
     yield_tokens: Optional[int] = 8
 
     def caption_budget(self, contended: bool) -> int:

@@ -183,7 +183,7 @@ def test_a_count_is_judged_on_every_scene_not_only_the_first():
 def test_a_call_taken_while_others_wait_has_the_short_caption_and_fewer_frames():
     wide = tape([(0, 18, True, "change", False)], length=100, frames=18)
     out = simulate(scenario([wide, wide], 2, URGENT))
-    busy = call_cost(SEED, replace(URGENT, caption_tokens=16), 2, 8 // 2 * 192)  # thinned to busy_frames
+    busy = call_cost(SEED, replace(URGENT, caption_tokens=16), 2, URGENT.busy_frames // 2 * 192)  # thinned to busy_frames
     calm = call_cost(SEED, URGENT, 2, 18 // 2 * 192)  # the last one: nobody waits behind it
     assert out.contended == 1 and out.calls == 2  # both end at 18 s: the first call taken has the other waiting
     assert out.load * 100 == pytest.approx(busy.total + calm.total)

@@ -146,9 +146,9 @@ def test_the_follow_up_way_asks_for_the_short_caption_too(tiny_builder):
 
 
 @pytest.mark.parametrize("data, expected", [
-    ({}, (16, 8, 8)),
+    ({}, (16, 6, 8)),
     ({"contention": False}, (None, None, None)),
-    ({"busy_caption_tokens": 24, "yield_tokens": 4}, (24, 8, 4)),
+    ({"busy_caption_tokens": 24, "yield_tokens": 4}, (24, 6, 4)),
     ({"preset": "old"}, (None, None, None)),
 ])
 def test_the_config_sets_or_switches_off_the_contention_rules(data, expected):
