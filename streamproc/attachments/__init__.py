@@ -59,7 +59,9 @@ def _safe(name: str) -> str:
 class AttachmentStore:
     def __init__(self, config: "AttachmentsConfig", sources: Sequence["SourceConfig"] = ()):
         self.config = config
-        self.dir = Path(config.dir)
+        # absolute from the start: an event names its files by a path its readers can open, whatever
+        # the service's working directory (the default folder is relative to it)
+        self.dir = Path(config.dir).expanduser().absolute()
         self.sources = {s.name: s for s in sources}
         self.base_url = (config.base_url or "").rstrip("/")
         self._lock = threading.Lock()  # retention walks the folder; one at a time

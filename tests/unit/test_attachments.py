@@ -122,6 +122,19 @@ def test_a_live_alert_carries_the_sampled_frames_encoded_for_browsers(tmp_path, 
     assert (clip["start"], clip["end"]) == (pytest.approx(segment.start), pytest.approx(segment.end))
 
 
+def test_a_relative_folder_gives_events_absolute_paths(tmp_path, frames, monkeypatch):
+    """The default folder is relative to the working directory; an event's reader may not share
+    it (another process, a later cd), so the event names each file by its absolute path."""
+    monkeypatch.chdir(tmp_path)
+    store = AttachmentStore(AttachmentsConfig(dir="relative/attachments"), [SourceConfig(name="door", url="rtsp://127.0.0.1:1/door")])
+    store.start()
+    monkeypatch.chdir("/")
+    snapshot = raise_alert(store, segment_of(frames, "door", 4, count=6)).data["attachments"]["snapshot"]
+    assert Path(snapshot["path"]).is_absolute() and Path(snapshot["path"]).is_file()
+    assert Path(snapshot["path"]).is_relative_to(tmp_path / "relative" / "attachments")
+    assert snapshot["url"] == "/attachments/door/" + Path(snapshot["path"]).name
+
+
 def test_attachments_are_served_on_the_http_port(tmp_path, frames):
     store = store_in(tmp_path)
     store.start()
