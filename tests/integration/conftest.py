@@ -207,8 +207,8 @@ def make_rtsp_server():
 
 @pytest.fixture
 def service_process(tmp_path):
-    """service_process(args, name=..., env=...) -> ServiceProcess (`python ARGS` from the repo
-    root); killed with its process group after the test."""
+    """service_process(args, name=..., env=...) -> ServiceProcess (`python ARGS` in its own folder
+    under tmp_path); killed with its process group after the test."""
     from tests.support.service import ServiceProcess
 
     processes: list[ServiceProcess] = []

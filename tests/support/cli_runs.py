@@ -10,6 +10,7 @@ import re
 import sqlite3
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
@@ -88,13 +89,17 @@ class Outcome:
 
 
 def run_cli(args: Sequence[str], *, fast: bool = True, env: Optional[dict] = None, timeout_s: float = 60.0,
-            cwd: Path = REPO) -> Outcome:
+            cwd: Optional[Path] = None) -> Outcome:
+    """`python -m streamproc ARGS` (or the fast stand-in backend's entry); by default in a scratch
+    working directory, so that what it writes to relative paths does not land in the repository."""
     module = "tests.support.fast_backend" if fast else "streamproc"
-    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
-    done = subprocess.run(
-        [sys.executable, "-m", module, *args], cwd=cwd, env=environment, stdin=subprocess.DEVNULL,
-        capture_output=True, text=True, timeout=timeout_s,
-    )
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "PYTHONPATH": path, **(env or {})}
+    with tempfile.TemporaryDirectory(prefix="streamproc-cli-") as scratch:
+        done = subprocess.run(
+            [sys.executable, "-m", module, *args], cwd=cwd or scratch, env=environment, stdin=subprocess.DEVNULL,
+            capture_output=True, text=True, timeout=timeout_s,
+        )
     return Outcome(done.returncode, done.stdout, done.stderr)
 
 

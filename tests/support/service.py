@@ -88,17 +88,23 @@ def wait_until(predicate: Callable[[], Any], timeout_s: float, interval_s: float
 
 
 class ServiceProcess:
-    """`python ARGS` from the repository root, its stderr (the log) and stdout in files."""
+    """`python ARGS` in a working directory of its own under tmp_path (the repository on
+    PYTHONPATH), its stderr (the log) and stdout in files."""
 
     def __init__(self, args: Sequence[str], tmp_path: Path, *, name: str = "service", env: Optional[dict] = None):
         self.log_path = tmp_path / f"{name}.log"
         self.out_path = tmp_path / f"{name}.out"
         self._log = self.log_path.open("wb")
         self._out = self.out_path.open("wb")
-        environment = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
+        # its own working directory, so that what a service writes to relative paths (the default
+        # attachments folder) stays with this test; the repository on the path for `-m tests...`
+        workdir = tmp_path / f"{name}.cwd"
+        workdir.mkdir(exist_ok=True)
+        path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+        environment = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "PYTHONPATH": path, **(env or {})}
         self.process = subprocess.Popen(
             [sys.executable, *args],
-            cwd=REPO,
+            cwd=workdir,
             stdin=subprocess.DEVNULL,
             stdout=self._out,
             stderr=self._log,
