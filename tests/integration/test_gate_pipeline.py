@@ -77,6 +77,7 @@ def test_unchanged_segments_skip_the_model_and_keep_rules_and_order(tmp_path, ti
         # as docs/gate.md advises (the flicker rule masks only small ticking spots, issue 22)
         "gate": {"mode": "scene_change", "ignore": [[0.0, 0.0, 0.35, 0.1]]},
         "rules": [{"name": "parcel", "keywords": ["parcel"], "raise_after": 2, "clear_after": 2}],
+        "sinks": {"attachments": {"dir": str(tmp_path / "attachments")}},  # not the working directory
         "service": {"workers": 2, "metrics": {"enabled": False}, "stats_interval_s": 3600},
     })
     backends = []

@@ -84,7 +84,8 @@ class Recorder(BasePlugin):
             self._active[event.source] -= 1
 
 
-def test_four_workers_keep_each_sources_captions_and_alerts_in_order(make_video, tiny_model_dir, tiny_builder, monkeypatch):
+def test_four_workers_keep_each_sources_captions_and_alerts_in_order(tmp_path, make_video, tiny_model_dir, tiny_builder,
+                                                                       monkeypatch):
     videos = {name: make_video(".mp4", duration_s=20, fps=10, width=112, height=112, seed=i) for i, name in enumerate(SOURCES)}
     rules = [{"name": "alarm", "keywords": ["alarm"], "raise_after": 2, "clear_after": 2, "cooldown_s": 1.0}]
     config = config_from_data({
@@ -93,6 +94,7 @@ def test_four_workers_keep_each_sources_captions_and_alerts_in_order(make_video,
         "segmenting": {"seq_length": 256, "max_duration_s": 0.2},
         "backend": {"type": "hf", "model": str(tiny_model_dir)},  # read for its geometry only
         "rules": rules,
+        "sinks": {"attachments": {"dir": str(tmp_path / "attachments")}},  # not the working directory
         "service": {"workers": 4, "queue_size": 3, "metrics": {"enabled": False}, "stats_interval_s": 3600},
     })
 
@@ -191,6 +193,7 @@ def test_with_the_gate_skipped_and_described_segments_keep_each_sources_order(tm
         # as docs/gate.md advises (the flicker rule masks only small ticking spots, issue 22)
         "gate": {"mode": "scene_change", "ignore": [[0.0, 0.0, 0.35, 0.1]]},
         "rules": [{"name": "alarm", "keywords": ["alarm"], "raise_after": 2, "clear_after": 2}],
+        "sinks": {"attachments": {"dir": str(tmp_path / "attachments")}},  # not the working directory
         "service": {"workers": 4, "queue_size": 2, "metrics": {"enabled": False}, "stats_interval_s": 3600},
     })
     seeds = iter(range(100))
