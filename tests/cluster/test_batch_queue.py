@@ -94,7 +94,7 @@ def test_batch_jobs_across_workers(cluster_prerequisites, tmp_path, tiny_model_d
                 )
             killed_job = _kill_mid_job(cluster.urls, workers["w0"])
             assert submit.wait(120) == 1, submit.log()  # 1: the poison file failed
-            report, errors = submit.stdout(), submit.log()
+            errors = submit.log()
             assert _stream_last_seq(cluster.urls) == 31  # 30 files + the poison file, each once
 
             states = _states(cluster.urls)

@@ -29,7 +29,7 @@ def get_json(port: int, path: str) -> tuple[int, dict]:
         return error.code, json.loads(error.read())
 
 
-def pipeline_with_store(make_video, tiny_model_dir, store: dict, **extra) -> Pipeline:
+def pipeline_with_store(make_video, tiny_model_dir, store: dict, **extra) -> App:
     video = make_video(duration_s=16, fps=1, width=160, height=120, gop=4)
     data = service_config(
         tiny_model_dir, [{"name": "yard", "path": str(video)}],
