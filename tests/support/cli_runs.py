@@ -5,7 +5,6 @@ a canned answer, no torch), so a case costs well under a second.
 """
 from __future__ import annotations
 
-import os
 import re
 import sqlite3
 import subprocess
@@ -17,7 +16,8 @@ from typing import Iterable, Optional, Sequence
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.service import child_env
+
 
 # Every character with a meaning in a URL (RFC 3986 gen-delims and sub-delims) plus '%' and a
 # few FFmpeg passes through unencoded. Passwords in the tests are made of them.
@@ -93,11 +93,9 @@ def run_cli(args: Sequence[str], *, fast: bool = True, env: Optional[dict] = Non
     """`python -m streamproc ARGS` (or the fast stand-in backend's entry); by default in a scratch
     working directory, so that what it writes to relative paths does not land in the repository."""
     module = "tests.support.fast_backend" if fast else "streamproc"
-    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
-    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "PYTHONPATH": path, **(env or {})}
     with tempfile.TemporaryDirectory(prefix="streamproc-cli-") as scratch:
         done = subprocess.run(
-            [sys.executable, "-m", module, *args], cwd=cwd or scratch, env=environment, stdin=subprocess.DEVNULL,
+            [sys.executable, "-m", module, *args], cwd=cwd or scratch, env=child_env(env), stdin=subprocess.DEVNULL,
             capture_output=True, text=True, timeout=timeout_s,
         )
     return Outcome(done.returncode, done.stdout, done.stderr)

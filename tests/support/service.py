@@ -87,6 +87,13 @@ def wait_until(predicate: Callable[[], Any], timeout_s: float, interval_s: float
         time.sleep(interval_s)
 
 
+def child_env(env: Optional[dict] = None) -> dict:
+    """The environment of a `python -m ...` child run outside the repository: offline, unbuffered,
+    the repository on PYTHONPATH (for `-m tests...`), then `env`."""
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "PYTHONPATH": path, **(env or {})}
+
+
 class ServiceProcess:
     """`python ARGS` in a working directory of its own under tmp_path (the repository on
     PYTHONPATH), its stderr (the log) and stdout in files."""
@@ -100,15 +107,13 @@ class ServiceProcess:
         # attachments folder) stays with this test; the repository on the path for `-m tests...`
         workdir = tmp_path / f"{name}.cwd"
         workdir.mkdir(exist_ok=True)
-        path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
-        environment = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "PYTHONPATH": path, **(env or {})}
         self.process = subprocess.Popen(
             [sys.executable, *args],
             cwd=workdir,
             stdin=subprocess.DEVNULL,
             stdout=self._out,
             stderr=self._log,
-            env=environment,
+            env=child_env(env),
             start_new_session=True,  # its own process group: a Ctrl-C in the terminal goes to pytest
         )
 
