@@ -6,6 +6,7 @@ The worker prints one JSON line: {"cpu_s": ..., "wall_s": ..., **extra}.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import statistics
 import subprocess
@@ -30,9 +31,13 @@ class Measurement:
 DEFAULT_CACHE = cache_dir() / "bench"
 
 
+# A bench's progress lines: logged, so they go where the CLI's log goes (stderr) and the results
+# table on stdout stays clean; `streamproc bench` shows them without -v (cli/bench.py).
+PROGRESS = logging.getLogger("streamproc.bench.progress")
+
+
 def progress(message: str) -> None:
-    """A bench's progress line: on stderr, so that the table on stdout stays clean."""
-    print(message, file=sys.stderr, flush=True)
+    PROGRESS.info(message)
 
 
 def run_worker(module: str, args: list[str], timeout_s: float = 1800) -> dict:

@@ -3,6 +3,7 @@ their options are one table (streamproc/bench/commands.py); this builds the pars
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 
@@ -30,8 +31,9 @@ def add_parser(subparsers) -> None:
 def _runs(command):
     def run(args) -> int:
         from ..bench.commands import runner
-        from ..bench.measure import publish_table
+        from ..bench.measure import PROGRESS, publish_table
 
+        PROGRESS.setLevel(logging.INFO)  # a long bench says how far it is without -v
         return publish_table(runner(command)(args), args.out)
 
     return run
